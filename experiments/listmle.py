@@ -1,0 +1,258 @@
+"""ListMLE "returns zero" workload.
+
+Reproduces the widely read question "`tfr.keras.losses.ListMLELoss()` returns
+zero during training, validation and testing". The folk answer blames
+homogeneous scores, invariant labels and input shapes. Measured on TF 2.15.1 /
+tensorflow-ranking 0.5.5, only the shape produces an exact zero: ListMLE is a
+listwise loss over the last axis, so when scores and labels arrive as
+`(batch*list_size, 1)` every "list" holds one document, whose Plackett-Luce
+probability is 1 and whose loss is log(1) = 0. Zero loss means zero gradient,
+so the model never leaves its random initialisation.
+
+The defaults of `Config` are that failing setup; every folk remedy is a knob,
+so a sweep can show which one actually restores ranking quality (NDCG@5 on
+grouped test lists, next to a random-ranking floor and a noise-free ceiling).
+
+Only the standard library and numpy are imported at module level so that the
+module (its `Config`, `METRIC`, `MODE`, `SMOKE`) can be imported for spec
+validation without paying for TensorFlow.
+"""
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable, Literal
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Config:
+    # --- the folk remedies (defaults reproduce the question) ---
+    list_shape: Literal["flattened", "grouped", "vector"] = "flattened"
+    """Shape of what reaches the loss: `flattened` (batch*list_size, 1) as in the question, `grouped` (batch, list_size), `vector` (batch*list_size,)."""
+    labels: Literal["graded", "constant"] = "graded"
+    """Training labels: `graded` (0..4 from the hidden scoring function) or `constant` (every training label set to the same grade, the answer's "invariant labels"); test labels stay graded."""
+    hidden_activation: Literal["relu", "tanh", "elu", "swish", "sigmoid"] = "relu"
+    """Activation of the two hidden Dense layers of the scoring network."""
+    kernel_initializer: Literal["glorot_uniform", "glorot_normal", "he_normal", "he_uniform", "lecun_normal", "zeros"] = "glorot_uniform"
+    """Kernel initializer of every Dense layer; `zeros` gives every document the same score (the answer's "homogeneous scores")."""
+    feature_norm: Literal["none", "batch", "layer"] = "none"
+    """Normalisation of the per-document features before the hidden layers: none, BatchNormalization or LayerNormalization."""
+
+    # --- optimisation ---
+    learning_rate: float = 1e-3
+    """Adam learning rate."""
+    hidden_units: int = 64
+    """Width of each of the two hidden Dense layers."""
+    epochs: int = 20
+    """Passes over the training queries; one report per epoch."""
+    batch_size: int = 32
+    """Queries (lists) per training step."""
+
+    # --- data ---
+    n_train_queries: int = 1000
+    """Number of synthetic training queries."""
+    n_test_queries: int = 200
+    """Number of held-out synthetic test queries (for val_loss and NDCG@5)."""
+    list_size: int = 10
+    """Documents per query."""
+    n_features: int = 20
+    """Features per document, drawn from N(0, 1)."""
+    label_noise: float = 0.5
+    """Std of the Gaussian noise added to the standardised hidden relevance score before it is cut into grades 0..4."""
+    seed: int = 0
+    """Seeds the data, the weight initialisation, the tie-breaking inside ListMLE and the batch order."""
+
+
+METRIC = "ndcg5"
+MODE = "max"
+
+# Small enough that one trial finishes in a few seconds on one CPU core once
+# TensorFlow is imported; it keeps the data shape (list_size, n_features) of the
+# defaults so every failure mode looks the same, only shorter.
+SMOKE = {"epochs": 3, "n_train_queries": 200, "n_test_queries": 50}
+
+# Grades 0..4 are cut at these quantiles of the noisy relevance score: about
+# half of the documents are irrelevant and few are perfect, as in web-search
+# datasets (MSLR-WEB, Yahoo LTR).
+GRADE_QUANTILES = (0.50, 0.75, 0.90, 0.97)
+# The grade every training label gets when `labels == "constant"`; ListMLE only
+# uses the order of labels, so which grade it is does not matter.
+CONSTANT_GRADE = 1.0
+# Random score draws averaged for the `chance` NDCG@5.
+CHANCE_DRAWS = 20
+
+
+# --- data ---
+def make_data(config: Config):
+    """Synthetic queries: features, graded labels and noise-free relevance.
+
+    The hidden relevance is a fixed random smooth function of the features
+    (a linear part plus a random one-layer tanh network), standardised to unit
+    variance; grades come from that plus Gaussian noise, so the oracle (ranking
+    by the noise-free relevance) is the ceiling a learned ranker can approach.
+    Train and test queries come from the same function.
+    """
+    rng = np.random.default_rng(config.seed)
+    n_queries = config.n_train_queries + config.n_test_queries
+    d = config.n_features
+    x = rng.standard_normal((n_queries, config.list_size, d)).astype(np.float32)
+
+    w_linear = rng.standard_normal(d) / math.sqrt(d)
+    # A random one-layer tanh network; the factor 2 gives its part at least
+    # as much variance as the linear part, so the ranker must be nonlinear.
+    n_bumps = 16
+    w_in = rng.standard_normal((d, n_bumps)) / math.sqrt(d)
+    w_out = rng.standard_normal(n_bumps) / math.sqrt(n_bumps)
+    relevance = x @ w_linear + 2.0 * np.tanh(x @ w_in) @ w_out
+    relevance = (relevance - relevance.mean()) / relevance.std()
+
+    noisy = relevance + config.label_noise * rng.standard_normal(relevance.shape)
+    cuts = np.quantile(noisy, GRADE_QUANTILES)
+    grades = np.digitize(noisy, cuts).astype(np.float32)
+
+    n = config.n_train_queries
+    return (x[:n], grades[:n]), (x[n:], grades[n:], relevance[n:].astype(np.float32))
+
+
+# --- model ---
+def make_model(config: Config):
+    """Scores every document of every list independently: (batch, list_size, n_features) -> (batch, list_size)."""
+    import tensorflow as tf
+
+    inputs = tf.keras.Input(shape=(config.list_size, config.n_features))
+    h = inputs
+    if config.feature_norm == "batch":
+        h = tf.keras.layers.BatchNormalization()(h)
+    elif config.feature_norm == "layer":
+        h = tf.keras.layers.LayerNormalization()(h)
+    # The initializer applies to the output layer too: with `zeros` every
+    # hidden unit outputs the same value for every document, so all scores tie
+    # and the per-list gradient is symmetric; nothing can break the tie.
+    for _ in range(2):
+        h = tf.keras.layers.Dense(
+            config.hidden_units,
+            activation=config.hidden_activation,
+            kernel_initializer=config.kernel_initializer,
+        )(h)
+    scores = tf.keras.layers.Dense(1, kernel_initializer=config.kernel_initializer)(h)
+    scores = tf.keras.layers.Reshape((config.list_size,))(scores)
+    return tf.keras.Model(inputs, scores)
+
+
+# --- training step ---
+def to_loss_shape(tensor, list_shape: str):
+    """Reshape (batch, list_size) labels or scores into what the loss is given."""
+    import tensorflow as tf
+
+    if list_shape == "flattened":
+        # The question's shape: one document per row, so each "list" has length 1.
+        return tf.reshape(tensor, (-1, 1))
+    if list_shape == "vector":
+        # Rank 1: ListMLE reduces over axis 1, which does not exist, so it raises
+        # a ValueError while tracing; it is left to propagate.
+        return tf.reshape(tensor, (-1,))
+    return tensor
+
+
+def make_train_step(model, optimizer, loss_fn, config: Config):
+    import tensorflow as tf
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec((None, config.list_size, config.n_features), tf.float32),
+            tf.TensorSpec((None, config.list_size), tf.float32),
+        ]
+    )
+    def train_step(x, y):
+        with tf.GradientTape() as tape:
+            scores = model(x, training=True)
+            loss = loss_fn(to_loss_shape(y, config.list_shape), to_loss_shape(scores, config.list_shape))
+        grads = tape.gradient(loss, model.trainable_variables)
+        # A zero loss with a zero gradient is the signature of one-item lists;
+        # the norm is taken before the update, on the gradient the loss produced.
+        grad_norm = tf.linalg.global_norm(grads)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return loss, grad_norm
+
+    return train_step
+
+
+# --- evaluation ---
+def ndcg5(labels, scores) -> float:
+    """NDCG@5 over grouped (queries, list_size) lists, whatever shape training used."""
+    import tensorflow_ranking as tfr
+
+    metric = tfr.keras.metrics.NDCGMetric(topn=5)
+    metric.update_state(labels, scores)
+    return float(metric.result().numpy())
+
+
+def reference_ndcg5(test_y, test_relevance, seed: int):
+    """`chance`: mean NDCG@5 of seeded random scores; `oracle`: NDCG@5 of the noise-free relevance."""
+    # seed + 1: a stream of its own, so the draws never reuse the data's numbers.
+    rng = np.random.default_rng(seed + 1)
+    chance = float(np.mean([
+        ndcg5(test_y, rng.standard_normal(test_y.shape).astype(np.float32))
+        for _ in range(CHANCE_DRAWS)
+    ]))
+    oracle = ndcg5(test_y, test_relevance)
+    return chance, oracle
+
+
+# --- training loop ---
+def train(config: Config, report: Callable[[dict], None]) -> None:
+    import tensorflow as tf
+    import tensorflow_ranking as tfr
+
+    tf.keras.backend.clear_session()
+    tf.keras.utils.set_random_seed(config.seed)
+
+    (train_x, train_y), (test_x, test_y, test_relevance) = make_data(config)
+    if config.labels == "constant":
+        train_y = np.full_like(train_y, CONSTANT_GRADE)
+    chance, oracle = reference_ndcg5(test_y, test_relevance, config.seed)
+
+    model = make_model(config)
+    optimizer = tf.keras.optimizers.Adam(config.learning_rate)
+    loss_fn = tfr.keras.losses.ListMLELoss()
+    train_step = make_train_step(model, optimizer, loss_fn, config)
+
+    # Batch order gets its own seeded stream (seed + 2), apart from data and chance.
+    order_rng = np.random.default_rng(config.seed + 2)
+    test_x_t = tf.constant(test_x)
+    test_y_t = tf.constant(test_y)
+    for epoch in range(1, config.epochs + 1):
+        order = order_rng.permutation(config.n_train_queries)
+        losses, norms = [], []
+        for start in range(0, config.n_train_queries, config.batch_size):
+            idx = order[start:start + config.batch_size]
+            loss, grad_norm = train_step(tf.constant(train_x[idx]), tf.constant(train_y[idx]))
+            losses.append(float(loss))
+            norms.append(float(grad_norm))
+
+        # Test labels stay graded even when training labels are constant: the
+        # held-out queries measure what the user wants, not what was trained on.
+        test_scores = model(test_x_t, training=False)
+        val_loss = loss_fn(
+            to_loss_shape(test_y_t, config.list_shape),
+            to_loss_shape(test_scores, config.list_shape),
+        )
+        report({
+            "step": epoch,
+            "loss": float(np.mean(losses)),
+            "val_loss": float(val_loss),
+            "grad_norm": float(np.mean(norms)),
+            "ndcg5": ndcg5(test_y_t, test_scores),
+            "chance": chance,
+            "oracle": oracle,
+        })
+
+
+if __name__ == "__main__":
+    config = dataclasses.replace(Config(), **SMOKE)
+    start = time.perf_counter()
+    train(config, print)
+    print(f"wall {time.perf_counter() - start:.1f}s")

@@ -1,0 +1,145 @@
+"""The `sweeper` command line: validate, list, run, ui."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from sweeper.errors import SweeperError
+from sweeper.spec import SweepSpec, load_specs
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Settle, with evidence, which remedy fixes a failing training run.",
+)
+console = Console(width=None if sys.stdout.isatty() else 160)  # tables stay readable in logs and pipes
+errors = Console(stderr=True, highlight=False, soft_wrap=True)
+
+SpecPath = Annotated[Path, typer.Argument(help="Sweep spec YAML (one sweep, or several separated by ---).")]
+
+
+def _fail(message: str) -> None:
+    errors.print(f"error: {message}", markup=False)
+    raise typer.Exit(2)
+
+
+def _specs(path: Path, seeds: int | None = None) -> list[SweepSpec]:
+    try:
+        specs = load_specs(path)
+        return [spec.with_seeds(seeds) for spec in specs] if seeds is not None else specs
+    except SweeperError as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def validate(spec: SpecPath) -> None:
+    """Check a spec without running anything: exit 0 if valid, 2 with a one-line error if not."""
+    for sweep in _specs(spec):
+        console.print(
+            f"ok: {sweep.name}: workload {sweep.workload}, {len(sweep.points)} grid points x {sweep.seeds} seeds "
+            f"= {sweep.trial_count} trials"
+        )
+
+
+@app.command("list")
+def list_workloads() -> None:
+    """The workloads, their metric and their knobs with allowed values and defaults."""
+    from sweeper.workload import available, load
+
+    for name in available():
+        try:
+            workload = load(name)
+        except SweeperError as exc:
+            _fail(str(exc))
+        table = Table(title=f"{name}  (metric: {workload.metric}, {workload.mode})", title_justify="left")
+        for column in ("knob", "default", "values", "what it is"):
+            table.add_column(column, overflow="fold")
+        for knob in workload.knobs.values():
+            if knob.name != "seed":
+                table.add_row(knob.name, str(knob.default), knob.describe_values(), knob.doc)
+        console.print(table)
+
+
+@app.command()
+def run(
+    spec: SpecPath,
+    out: Annotated[Path, typer.Option(help="Folder that receives one new sub-folder per sweep.")] = Path("sweeps"),
+    seeds: Annotated[Optional[int], typer.Option(help="Run seeds 0..N-1 instead of the spec's `seeds`.")] = None,
+    address: Annotated[Optional[str], typer.Option(help="Address of a running Ray cluster; default: Ray on this machine.")] = None,
+    tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow tracking URI; default: MLFLOW_TRACKING_URI or ./mlflow.db.")] = None,
+    max_concurrent: Annotated[Optional[int], typer.Option(min=1, help="At most this many trials at once.")] = None,
+) -> None:
+    """Run every sweep in SPEC: reproduce the failure, sweep the remedies over seeds, rank them."""
+    specs = _specs(spec, seeds)  # everything is validated before anything is written or started
+    from sweeper.sweep import run_sweep
+    from sweeper.tracking import default_tracking_uri
+
+    uri = tracking_uri or default_tracking_uri()
+    for sweep in specs:
+        outcome = run_sweep(sweep, out_root=out, tracking_uri=uri, address=address, max_concurrent=max_concurrent)
+        _print_ranking(outcome.ranking)
+        console.print(f"outputs: {outcome.sweep_dir}/ (report.md, ranking.json, trials.csv)")
+        console.print(f"mlflow:  {uri} · experiment {sweep.name} · parent run {outcome.parent_run_id}")
+
+
+def _print_ranking(ranking: dict) -> None:
+    metric = ranking["metric"]
+    table = Table(title=f"{ranking['sweep']}: remedies ranked ({metric}, {ranking['mode']})", title_justify="left")
+    for column in ("grid point", "verdict", "healthy", f"median {metric}", "median loss", "P(beats baseline)", "seeds"):
+        table.add_column(column, overflow="fold")
+    for point in ranking["points"]:
+        beats = point["prob_beats_baseline"]
+        table.add_row(
+            point["label"],
+            point["verdict"],
+            f"{point['healthy']}/{len(point['seeds'])}",
+            "–" if point["median_metric"] is None else f"{point['median_metric']:.4f}",
+            "–" if point["median_loss"] is None else f"{point['median_loss']:.4g}",
+            "–" if beats is None else f"{beats:.2f}",
+            ", ".join(point["verdicts"]),
+        )
+    console.print(table)
+
+
+@app.command()
+def ui(
+    tracking_uri: Annotated[Optional[str], typer.Option(help="Backend store; default: MLFLOW_TRACKING_URI or ./mlflow.db.")] = None,
+    host: Annotated[str, typer.Option(help="Interface to bind; 127.0.0.1 keeps the UI off the network.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 5000,
+) -> None:
+    """Open the MLflow UI on the sweep store (serves until interrupted)."""
+    from sweeper.tracking import default_tracking_uri, local_store_path
+
+    uri = tracking_uri or default_tracking_uri()
+    store = local_store_path(uri)
+    if store is not None and not store.exists():
+        _fail(f"{store}: no MLflow store here yet; run a sweep first or pass --tracking-uri")
+    mlflow = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or shutil.which("mlflow")
+    if mlflow is None:
+        _fail("the `mlflow` command is not installed in this environment")
+    console.print(f"MLflow UI: http://{host}:{port}  (store {uri}; Ctrl-C stops it)")
+    command = [mlflow, "server", "--backend-store-uri", uri, "--host", host, "--port", str(port), "--workers", "1"]
+    if store is not None:
+        command += ["--default-artifact-root", (store.parent / "mlartifacts").as_uri()]
+    try:
+        subprocess.run(command, check=False, env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
+    except KeyboardInterrupt:
+        pass
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""The sweep's console display: one progress line (rich) in place of Ray Tune's trial table."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+
+class SweepProgress:
+    """Trials done/total, running, verdict counts and the best final metric so far."""
+
+    def __init__(self, title: str, total: int, metric: str, mode: str, console: Console | None = None):
+        self.metric, self.mode = metric, mode
+        self.running: set[str] = set()
+        self.verdicts: Counter[str] = Counter()
+        self.best: tuple[float, str] | None = None
+        self.console = console or Console(stderr=True)
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[status]}"),
+            console=self.console,
+            transient=False,
+        )
+        self._task = self._progress.add_task(title, total=total, status="starting Ray")
+
+    def __enter__(self) -> SweepProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._progress.stop()
+
+    def trial_started(self, key: str) -> None:
+        self.running.add(key)
+        self._refresh()
+
+    def trial_finished(self, key: str, label: str, verdict: str, final_metric: float | None) -> None:
+        self.running.discard(key)
+        self.verdicts[verdict] += 1
+        if verdict == "healthy" and final_metric is not None and math.isfinite(final_metric):
+            better = self.best is None or (
+                final_metric > self.best[0] if self.mode == "max" else final_metric < self.best[0]
+            )
+            if better:
+                self.best = (final_metric, label)
+        self._progress.advance(self._task)
+        self._refresh()
+
+    def status_line(self) -> str:
+        parts = [f"{len(self.running)} running"]
+        parts += [f"{count} {verdict}" for verdict, count in sorted(self.verdicts.items())]
+        if self.best is not None:
+            parts.append(f"best {self.metric} {self.best[0]:.4g} ({self.best[1]})")
+        return " · ".join(parts)
+
+    def _refresh(self) -> None:
+        self._progress.update(self._task, status=self.status_line())

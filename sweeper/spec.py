@@ -1,0 +1,233 @@
+"""Sweep specs: YAML to validated SweepSpec objects, refused with a one-line error before anything runs.
+
+A spec file holds one sweep, or several as YAML documents separated by `---` (configs/smoke.yaml runs one
+small sweep per workload). Each document:
+
+    name: listmle-remedies     # MLflow experiment and output folder prefix (default: the file's stem)
+    workload: listmle
+    seeds: 3                   # every grid point runs with seeds 0..seeds-1
+    smoke: false               # true: start from the workload's SMOKE overrides (tiny, fast trials)
+    fixed: {epochs: 20}        # overrides for every trial
+    grid:                      # knob -> values; the cartesian product is swept
+      list_shape: [flattened, grouped]
+    resources: {cpu: 1, gpu: 0}
+    description: free text shown in the report
+
+The baseline (every grid knob at its Config default) is always swept, added if the product lacks it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sweeper.errors import SweeperError, did_you_mean, one_of
+from sweeper.workload import Workload, load
+
+TOP_LEVEL_KEYS = ("name", "workload", "description", "seeds", "smoke", "fixed", "grid", "resources")
+RESOURCE_KEYS = ("cpu", "gpu")
+BASELINE_LABEL = "baseline"
+_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+@dataclass(frozen=True)
+class GridPoint:
+    """One combination of remedy knobs; `label` names it by the knobs that differ from the baseline."""
+
+    knobs: dict[str, Any]
+    label: str
+    is_baseline: bool
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    path: Path
+    name: str
+    workload: str
+    seeds: int
+    smoke: bool
+    fixed: dict[str, Any]
+    grid: dict[str, list[Any]]
+    cpu: float
+    gpu: float
+    description: str = ""
+    points: list[GridPoint] = field(default_factory=list)
+
+    @property
+    def trial_count(self) -> int:
+        return len(self.points) * self.seeds
+
+    def base_overrides(self, workload: Workload) -> dict[str, Any]:
+        """What every trial's Config starts from: SMOKE (if asked for), then `fixed`."""
+        return {**(workload.smoke if self.smoke else {}), **self.fixed}
+
+    def with_seeds(self, seeds: int) -> SweepSpec:
+        _check_seeds(self.path, "--seeds", seeds)
+        return dataclasses.replace(self, seeds=seeds)
+
+
+def load_specs(path: str | Path) -> list[SweepSpec]:
+    """Every sweep in a spec file, all validated; the first mistake raises SweeperError."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SweeperError(f"{path}: no such spec file") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+        raise SweeperError(f"{path}: cannot read the spec file: {exc}") from None
+    try:
+        documents = [doc for doc in yaml.safe_load_all(text) if doc is not None]
+    except yaml.YAMLError as exc:
+        where = ""
+        mark = getattr(exc, "problem_mark", None)
+        if mark is not None:
+            where = f" at line {mark.line + 1}, column {mark.column + 1}"
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SweeperError(f"{path}: malformed YAML{where}: {problem}") from None
+    if not documents:
+        raise SweeperError(f"{path}: the spec file is empty; it needs at least `workload:`")
+    specs = [_parse(path, doc, index if len(documents) > 1 else None) for index, doc in enumerate(documents)]
+    names = [spec.name for spec in specs]
+    for name in names:
+        if names.count(name) > 1:
+            raise SweeperError(f"{path}: name: {name!r} is used by more than one sweep in the file")
+    return specs
+
+
+def _parse(path: Path, doc: Any, index: int | None) -> SweepSpec:
+    where = f"{path}" if index is None else f"{path} (document {index + 1})"
+
+    def fail(key: str, message: str) -> SweeperError:
+        return SweeperError(f"{where}: {key}: {message}")
+
+    if not isinstance(doc, dict):
+        raise SweeperError(f"{where}: a sweep spec is a mapping of keys, not {type(doc).__name__}")
+    for key in doc:
+        if key not in TOP_LEVEL_KEYS:
+            raise fail(str(key), f"unknown key{did_you_mean(key, TOP_LEVEL_KEYS)}; {one_of(TOP_LEVEL_KEYS)}")
+
+    if "workload" not in doc:
+        raise fail("workload", "missing; every sweep names its workload (see `sweeper list`)")
+    workload_name = doc["workload"]
+    if not isinstance(workload_name, str):
+        raise fail("workload", f"expected a workload name, got {workload_name!r}")
+    try:
+        workload = load(workload_name)
+    except SweeperError as exc:
+        raise fail("workload", str(exc)) from None
+
+    name = doc.get("name", path.stem if index is None else f"{path.stem}-{workload_name}")
+    if not isinstance(name, str) or not _NAME_PATTERN.match(name):
+        raise fail("name", f"{name!r} is not a valid sweep name; use letters, digits, '.', '_', '-' (1-100)")
+
+    seeds = doc.get("seeds", 3)
+    _check_seeds(where, "seeds", seeds)
+
+    smoke = doc.get("smoke", False)
+    if not isinstance(smoke, bool):
+        raise fail("smoke", f"expected true or false, got {smoke!r}")
+
+    description = doc.get("description", "")
+    if not isinstance(description, str):
+        raise fail("description", f"expected text, got {type(description).__name__}")
+
+    fixed = _mapping(doc, "fixed", fail)
+    fixed = {key: _knob_value(workload, f"fixed.{key}", key, value, fail) for key, value in fixed.items()}
+
+    grid_doc = _mapping(doc, "grid", fail)
+    grid: dict[str, list[Any]] = {}
+    for key, values in grid_doc.items():
+        if key in fixed:
+            raise fail(f"grid.{key}", "is also set in `fixed`; a knob is either fixed or swept")
+        if not isinstance(values, list) or not values:
+            raise fail(f"grid.{key}", f"expected a non-empty list of values, got {values!r}")
+        checked = [_knob_value(workload, f"grid.{key}[{i}]", key, v, fail) for i, v in enumerate(values)]
+        if len(set(map(repr, checked))) != len(checked):
+            raise fail(f"grid.{key}", f"lists a value twice: {values!r}")
+        grid[str(key)] = checked
+
+    resources = _mapping(doc, "resources", fail)
+    for key in resources:
+        if key not in RESOURCE_KEYS:
+            raise fail(f"resources.{key}", f"unknown resource{did_you_mean(key, RESOURCE_KEYS)}; {one_of(RESOURCE_KEYS)}")
+    cpu = _amount(resources.get("cpu", 1), "resources.cpu", fail, minimum_exclusive=True)
+    gpu = _amount(resources.get("gpu", 0), "resources.gpu", fail, minimum_exclusive=False)
+
+    return SweepSpec(
+        path=path,
+        name=name,
+        workload=workload_name,
+        seeds=seeds,
+        smoke=smoke,
+        fixed=fixed,
+        grid=grid,
+        cpu=cpu,
+        gpu=gpu,
+        description=description,
+        points=grid_points(workload, grid),
+    )
+
+
+def _check_seeds(where: object, key: str, seeds: Any) -> None:
+    if not isinstance(seeds, int) or isinstance(seeds, bool) or not 1 <= seeds <= 1000:
+        raise SweeperError(f"{where}: {key}: expected a whole number of seeds from 1 to 1000, got {seeds!r}")
+
+
+def _mapping(doc: dict, key: str, fail) -> dict:
+    value = doc.get(key) or {}
+    if not isinstance(value, dict):
+        raise fail(key, f"expected a mapping, got {value!r}")
+    return value
+
+
+def _knob_value(workload: Workload, key: str, knob_name: Any, value: Any, fail) -> Any:
+    knobs = workload.knobs
+    if knob_name == "seed":
+        raise fail(key, "the seed is not a knob here; set `seeds: N` to run seeds 0..N-1")
+    if knob_name not in knobs:
+        tunable = [k for k in knobs if k != "seed"]
+        raise fail(
+            key,
+            f"unknown knob {knob_name!r} for workload {workload.name!r}{did_you_mean(knob_name, tunable)}; "
+            f"{one_of(tunable)}",
+        )
+    knob = knobs[knob_name]
+    checked = knob.check(value)
+    if checked is None:
+        if knob.choices is not None:
+            raise fail(key, f"{value!r} is not a value of {knob_name}{did_you_mean(value, knob.choices)}; {one_of(knob.choices)}")
+        raise fail(key, f"{knob_name} expects {knob.kind.__name__}, got {value!r}")
+    if isinstance(checked, float) and not math.isfinite(checked):
+        raise fail(key, f"{knob_name} must be finite, got {value!r}")
+    return checked
+
+
+def _amount(value: Any, key: str, fail, *, minimum_exclusive: bool) -> float:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (value > 0 if minimum_exclusive else value >= 0)
+    if not ok:
+        bound = "a number above 0" if minimum_exclusive else "a number, 0 or more"
+        raise fail(key, f"expected {bound}, got {value!r}")
+    return float(value)
+
+
+def grid_points(workload: Workload, grid: dict[str, list[Any]]) -> list[GridPoint]:
+    """The cartesian product of the grid, baseline first (added if the product lacks it)."""
+    defaults = {key: workload.knobs[key].default for key in grid}
+    points = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+    if defaults not in points:
+        points.append(defaults)
+    points.sort(key=lambda knobs: knobs != defaults)  # stable: the baseline moves to the front
+    return [GridPoint(knobs, point_label(knobs, defaults), knobs == defaults) for knobs in points]
+
+
+def point_label(knobs: dict[str, Any], defaults: dict[str, Any]) -> str:
+    changed = [f"{key}={value}" for key, value in knobs.items() if value != defaults[key]]
+    return ",".join(changed) or BASELINE_LABEL
