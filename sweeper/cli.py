@@ -86,7 +86,10 @@ def run(
 
     uri = tracking_uri or default_tracking_uri()
     for sweep in specs:
-        outcome = run_sweep(sweep, out_root=out, tracking_uri=uri, address=address, max_concurrent=max_concurrent)
+        try:
+            outcome = run_sweep(sweep, out_root=out, tracking_uri=uri, address=address, max_concurrent=max_concurrent)
+        except SweeperError as exc:
+            _fail(str(exc))
         _print_ranking(outcome.ranking)
         console.print(f"outputs: {outcome.sweep_dir}/ (report.md, ranking.json, trials.csv)")
         console.print(f"mlflow:  {uri} · experiment {sweep.name} · parent run {outcome.parent_run_id}")

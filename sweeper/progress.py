@@ -13,7 +13,7 @@ class SweepProgress:
     """Trials done/total, running, verdict counts and the best final metric so far."""
 
     def __init__(self, title: str, total: int, metric: str, mode: str, console: Console | None = None):
-        self.metric, self.mode = metric, mode
+        self.metric, self.mode, self.total, self.done = metric, mode, total, 0
         self.running: set[str] = set()
         self.verdicts: Counter[str] = Counter()
         self.best: tuple[float, str] | None = None
@@ -42,6 +42,7 @@ class SweepProgress:
 
     def trial_finished(self, key: str, label: str, verdict: str, final_metric: float | None) -> None:
         self.running.discard(key)
+        self.done += 1
         self.verdicts[verdict] += 1
         if verdict == "healthy" and final_metric is not None and math.isfinite(final_metric):
             better = self.best is None or (
@@ -51,6 +52,10 @@ class SweepProgress:
                 self.best = (final_metric, label)
         self._progress.advance(self._task)
         self._refresh()
+        if not self.console.is_terminal:  # no live bar in a log or a pipe: one line per finished trial
+            shown = "–" if final_metric is None else f"{final_metric:.4g}"
+            line = f"[{self.done}/{self.total}] {key}: {verdict}, {self.metric} {shown}"
+            self.console.print(line, markup=False, highlight=False)
 
     def status_line(self) -> str:
         parts = [f"{len(self.running)} running"]

@@ -24,6 +24,7 @@ import ray  # noqa: E402
 from ray import tune  # noqa: E402
 
 from sweeper import health  # noqa: E402
+from sweeper.errors import SweeperError  # noqa: E402
 from sweeper.progress import SweepProgress  # noqa: E402
 from sweeper.spec import GridPoint, SweepSpec  # noqa: E402
 from sweeper.tracking import (  # noqa: E402
@@ -54,6 +55,8 @@ class TrialRecord:
     error: str | None = None
     stopped_early: bool = False
     train_seconds: float = 0.0
+    worker: str = ""
+    """node_ip:pid of the Ray worker process that ran the trial (reused workers run many trials)."""
     run_id: str | None = None
     diagnosis: health.Diagnosis | None = None
 
@@ -145,6 +148,7 @@ class _SweepCallback(tune.Callback):
     def on_trial_result(self, iteration, trials, trial, result, **info):
         record = self._record(trial)
         record.train_seconds = result.get(_ELAPSED, record.train_seconds)
+        record.worker = f"{result.get('node_ip', '')}:{result.get('pid', '')}"
         if _ERROR in result:
             record.error = result[_ERROR]
             return
@@ -200,6 +204,17 @@ def start_ray(address: str | None) -> None:
         logging_level=logging.ERROR,
         log_to_driver=False,
     )
+
+
+def check_resources(spec: SweepSpec) -> None:
+    """Refuse a per-trial request the cluster can never meet: Tune would otherwise wait for it forever."""
+    available = ray.cluster_resources()
+    for key, asked in (("CPU", spec.cpu), ("GPU", spec.gpu)):
+        if asked > available.get(key, 0.0):
+            raise SweeperError(
+                f"{spec.path}: resources.{key.lower()}: each trial asks for {asked:g} {key}, but the Ray cluster "
+                f"has {available.get(key, 0.0):g} in all"
+            )
 
 
 def run_trials(

@@ -181,7 +181,9 @@ def _check_seeds(where: object, key: str, seeds: Any) -> None:
 
 
 def _mapping(doc: dict, key: str, fail) -> dict:
-    value = doc.get(key) or {}
+    value = doc.get(key)
+    if value is None:  # absent, or written as `key:` with nothing after it
+        return {}
     if not isinstance(value, dict):
         raise fail(key, f"expected a mapping, got {value!r}")
     return value

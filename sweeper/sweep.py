@@ -7,12 +7,15 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sweeper import ranking, report
 from sweeper.progress import SweepProgress
 from sweeper.spec import SweepSpec
 from sweeper.workload import load
+
+if TYPE_CHECKING:
+    from sweeper.runner import TrialRecord
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,8 @@ def run_sweep(
     from sweeper.tracking import TAG_WORKLOAD, SweepTracker
 
     workload = load(spec.workload)
+    runner.start_ray(address)
+    runner.check_resources(spec)  # before anything is written
     sweep_id = new_sweep_id(spec.name)
     sweep_dir = out_root / sweep_id
     suffix = 1
@@ -66,7 +71,6 @@ def run_sweep(
     started = time.perf_counter()
     status = "FAILED"
     try:
-        runner.start_ray(address)
         with SweepProgress(sweep_id, spec.trial_count, workload.metric, workload.mode) as display:
             records = runner.run_trials(
                 spec, sweep_id=sweep_id, sweep_dir=sweep_dir, tracker=tracker, display=display,
@@ -97,7 +101,7 @@ def run_sweep(
     return SweepOutcome(sweep_id, sweep_dir, parent_run_id, document)
 
 
-def _trial_row(spec: SweepSpec, metric: str, record: Any) -> dict[str, Any]:
+def _trial_row(spec: SweepSpec, metric: str, record: TrialRecord) -> dict[str, Any]:
     def clean(value: float | None) -> float | None:
         return value if value is None or math.isfinite(value) else None
 
@@ -117,5 +121,6 @@ def _trial_row(spec: SweepSpec, metric: str, record: Any) -> dict[str, Any]:
         "chance": clean(record.final("chance")),
         "oracle": clean(record.final("oracle")),
         "train_seconds": round(record.train_seconds, 3),
+        "worker": record.worker,
         "mlflow_run_id": record.run_id,
     }

@@ -104,3 +104,16 @@ def test_run_refuses_bad_seeds_from_the_command_line(tmp_path):
     result = CliRunner().invoke(app, ["run", str(write(tmp_path, GOOD)), "--seeds", "0", "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and "--seeds" in result.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_run_refuses_resources_the_cluster_lacks(tmp_path):
+    """Checked against the real (local) Ray cluster before anything is written; Tune would wait forever."""
+    spec = write(tmp_path, "workload: listmle\nsmoke: true\nresources: {cpu: 1, gpu: 1000}\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    sweeper = Path(sys.executable).with_name("sweeper")
+    result = subprocess.run([str(sweeper), "run", str(spec)], cwd=work, capture_output=True, text=True,
+                            env={**os.environ, "MLFLOW_TRACKING_URI": ""}, timeout=300)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "resources.gpu" in result.stderr and "1000 GPU" in result.stderr
+    assert list(work.iterdir()) == []

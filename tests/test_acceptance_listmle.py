@@ -1,0 +1,82 @@
+"""The ListMLE acceptance sweep: the full remedy grid of configs/listmle.yaml over 3 seeds (slow: ~15 min
+on 2 cores). It checks the claims the tool makes about this failure against what really happened."""
+
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    work = tmp_path_factory.mktemp("listmle")
+    sweeper = Path(sys.executable).with_name("sweeper")
+    result = subprocess.run(
+        [str(sweeper), "run", str(ROOT / "configs/listmle.yaml"), "--seeds", "3", "--out", str(work / "sweeps"),
+         "--tracking-uri", f"sqlite:///{work / 'mlflow.db'}"],
+        capture_output=True, text=True, timeout=3600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    (sweep_dir,) = (work / "sweeps").iterdir()
+    rows = list(csv.DictReader((sweep_dir / "trials.csv").open()))
+    ranking = json.loads((sweep_dir / "ranking.json").read_text())
+    return MlflowClient(f"sqlite:///{work / 'mlflow.db'}"), rows, ranking
+
+
+def test_every_trial_is_one_row_and_one_child_run(sweep):
+    client, rows, ranking = sweep
+    assert len(rows) == len(ranking["points"]) * 3 == 108 * 3
+    runs = client.search_runs([client.get_experiment_by_name("listmle-remedies").experiment_id], max_results=1000)
+    assert sum(r.data.tags.get("sweeper.kind") == "sweep" for r in runs) == 1
+    assert sorted(r.info.run_id for r in runs if r.data.tags.get("sweeper.kind") == "trial") == sorted(
+        row["mlflow_run_id"] for row in rows
+    )
+
+
+def test_the_baseline_loss_is_exactly_zero_at_every_step_in_every_seed(sweep):
+    client, rows, _ = sweep
+    baseline = [row for row in rows if row["point"] == "baseline"]
+    assert [row["verdict"] for row in baseline] == ["stuck_zero"] * 3
+    for row in baseline:
+        for name in ("loss", "val_loss", "grad_norm"):
+            history = client.get_metric_history(row["mlflow_run_id"], name)
+            assert len(history) == int(row["steps"]) > 1 and all(m.value == 0.0 for m in history), name
+
+
+def test_every_grouped_point_has_a_non_zero_loss(sweep):
+    _, rows, _ = sweep
+    grouped = [row for row in rows if row["list_shape"] == "grouped"]
+    assert grouped and all(float(row["final_loss"]) > 0.1 for row in grouped)
+
+
+def test_the_best_point_groups_the_lists_and_nears_the_oracle_in_every_seed(sweep):
+    _, rows, ranking = sweep
+    best = ranking["points"][0]
+    assert best["knobs"]["list_shape"] == "grouped" and best["verdict"] == "fixes"
+    for row in (row for row in rows if row["point"] == best["label"]):
+        assert row["verdict"] == "healthy"
+        assert float(row["final_metric"]) >= 0.9 * float(row["oracle"])
+
+
+def test_the_answers_other_causes_give_non_zero_losses_and_fix_nothing(sweep):
+    _, _, ranking = sweep
+    points = {p["label"]: p for p in ranking["points"]}
+    homogeneous = points["list_shape=grouped,kernel_initializer=zeros"]  # every document scores the same
+    assert homogeneous["median_loss"] == pytest.approx(math.log(math.factorial(10)), rel=1e-4)
+    invariant = points["list_shape=grouped,labels=constant"]
+    assert invariant["median_loss"] > 1.0
+    for point in (homogeneous, invariant):
+        assert point["healthy"] == 0 and point["verdict"] != "fixes"
+    # one-item lists stay at exactly zero whatever else is changed
+    flattened = [p for p in ranking["points"] if p["knobs"]["list_shape"] == "flattened"]
+    assert all(p["median_loss"] == 0.0 and p["verdict"] != "fixes" for p in flattened)
+    assert all(set(p["verdicts"]) == {"error"} for p in ranking["points"] if p["knobs"]["list_shape"] == "vector")
