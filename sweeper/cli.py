@@ -1,4 +1,4 @@
-"""The `sweeper` command line: validate, list, run, ui."""
+"""The `sweeper` command line: validate, list, run, report, compare, ui."""
 
 from __future__ import annotations
 
@@ -91,27 +91,92 @@ def run(
         except SweeperError as exc:
             _fail(str(exc))
         _print_ranking(outcome.ranking)
-        console.print(f"outputs: {outcome.sweep_dir}/ (report.md, ranking.json, trials.csv)")
+        console.print(f"outputs: {outcome.sweep_dir}/ (report.md, report.html, ranking.json, trials.csv, plots/)")
         console.print(f"mlflow:  {uri} · experiment {sweep.name} · parent run {outcome.parent_run_id}")
 
 
-def _print_ranking(ranking: dict) -> None:
-    metric = ranking["metric"]
-    table = Table(title=f"{ranking['sweep']}: remedies ranked ({metric}, {ranking['mode']})", title_justify="left")
-    for column in ("grid point", "verdict", "healthy", f"median {metric}", "median loss", "P(beats baseline)", "seeds"):
+def _print_ranking(document: dict) -> None:
+    """The report's ranking and claims tables, as the report has them."""
+    from sweeper.report import claims_section, ranking_section
+
+    for section in (ranking_section(document), claims_section(document)):
+        if section.rows:
+            table = Table(title=f"{document['sweep']}: {section.title}", title_justify="left")
+            for column in section.header:
+                table.add_column(column, overflow="fold")
+            for row in section.rows:
+                table.add_row(*row)
+            console.print(table)
+
+
+@app.command()
+def report(
+    sweep: Annotated[str, typer.Argument(help="Sweep id (its output folder's name) or its MLflow parent run id.")],
+    tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow tracking URI; default: MLFLOW_TRACKING_URI or ./mlflow.db.")] = None,
+    out: Annotated[Path, typer.Option(help="Folder that receives the rebuilt sweep folder.")] = Path("sweeps"),
+) -> None:
+    """Rebuild a sweep's outputs from MLflow alone (on any machine that reaches the store)."""
+    from sweeper.sweep import rebuild_sweep
+    from sweeper.tracking import default_tracking_uri
+
+    uri = tracking_uri or default_tracking_uri()
+    try:
+        outcome = rebuild_sweep(sweep, tracking_uri=uri, out_root=out)
+    except SweeperError as exc:
+        _fail(str(exc))
+    _print_ranking(outcome.ranking)
+    console.print(f"outputs: {outcome.sweep_dir}/ (report.md, report.html, ranking.json, trials.csv, plots/)")
+
+
+@app.command()
+def compare(
+    before: Annotated[str, typer.Argument(help="A sweep folder, or a sweep id / parent run id in MLflow.")],
+    after: Annotated[str, typer.Argument(help="The sweep to compare with it (e.g. after a code change).")],
+    tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow tracking URI for sweep ids.")] = None,
+) -> None:
+    """The grid points two sweeps share, side by side: verdicts, healthy seeds, IQM, P(after beats before)."""
+    import json
+    import tempfile
+
+    from sweeper.ranking import compare_sweeps
+
+    def ranking_of(ref: str, scratch: Path) -> dict:
+        local = Path(ref) / "ranking.json"
+        if local.is_file():
+            return json.loads(local.read_text())
+        from sweeper.tracking import default_tracking_uri, download_file
+
+        uri = tracking_uri or default_tracking_uri()
+        path = download_file(uri, ref, "ranking.json", scratch)
+        if path is None:
+            _fail(f"{ref}: neither a sweep folder with ranking.json nor a sweep in {uri}")
+        return json.loads(path.read_text())
+
+    with tempfile.TemporaryDirectory() as scratch:
+        documents = [ranking_of(ref, Path(scratch) / str(i)) for i, ref in enumerate((before, after))]
+    try:
+        rows = compare_sweeps(*documents)
+    except ValueError as exc:
+        _fail(str(exc))
+    if not rows:
+        _fail(f"{before} and {after} share no grid point")
+    metric = documents[0]["metric"]
+    table = Table(title=f"{documents[0]['sweep']} -> {documents[1]['sweep']}", title_justify="left")
+    for column in ("grid point", "verdict", "healthy", f"IQM {metric}", "P(after beats before)"):
         table.add_column(column, overflow="fold")
-    for point in ranking["points"]:
-        beats = point["prob_beats_baseline"]
+    for row in rows:
         table.add_row(
-            point["label"],
-            point["verdict"],
-            f"{point['healthy']}/{len(point['seeds'])}",
-            "–" if point["median_metric"] is None else f"{point['median_metric']:.4f}",
-            "–" if point["median_loss"] is None else f"{point['median_loss']:.4g}",
-            "–" if beats is None else f"{beats:.2f}",
-            ", ".join(point["verdicts"]),
+            row["label"],
+            f"{row['verdict_before']} -> {row['verdict_after']}",
+            f"{row['healthy_before']} -> {row['healthy_after']}",
+            f"{_number(row['iqm_before'])} -> {_number(row['iqm_after'])}",
+            f"{row['prob_after_beats_before']:.2f}",
         )
     console.print(table)
+
+
+def _number(value: float | None) -> str:
+    return "–" if value is None else f"{value:.4g}"
 
 
 @app.command()

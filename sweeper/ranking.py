@@ -1,29 +1,41 @@
-"""Remedy statistics over seeds: pure numpy, no heavy imports.
+"""Remedy statistics over seeds: pure numpy/scipy, no heavy imports.
 
-Every trial gets a score: its final metric if its verdict is `healthy`, else the worst possible score, so
-an unhealthy seed counts as a failure and is never dropped. Per grid point:
+Unhealthy seeds count as failures; they are never dropped:
+- for the metric statistics, an unhealthy trial scores the workload's `chance` level (what a model that
+  learned nothing gets; `fill_missing_chance` supplies it for trials that raised), or the sweep's worst
+  final metric where the workload reports no chance level;
+- for comparisons, an unhealthy trial ranks below every healthy one and ties with every other unhealthy one.
+
+Per grid point:
   healthy_rate        share of healthy seeds, with a 95% Wilson score interval;
-  median_metric       median final metric over the seeds that reported one (healthy or not);
-  prob_beats_baseline P(score of a random seed of the point > score of a random seed of the baseline),
-                      ties counting one half (the Mann-Whitney U statistic over n*m);
-  verdict             VERDICT_RULE below.
+  median / iqm        median and interquartile mean of the scores, the IQM with a 95% percentile
+                      bootstrap interval (seeded: the same trials always give the same interval);
+  prob_beats_baseline P(a random seed of the point beats a random seed of the baseline), ties counting
+                      one half: the Mann-Whitney U statistic over n*m;
+  verdict             VERDICT_RULE.
+Per knob: the main effect of each value (mean over every trial with that value, all other knobs
+marginalised) and the knob's importance, the share of score variance its values explain (eta squared).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy import stats
 
 FIXES_AT = 0.75
 HARMFUL_AT = 0.25
+BOOTSTRAP_RESAMPLES = 2000
+BOOTSTRAP_SEED = 20211111
 VERDICT_RULE = (
-    f"`fixes` when the point beats the baseline with probability >= {FIXES_AT} (unhealthy seeds score worst) "
-    f"and at least half its seeds are healthy; `harmful` when that probability is <= {HARMFUL_AT}; "
-    "`no_evidence` otherwise."
+    f"`fixes` when a seed of the point beats a seed of the baseline with probability >= {FIXES_AT} "
+    f"(unhealthy seeds rank below every healthy one) and at least half its seeds are healthy; "
+    f"`harmful` when that probability is <= {HARMFUL_AT}; `no_evidence` otherwise."
 )
 
 
@@ -35,7 +47,32 @@ class TrialOutcome:
     verdict: str
     final_metric: float | None
     final_loss: float | None
+    chance: float | None = None
     knobs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def healthy(self) -> bool:
+        return self.verdict == "healthy" and _finite(self.final_metric)
+
+
+def _finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+def fill_missing_chance(outcomes: Sequence[TrialOutcome]) -> list[TrialOutcome]:
+    """Give a trial that reported no chance level (it raised, or diverged at once) the median chance level
+    of the trials with the same seed (same data), else of the whole sweep."""
+    known = [o for o in outcomes if _finite(o.chance)]
+    if not known:
+        return list(outcomes)
+    overall = float(np.median([o.chance for o in known]))
+    by_seed: dict[int, list[float]] = {}
+    for o in known:
+        by_seed.setdefault(o.seed, []).append(o.chance)
+    return [
+        o if _finite(o.chance) else dataclasses.replace(o, chance=float(np.median(by_seed.get(o.seed, [overall]))))
+        for o in outcomes
+    ]
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
@@ -48,17 +85,30 @@ def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float,
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def scores(outcomes: Sequence[TrialOutcome], mode: str) -> np.ndarray:
-    """Scores oriented so that higher is better; unhealthy or metric-less trials get -inf."""
+def comparison_scores(outcomes: Sequence[TrialOutcome], mode: str) -> np.ndarray:
+    """Higher is better; unhealthy trials get -inf, so they tie with each other and lose to any healthy one."""
     sign = 1.0 if mode == "max" else -1.0
-    return np.array(
-        [
-            sign * o.final_metric
-            if o.verdict == "healthy" and o.final_metric is not None and math.isfinite(o.final_metric)
-            else -np.inf
-            for o in outcomes
-        ]
-    )
+    return np.array([sign * o.final_metric if o.healthy else -np.inf for o in outcomes], dtype=float)
+
+
+def metric_scores(outcomes: Sequence[TrialOutcome], mode: str, fallback: float | None) -> np.ndarray:
+    """In the metric's own units; an unhealthy trial counts at its chance level, else at `fallback`."""
+    values = []
+    for o in outcomes:
+        if o.healthy:
+            values.append(o.final_metric)
+        elif _finite(o.chance):
+            values.append(o.chance)
+        else:
+            values.append(fallback if fallback is not None else math.nan)
+    return np.array(values, dtype=float)
+
+
+def worst_metric(outcomes: Sequence[TrialOutcome], mode: str) -> float | None:
+    finite = [o.final_metric for o in outcomes if _finite(o.final_metric)]
+    if not finite:
+        return None
+    return min(finite) if mode == "max" else max(finite)
 
 
 def prob_improvement(candidate: np.ndarray, reference: np.ndarray) -> float:
@@ -70,55 +120,56 @@ def prob_improvement(candidate: np.ndarray, reference: np.ndarray) -> float:
     return float((greater + 0.5 * ties) / (candidate.size * reference.size))
 
 
-def _median(values: list[float]) -> float | None:
-    finite = [v for v in values if v is not None and math.isfinite(v)]
-    return float(np.median(finite)) if finite else None
+def iqm(values: np.ndarray, axis: int = -1) -> np.ndarray | float:
+    """Interquartile mean: the mean of the middle half (scipy's 25% trimmed mean)."""
+    return stats.trim_mean(values, 0.25, axis=axis)
 
 
-def rank_points(outcomes: Sequence[TrialOutcome], mode: str) -> list[dict[str, Any]]:
-    """One summary per grid point, best first: by healthy rate, then median score, then median metric."""
-    by_label: dict[str, list[TrialOutcome]] = {}
-    for outcome in outcomes:
-        by_label.setdefault(outcome.label, []).append(outcome)
-    baseline = [o for o in outcomes if o.is_baseline]
-    baseline_scores = scores(baseline, mode)
-
-    summaries = []
-    for label, group in by_label.items():
-        group = sorted(group, key=lambda o: o.seed)
-        healthy = sum(o.verdict == "healthy" for o in group)
-        low, high = wilson_interval(healthy, len(group))
-        point_scores = scores(group, mode)
-        is_baseline = group[0].is_baseline
-        beats = None if is_baseline else prob_improvement(point_scores, baseline_scores)
-        summaries.append(
-            (float(np.median(point_scores)), {
-                "label": label,
-                "knobs": group[0].knobs,
-                "is_baseline": is_baseline,
-                "seeds": [o.seed for o in group],
-                "verdicts": [o.verdict for o in group],
-                "healthy": healthy,
-                "healthy_rate": healthy / len(group),
-                "healthy_rate_ci": [low, high],
-                "median_metric": _median([o.final_metric for o in group]),
-                "median_loss": _median([o.final_loss for o in group]),
-                "prob_beats_baseline": beats,
-                "verdict": "baseline" if is_baseline else _verdict(beats, healthy / len(group)),
-            })
-        )
-    sign = 1.0 if mode == "max" else -1.0
-    summaries.sort(
-        key=lambda pair: (
-            -pair[1]["healthy_rate"],
-            -pair[0],
-            -sign * pair[1]["median_metric"] if pair[1]["median_metric"] is not None else math.inf,
-        )
-    )
-    return [summary for _, summary in summaries]
+def bootstrap_iqm_interval(values: np.ndarray, seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
+    """95% percentile bootstrap interval of the IQM (degenerate for one value or identical values)."""
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    resamples = rng.choice(values, size=(BOOTSTRAP_RESAMPLES, values.size), replace=True)
+    low, high = np.percentile(iqm(resamples, axis=1), [2.5, 97.5])
+    return float(low), float(high)
 
 
-def _verdict(prob_beats_baseline: float | None, healthy_rate: float) -> str:
+def _optional(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
+
+
+def summarize_point(group: Sequence[TrialOutcome], baseline: Sequence[TrialOutcome], mode: str, fallback: float | None) -> dict[str, Any]:
+    group = sorted(group, key=lambda o: o.seed)
+    healthy = sum(o.healthy for o in group)
+    low, high = wilson_interval(healthy, len(group))
+    values = metric_scores(group, mode, fallback)
+    finite = values[np.isfinite(values)]
+    is_baseline = group[0].is_baseline
+    beats = None if is_baseline else prob_improvement(comparison_scores(group, mode), comparison_scores(baseline, mode))
+    losses = [o.final_loss for o in group if _finite(o.final_loss)]
+    return {
+        "label": group[0].label,
+        "knobs": group[0].knobs,
+        "is_baseline": is_baseline,
+        "seeds": [o.seed for o in group],
+        "verdicts": [o.verdict for o in group],
+        "final_metrics": [o.final_metric if _finite(o.final_metric) else None for o in group],
+        "scores": [_optional(v) for v in values],
+        "healthy": healthy,
+        "healthy_rate": healthy / len(group),
+        "healthy_rate_ci": [low, high],
+        "median": _optional(float(np.median(finite))) if finite.size else None,
+        "iqm": _optional(float(iqm(finite))) if finite.size else None,
+        "iqm_ci": list(bootstrap_iqm_interval(values)) if finite.size else [None, None],
+        "median_loss": float(np.median(losses)) if losses else None,
+        "prob_beats_baseline": beats,
+        "verdict": "baseline" if is_baseline else verdict_of(beats, healthy / len(group)),
+    }
+
+
+def verdict_of(prob_beats_baseline: float | None, healthy_rate: float) -> str:
     if prob_beats_baseline is None or math.isnan(prob_beats_baseline):
         return "no_evidence"
     if prob_beats_baseline >= FIXES_AT and healthy_rate >= 0.5:
@@ -126,3 +177,161 @@ def _verdict(prob_beats_baseline: float | None, healthy_rate: float) -> str:
     if prob_beats_baseline <= HARMFUL_AT:
         return "harmful"
     return "no_evidence"
+
+
+def rank_points(outcomes: Sequence[TrialOutcome], mode: str) -> list[dict[str, Any]]:
+    """One summary per grid point, best first: by healthy rate, then comparison score, then IQM."""
+    groups: dict[str, list[TrialOutcome]] = {}
+    for outcome in outcomes:
+        groups.setdefault(outcome.label, []).append(outcome)
+    baseline = [o for o in outcomes if o.is_baseline]
+    fallback = worst_metric(outcomes, mode)
+    sign = 1.0 if mode == "max" else -1.0
+
+    def order(summary_and_group):
+        summary, group = summary_and_group
+        iqm_value = summary["iqm"]
+        return (
+            -summary["healthy_rate"],
+            -float(np.median(comparison_scores(group, mode))),
+            -sign * iqm_value if iqm_value is not None else math.inf,
+            summary["label"],
+        )
+
+    summaries = [(summarize_point(group, baseline, mode, fallback), group) for group in groups.values()]
+    return [summary for summary, _ in sorted(summaries, key=order)]
+
+
+def main_effects(outcomes: Sequence[TrialOutcome], grid: dict[str, list[Any]], mode: str) -> list[dict[str, Any]]:
+    """Per knob: each value's trial count, healthy rate and mean score; the knob's eta squared on the score
+    and on healthiness. Knobs with a single value are left out. Most important knob first."""
+    fallback = worst_metric(outcomes, mode)
+    scores = metric_scores(outcomes, mode, fallback)
+    healthy = np.array([o.healthy for o in outcomes], dtype=float)
+    usable = np.isfinite(scores)
+    effects = []
+    for knob, values in grid.items():
+        if len(values) < 2:
+            continue
+        rows = []
+        for value in values:
+            mask = np.array([o.knobs.get(knob) == value for o in outcomes]) & usable
+            rows.append(
+                {
+                    "value": value,
+                    "trials": int(mask.sum()),
+                    "healthy_rate": float(healthy[mask].mean()) if mask.any() else None,
+                    "mean_score": float(scores[mask].mean()) if mask.any() else None,
+                }
+            )
+        labels = np.array([repr(o.knobs.get(knob)) for o in outcomes])
+        effects.append(
+            {
+                "knob": knob,
+                "values": rows,
+                "eta_squared_score": _eta_squared(scores[usable], labels[usable]),
+                "eta_squared_healthy": _eta_squared(healthy[usable], labels[usable]),
+            }
+        )
+    effects.sort(key=lambda e: (-(e["eta_squared_score"] or 0.0), -(e["eta_squared_healthy"] or 0.0)))
+    return effects
+
+
+def _eta_squared(values: np.ndarray, labels: np.ndarray) -> float | None:
+    """Between-group sum of squares over total sum of squares; None when the values do not vary."""
+    total = float(((values - values.mean()) ** 2).sum()) if values.size else 0.0
+    if total == 0.0:
+        return None
+    between = sum(
+        float((labels == label).sum()) * (float(values[labels == label].mean()) - float(values.mean())) ** 2
+        for label in np.unique(labels)
+    )
+    return between / total
+
+
+def paired_effect(
+    outcomes: Sequence[TrialOutcome], change: dict[str, Any], defaults: dict[str, Any], where: dict[str, Any], mode: str
+) -> dict[str, Any]:
+    """The effect of setting the knobs in `change` (vs their defaults), within the points that match `where`:
+    every trial with the change is compared with its twin (same seed, same other knobs, changed knobs at
+    their defaults). Returns the number of twin pairs, both healthy rates and median metrics, the median
+    final loss with the change, and P(with beats without)."""
+
+    def matches(o: TrialOutcome, wanted: dict[str, Any]) -> bool:
+        return all(o.knobs.get(k) == v for k, v in wanted.items())
+
+    def twin_key(o: TrialOutcome) -> tuple:
+        return (o.seed, tuple(sorted((k, repr(v)) for k, v in o.knobs.items() if k not in change)))
+
+    twins = {twin_key(o): o for o in outcomes if matches(o, where) and matches(o, {k: defaults[k] for k in change})}
+    pairs = [(o, twins[twin_key(o)]) for o in outcomes if matches(o, where) and matches(o, change) and twin_key(o) in twins]
+    if not pairs:
+        return {"pairs": 0}
+    with_change = [a for a, _ in pairs]
+    without = [b for _, b in pairs]
+    fallback = worst_metric(outcomes, mode)
+
+    def median(values: Sequence[float | None]) -> float | None:
+        finite = [v for v in values if _finite(v)]
+        return float(np.median(finite)) if finite else None
+
+    with_scores, without_scores = comparison_scores(with_change, mode), comparison_scores(without, mode)
+    wins = float(np.mean(with_scores > without_scores))
+    losses = float(np.mean(with_scores < without_scores))
+    return {
+        "pairs": len(pairs),
+        "healthy_rate_with": float(np.mean([o.healthy for o in with_change])),
+        "healthy_rate_without": float(np.mean([o.healthy for o in without])),
+        "median_metric_with": median(list(metric_scores(with_change, mode, fallback))),
+        "median_metric_without": median(list(metric_scores(without, mode, fallback))),
+        "median_loss_with": median([o.final_loss for o in with_change]),
+        "median_loss_without": median([o.final_loss for o in without]),
+        "max_abs_loss_with": max((abs(o.final_loss) for o in with_change if _finite(o.final_loss)), default=None),
+        "share_improved": wins,
+        "share_worsened": losses,
+        "prob_with_beats_without": prob_improvement(with_scores, without_scores),
+    }
+
+
+def judge_claim(effect: dict[str, Any], expect: str, zero_loss_atol: float) -> bool | None:
+    """Whether the measured paired effect bears the claim out; None when the grid cannot tell."""
+    if not effect.get("pairs"):
+        return None
+    p = effect["prob_with_beats_without"]
+    if expect == "fixes":
+        return p >= FIXES_AT and effect["healthy_rate_with"] >= 0.5
+    if expect == "harmful":
+        return p <= HARMFUL_AT
+    if expect == "no_effect":
+        return HARMFUL_AT < p < FIXES_AT
+    if expect == "zero_loss":
+        return effect["max_abs_loss_with"] is not None and effect["max_abs_loss_with"] <= zero_loss_atol
+    raise ValueError(f"unknown expectation {expect!r}")
+
+
+def compare_sweeps(before: dict[str, Any], after: dict[str, Any]) -> list[dict[str, Any]]:
+    """The grid points two ranking documents share (by label): both verdicts, healthy counts and IQMs, and
+    P(a seed of `after` beats a seed of `before`), on the same scores as the ranking."""
+    if before["metric"] != after["metric"] or before["mode"] != after["mode"]:
+        raise ValueError(f"the sweeps measure different metrics: {before['metric']} vs {after['metric']}")
+    sign = 1.0 if before["mode"] == "max" else -1.0
+
+    def scores(point: dict[str, Any]) -> np.ndarray:
+        return np.array([sign * m if v == "healthy" and m is not None else -np.inf
+                         for v, m in zip(point["verdicts"], point["final_metrics"])], dtype=float)
+
+    earlier = {p["label"]: p for p in before["points"]}
+    return [
+        {
+            "label": p["label"],
+            "verdict_before": earlier[p["label"]]["verdict"],
+            "verdict_after": p["verdict"],
+            "healthy_before": f"{earlier[p['label']]['healthy']}/{len(earlier[p['label']]['seeds'])}",
+            "healthy_after": f"{p['healthy']}/{len(p['seeds'])}",
+            "iqm_before": earlier[p["label"]]["iqm"],
+            "iqm_after": p["iqm"],
+            "prob_after_beats_before": prob_improvement(scores(p), scores(earlier[p["label"]])),
+        }
+        for p in after["points"]
+        if p["label"] in earlier
+    ]

@@ -1,24 +1,426 @@
-"""A sweep's outputs: trials.csv, ranking.json and report.md, each written whole or not at all."""
+"""A sweep's outputs, from its trial records: trials.csv, ranking.json, report.md, report.html, plots/.
+
+`analyze` turns records into the ranking document (pure); `write_outputs` writes every file, each whole or
+not at all. The markdown and the HTML report are rendered from the same sections, so they say the same.
+"""
 
 from __future__ import annotations
 
+import base64
 import csv
+import html
 import io
 import json
+import math
 import os
+import statistics
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sweeper.ranking import VERDICT_RULE
+import numpy as np
+
+from sweeper import ranking
+from sweeper.health import DIVERGED
+from sweeper.records import TrialRecord
 from sweeper.spec import SweepSpec
+from sweeper.workload import Workload
+
+VERDICT_COLOURS = {
+    "healthy": "#2e7d32",
+    "stuck_zero": "#1565c0",
+    "no_signal": "#6a1b9a",
+    "collapsed": "#ef6c00",
+    "exploding": "#c62828",
+    "non_finite": "#4e0000",
+    "error": "#757575",
+}
+CURVE_POINTS = 3  # remedies drawn beside the baseline in the learning curves
+RANKING_PLOT_POINTS = 40
 
 
-def write_atomically(path: Path, text: str) -> None:
+# --- analysis (pure) ---
+def outcomes_of(records: list[TrialRecord], metric: str) -> list[ranking.TrialOutcome]:
+    return ranking.fill_missing_chance([
+        ranking.TrialOutcome(
+            label=r.point.label,
+            is_baseline=r.point.is_baseline,
+            seed=r.seed,
+            verdict=r.diagnosis.verdict,
+            final_metric=r.finite_final(metric),
+            final_loss=r.finite_final("loss"),
+            chance=r.finite_final("chance"),
+            knobs=r.point.knobs,
+        )
+        for r in records
+    ])
+
+
+def compute_summary(records: list[TrialRecord]) -> dict[str, Any]:
+    """Training seconds spent, and those saved by stopping diverged trials: each stopped trial would have
+    run as many steps as the median trial that ran to its end, at its own seconds per step."""
+    finished_steps = [len(r.history) for r in records if r.history and r.diagnosis.verdict not in (*DIVERGED, "error")]
+    full = statistics.median(finished_steps) if finished_steps else None
+    stopped = [r for r in records if r.diagnosis.verdict in DIVERGED and r.history]
+    saved = 0.0
+    if full is not None:
+        saved = sum(max(0.0, full - len(r.history)) * r.train_seconds / len(r.history) for r in stopped)
+    spent = sum(r.train_seconds for r in records)
+    return {
+        "train_seconds": round(spent, 3),
+        "stopped_early": len(stopped),
+        "estimated_seconds_saved": round(saved, 3),
+        "saved_share": round(saved / (spent + saved), 4) if spent + saved > 0 else 0.0,
+    }
+
+
+def analyze(spec: SweepSpec, workload: Workload, records: list[TrialRecord], sweep_id: str) -> dict[str, Any]:
+    """The ranking document (ranking.json): everything the report says, as numbers."""
+    outcomes = outcomes_of(records, workload.metric)
+    defaults = spec.defaults(workload)
+    claims = []
+    for claim in spec.claims:
+        effect = ranking.paired_effect(outcomes, claim.change, defaults, claim.where, workload.mode)
+        claims.append(
+            {
+                "claim": claim.text,
+                "set": claim.change,
+                "where": claim.where,
+                "expect": claim.expect,
+                "holds": ranking.judge_claim(effect, claim.expect, workload.thresholds.zero_loss_atol),
+                "measured": effect,
+            }
+        )
+    return {
+        "sweep": sweep_id,
+        "name": spec.name,
+        "workload": spec.workload,
+        "metric": workload.metric,
+        "mode": workload.mode,
+        "seeds": spec.seeds,
+        "grid": spec.grid,
+        "fixed": spec.fixed,
+        "smoke": spec.smoke,
+        "verdict_rule": ranking.VERDICT_RULE,
+        "points": ranking.rank_points(outcomes, workload.mode),
+        "main_effects": ranking.main_effects(outcomes, spec.grid, workload.mode),
+        "claims": claims,
+        "compute": compute_summary(records),
+    }
+
+
+def trial_rows(spec: SweepSpec, metric: str, records: list[TrialRecord]) -> list[dict[str, Any]]:
+    return [
+        {
+            "trial_key": r.key,
+            "workload": spec.workload,
+            "point": r.point.label,
+            "is_baseline": r.point.is_baseline,
+            **{knob: r.point.knobs[knob] for knob in spec.grid},
+            "seed": r.seed,
+            "verdict": r.diagnosis.verdict,
+            "reason": r.diagnosis.reason,
+            "steps": len(r.history),
+            "stopped_early": r.diagnosis.verdict in DIVERGED,
+            "final_loss": r.final("loss"),
+            "final_metric": r.final(metric),
+            "chance": r.finite_final("chance"),
+            "oracle": r.finite_final("oracle"),
+            "train_seconds": round(r.train_seconds, 3),
+            "worker": r.worker,
+            "mlflow_run_id": r.run_id,
+        }
+        for r in records
+    ]
+
+
+# --- sections shared by the markdown and the HTML report ---
+@dataclass
+class Section:
+    title: str
+    paragraphs: list[str] = field(default_factory=list)
+    header: list[str] = field(default_factory=list)
+    rows: list[list[str]] = field(default_factory=list)
+    image: str | None = None  # a file name under plots/
+
+
+def _n(value: float | None, digits: int = 4) -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}g}"
+
+
+def _share(value: float | None) -> str:
+    return "–" if value is None else f"{value:.0%}"
+
+
+def sections(document: dict, rows: list[dict[str, Any]], context: dict[str, str]) -> list[Section]:
+    return [
+        intro_section(document, len(rows), context),
+        baseline_section(document, rows),
+        claims_section(document),
+        ranking_section(document),
+        effects_section(document),
+        Section("Failure modes per grid point", ["Verdict counts over the seeds, in ranking order."], image="failure_modes.png"),
+        Section("Learning curves", ["The baseline beside the best remedies; one line per seed."], image="learning_curves.png"),
+        Section(
+            "Gradient norms",
+            ["Distribution of the reported gradient norms over all trials; the line marks the clipping threshold "
+             "that would clip 10% of the reports."],
+            image="grad_norms.png",
+        ),
+        Section("Files", ["trials.csv: every trial with its MLflow run id. ranking.json: every number above."]),
+    ]
+
+
+def intro_section(document: dict, trials: int, context: dict[str, str]) -> Section:
+    intro = Section(document["sweep"])
+    if context.get("description"):
+        intro.paragraphs.append(context["description"])
+    intro.paragraphs += [f"{key}: {value}" for key, value in context.items() if key != "description"]
+    compute = document["compute"]
+    intro.paragraphs.append(
+        f"metric: {document['metric']} ({document['mode']}); {len(document['points'])} grid points x "
+        f"{document['seeds']} seeds = {trials} trials; {compute['train_seconds']:.0f} training seconds; "
+        f"{compute['stopped_early']} diverged trials stopped early, saving about "
+        f"{compute['estimated_seconds_saved']:.0f} s ({compute['saved_share']:.0%})."
+    )
+    return intro
+
+
+def baseline_section(document: dict, rows: list[dict[str, Any]]) -> Section:
+    metric = document["metric"]
+    section = Section(
+        "The failure, reproduced",
+        ["The baseline is every swept knob at its default: the setup the workload declares failing."],
+        ["seed", "verdict", "why", "steps", "final loss", f"final {metric}", "chance", "oracle"],
+    )
+    for row in (r for r in rows if r["is_baseline"]):
+        section.rows.append(
+            [str(row["seed"]), row["verdict"], row["reason"], str(row["steps"]), _n(row["final_loss"]),
+             _n(row["final_metric"]), _n(row["chance"]), _n(row["oracle"])]
+        )
+    return section
+
+
+def claims_section(document: dict) -> Section:
+    metric = document["metric"]
+    section = Section(
+        "The question's claims, measured",
+        ["Each claim is judged on twin trials: same seed and other knobs, the claimed change on vs off."],
+        ["claim", "change", "expected", "holds", "what was measured"],
+    )
+    for item in document["claims"]:
+        m = item["measured"]
+        holds = {True: "holds", False: "does not hold", None: "cannot tell"}[item["holds"]]
+        where = f" where {_knobs(item['where'])}" if item["where"] else ""
+        if m.get("pairs"):
+            measured = (
+                f"{m['pairs']} twin pairs: healthy {_share(m['healthy_rate_with'])} with vs "
+                f"{_share(m['healthy_rate_without'])} without; median {metric} {_n(m['median_metric_with'])} vs "
+                f"{_n(m['median_metric_without'])}; median final loss {_n(m['median_loss_with'])} vs "
+                f"{_n(m['median_loss_without'])}; P(with beats without) {m['prob_with_beats_without']:.2f}"
+            )
+        else:
+            measured = "no twin trials in this grid"
+        section.rows.append([item["claim"], _knobs(item["set"]) + where, item["expect"], holds, measured])
+    return section
+
+
+def ranking_section(document: dict) -> Section:
+    metric = document["metric"]
+    section = Section(
+        "Ranking",
+        [f"Verdict rule: {document['verdict_rule']}",
+         "Metric statistics count an unhealthy seed at its chance level. IQM interval: 95% bootstrap."],
+        ["rank", "grid point", "verdict", "healthy", "healthy 95% CI", f"median {metric}", f"IQM {metric} [95% CI]",
+         "median final loss", "P(beats baseline)", "verdicts by seed"],
+        image="ranking.png",
+    )
+    for rank, p in enumerate(document["points"], 1):
+        low, high = p["healthy_rate_ci"]
+        beats = "–" if p["prob_beats_baseline"] is None else f"{p['prob_beats_baseline']:.2f}"
+        section.rows.append(
+            [str(rank), p["label"], p["verdict"], f"{p['healthy']}/{len(p['seeds'])}", f"[{low:.2f}, {high:.2f}]",
+             _n(p["median"]), f"{_n(p['iqm'])} [{_n(p['iqm_ci'][0])}, {_n(p['iqm_ci'][1])}]", _n(p["median_loss"]),
+             beats, ", ".join(p["verdicts"])]
+        )
+    return section
+
+
+def effects_section(document: dict) -> Section:
+    section = Section(
+        "What each knob does",
+        ["Main effect of each knob value over the rest of the grid; importance = share of the variance of the "
+         "score (eta squared) that the knob's values explain."],
+        ["knob", "importance (score)", "importance (healthy)", "value: healthy rate, mean score"],
+        image="main_effects.png",
+    )
+    for e in document["main_effects"]:
+        values = "; ".join(f"{v['value']}: {_share(v['healthy_rate'])}, {_n(v['mean_score'])}" for v in e["values"])
+        section.rows.append([e["knob"], _n(e["eta_squared_score"], 3), _n(e["eta_squared_healthy"], 3), values])
+    return section
+
+
+def _knobs(knobs: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in knobs.items())
+
+
+def render_markdown(parts: list[Section]) -> str:
+    lines = [f"# {parts[0].title}", ""] + [f"{p}\n" for p in parts[0].paragraphs]
+    for part in parts[1:]:
+        lines += [f"## {part.title}", ""] + [f"{p}\n" for p in part.paragraphs]
+        if part.rows:
+            lines.append("| " + " | ".join(part.header) + " |")
+            lines.append("|" + "---|" * len(part.header))
+            lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in part.rows]
+            lines.append("")
+        if part.image:
+            lines += [f"![{part.title}](plots/{part.image})", ""]
+    return "\n".join(lines)
+
+
+def render_html(parts: list[Section], images: dict[str, bytes]) -> str:
+    """One self-contained page: the plots are embedded as base64 PNGs."""
+    out = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>{html.escape(parts[0].title)}</title><style>",
+        "body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;padding:0 1em;color:#222}",
+        "table{border-collapse:collapse;font-size:13px;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 6px;text-align:left}",
+        "th{background:#f3f3f3}img{max-width:100%;border:1px solid #eee}",
+        "</style></head><body>",
+    ]
+    for index, part in enumerate(parts):
+        tag = "h1" if index == 0 else "h2"
+        out.append(f"<{tag}>{html.escape(part.title)}</{tag}>")
+        out += [f"<p>{html.escape(p)}</p>" for p in part.paragraphs]
+        if part.rows:
+            out.append("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in part.header) + "</tr>")
+            out += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in part.rows]
+            out.append("</table>")
+        if part.image and part.image in images:
+            data = base64.b64encode(images[part.image]).decode("ascii")
+            out.append(f"<img alt='{html.escape(part.title)}' src='data:image/png;base64,{data}'>")
+    out.append("</body></html>")
+    return "\n".join(out)
+
+
+# --- plots ---
+def plots(document: dict, records: list[TrialRecord]) -> dict[str, bytes]:
+    """PNG bytes by file name."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def png(figure) -> bytes:
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+        plt.close(figure)
+        return buffer.getvalue()
+
+    metric, points = document["metric"], document["points"]
+    shown = points[:RANKING_PLOT_POINTS]
+    if not any(p["is_baseline"] for p in shown):
+        shown = shown + [p for p in points if p["is_baseline"]]
+    images = {}
+
+    figure, axis = plt.subplots(figsize=(9, 0.3 * len(shown) + 1.2))
+    for y, p in enumerate(shown):
+        if p["iqm"] is None:
+            continue
+        low, high = p["iqm_ci"]
+        colour = VERDICT_COLOURS["healthy" if p["healthy"] == len(p["seeds"]) else "collapsed" if p["healthy"] else "error"]
+        axis.errorbar(p["iqm"], y, xerr=[[p["iqm"] - low], [high - p["iqm"]]], fmt="o", color=colour, capsize=3)
+        axis.annotate(f"{p['healthy']}/{len(p['seeds'])} healthy · {p['verdict']}", (1.01, y),
+                      xycoords=("axes fraction", "data"), va="center", fontsize=8)
+    _reference_lines(axis, records, vertical=True)
+    axis.set_yticks(range(len(shown)), [p["label"] for p in shown], fontsize=8)
+    axis.invert_yaxis()
+    axis.set_xlabel(f"IQM of final {metric} (unhealthy seeds at chance), 95% bootstrap interval")
+    images["ranking.png"] = png(figure)
+
+    figure, axis = plt.subplots(figsize=(9, 0.3 * len(shown) + 1.2))
+    left = np.zeros(len(shown))
+    for verdict, colour in VERDICT_COLOURS.items():
+        counts = np.array([p["verdicts"].count(verdict) for p in shown], dtype=float)
+        if counts.any():
+            axis.barh(range(len(shown)), counts, left=left, color=colour, label=verdict)
+            left += counts
+    axis.set_yticks(range(len(shown)), [p["label"] for p in shown], fontsize=8)
+    axis.invert_yaxis()
+    axis.set_xlabel("seeds")
+    axis.legend(fontsize=8, loc="lower right")
+    images["failure_modes.png"] = png(figure)
+
+    effects = document["main_effects"]
+    if effects:
+        figure, axes = plt.subplots(1, len(effects), figsize=(3.2 * len(effects), 3), squeeze=False)
+        for axis, effect in zip(axes[0], effects):
+            values = effect["values"]
+            axis.bar(range(len(values)), [v["healthy_rate"] or 0.0 for v in values], color="#90caf9")
+            axis.set_xticks(range(len(values)), [str(v["value"]) for v in values], rotation=30, fontsize=8)
+            axis.set_ylim(0, 1)
+            axis.set_title(f"{effect['knob']} (eta² {_n(effect['eta_squared_score'], 2)})", fontsize=9)
+        axes[0][0].set_ylabel("healthy rate")
+        images["main_effects.png"] = png(figure)
+
+    by_label: dict[str, list[TrialRecord]] = {}
+    for record in records:
+        by_label.setdefault(record.point.label, []).append(record)
+    curve_labels = [p["label"] for p in points if p["is_baseline"]]
+    curve_labels += [p["label"] for p in points if not p["is_baseline"]][:CURVE_POINTS]
+    figure, axes = plt.subplots(2, len(curve_labels), figsize=(3.6 * len(curve_labels), 5.5), squeeze=False)
+    for column, label in enumerate(curve_labels):
+        for record in sorted(by_label.get(label, []), key=lambda r: r.seed):
+            steps = [r.get("step", i + 1) for i, r in enumerate(record.history)]
+            colour = VERDICT_COLOURS.get(record.diagnosis.verdict, "#000")
+            for row, key in enumerate((metric, "loss")):
+                values = [r.get(key, math.nan) for r in record.history]
+                axes[row][column].plot(steps, values, color=colour, alpha=0.8, label=f"seed {record.seed}: {record.diagnosis.verdict}")
+        axes[0][column].set_title(label, fontsize=9)
+        _reference_lines(axes[0][column], by_label.get(label, []), vertical=False)
+        losses = np.abs([r.get("loss", math.nan) for rec in by_label.get(label, []) for r in rec.history], dtype=float)
+        losses = losses[np.isfinite(losses)]
+        if losses.size and (losses.min() == 0.0 or losses.max() / losses.min() > 100):
+            axes[1][column].set_yscale("symlog", linthresh=1e-3)  # zero, or orders of magnitude apart
+        axes[1][column].set_xlabel("step")
+        axes[0][column].legend(fontsize=7)
+    axes[0][0].set_ylabel(metric)
+    axes[1][0].set_ylabel("loss")
+    images["learning_curves.png"] = png(figure)
+
+    norms = np.array([r["grad_norm"] for rec in records for r in rec.history if isinstance(r.get("grad_norm"), int | float)], dtype=float)
+    figure, axis = plt.subplots(figsize=(7, 3))
+    positive = norms[np.isfinite(norms) & (norms > 0)]
+    zeros = int(np.sum(norms == 0))
+    if positive.size:
+        axis.hist(np.log10(positive), bins=40, color="#b0bec5")
+        threshold = float(np.percentile(norms[np.isfinite(norms)], 90))
+        if threshold > 0:
+            axis.axvline(math.log10(threshold), color="#c62828")
+            axis.annotate(f"clip at {threshold:.3g}: 10% of reports", (math.log10(threshold), 0.9),
+                          xycoords=("data", "axes fraction"), fontsize=8, color="#c62828")
+    axis.set_xlabel("log10 gradient norm")
+    axis.set_title(f"{norms.size} reports; {zeros} with a gradient norm of exactly 0; "
+                   f"{int(np.sum(~np.isfinite(norms)))} non-finite", fontsize=9)
+    images["grad_norms.png"] = png(figure)
+    return images
+
+
+def _reference_lines(axis, records: list[TrialRecord], vertical: bool) -> None:
+    for key, style in (("chance", ":"), ("oracle", "--")):
+        values = [r.finite_final(key) for r in records if r.finite_final(key) is not None]
+        if values:
+            line = axis.axvline if vertical else axis.axhline
+            line(float(np.median(values)), color="#555", linestyle=style, linewidth=1, label=key)
+
+
+# --- files ---
+def write_atomically(path: Path, data: str | bytes) -> None:
     """Write through a temporary file and a rename, so a reader never sees half a file."""
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
-        out.write(text)
+    with os.fdopen(handle, "wb") as out:
+        out.write(data.encode("utf-8") if isinstance(data, str) else data)
     os.chmod(temporary, 0o644)  # mkstemp makes the file private; outputs are meant to be shared
     os.replace(temporary, path)
 
@@ -31,71 +433,14 @@ def trials_csv(rows: list[dict[str, Any]]) -> str:
     return buffer.getvalue()
 
 
-def ranking_document(spec: SweepSpec, sweep_id: str, metric: str, mode: str, points: list[dict]) -> dict:
-    return {
-        "sweep": sweep_id,
-        "name": spec.name,
-        "workload": spec.workload,
-        "metric": metric,
-        "mode": mode,
-        "seeds": spec.seeds,
-        "grid": spec.grid,
-        "fixed": spec.fixed,
-        "smoke": spec.smoke,
-        "verdict_rule": VERDICT_RULE,
-        "points": points,
-    }
-
-
-def _number(value: float | None, digits: int = 4) -> str:
-    return "–" if value is None else f"{value:.{digits}g}"
-
-
-def report_markdown(ranking: dict, rows: list[dict[str, Any]], context: dict[str, str]) -> str:
-    metric = ranking["metric"]
-    lines = [f"# {ranking['sweep']}: workload `{ranking['workload']}`", ""]
-    if context.get("description"):
-        lines += [context["description"], ""]
-    lines += [f"- {key}: {value}" for key, value in context.items() if key != "description"]
-    lines += [f"- metric: `{metric}` ({ranking['mode']}), seeds: {ranking['seeds']}, trials: {len(rows)}", ""]
-
-    baseline_rows = [row for row in rows if row["is_baseline"]]
-    lines += ["## The failure, reproduced", ""]
-    lines += [
-        "The baseline is every swept knob at its default, the setup the workload declares failing.",
-        "",
-        "| seed | verdict | why | steps | final loss | final " + metric + " | chance | oracle |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for row in baseline_rows:
-        lines.append(
-            f"| {row['seed']} | **{row['verdict']}** | {row['reason']} | {row['steps']} | {_number(row['final_loss'])} "
-            f"| {_number(row['final_metric'])} | {_number(row['chance'])} | {_number(row['oracle'])} |"
-        )
-    lines += ["", "## Ranking", "", f"Verdict rule: {VERDICT_RULE}", ""]
-    lines += [
-        f"| rank | grid point | verdict | healthy seeds | healthy rate 95% CI | median {metric} | median final loss "
-        "| P(beats baseline) | verdicts by seed |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for rank, point in enumerate(ranking["points"], 1):
-        low, high = point["healthy_rate_ci"]
-        beats = "–" if point["prob_beats_baseline"] is None else f"{point['prob_beats_baseline']:.2f}"
-        lines.append(
-            f"| {rank} | `{point['label']}` | **{point['verdict']}** | {point['healthy']}/{len(point['seeds'])} "
-            f"| [{low:.2f}, {high:.2f}] | {_number(point['median_metric'])} | {_number(point['median_loss'])} "
-            f"| {beats} | {', '.join(point['verdicts'])} |"
-        )
-    lines += ["", "Every trial, with its MLflow run id: `trials.csv`. Every point's numbers: `ranking.json`.", ""]
-    return "\n".join(lines)
-
-
-def write_outputs(sweep_dir: Path, ranking: dict, rows: list[dict[str, Any]], context: dict[str, str]) -> list[Path]:
-    outputs = {
-        "trials.csv": trials_csv(rows),
-        "ranking.json": json.dumps(ranking, indent=2, allow_nan=False) + "\n",
-        "report.md": report_markdown(ranking, rows, context),
-    }
-    for name, text in outputs.items():
-        write_atomically(sweep_dir / name, text)
-    return [sweep_dir / name for name in outputs]
+def write_outputs(sweep_dir: Path, document: dict, records: list[TrialRecord], rows: list[dict[str, Any]],
+                  context: dict[str, str]) -> None:
+    images = plots(document, records)
+    parts = sections(document, rows, context)
+    (sweep_dir / "plots").mkdir(exist_ok=True)
+    for name, data in images.items():
+        write_atomically(sweep_dir / "plots" / name, data)
+    write_atomically(sweep_dir / "trials.csv", trials_csv(rows))
+    write_atomically(sweep_dir / "ranking.json", json.dumps(document, indent=2, allow_nan=False) + "\n")
+    write_atomically(sweep_dir / "report.md", render_markdown(parts))
+    write_atomically(sweep_dir / "report.html", render_html(parts, images))

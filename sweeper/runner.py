@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from ray import tune  # noqa: E402
 from sweeper import health  # noqa: E402
 from sweeper.errors import SweeperError  # noqa: E402
 from sweeper.progress import SweepProgress  # noqa: E402
+from sweeper.records import TrialRecord, in_grid_order, trial_key  # noqa: E402
 from sweeper.spec import GridPoint, SweepSpec  # noqa: E402
 from sweeper.tracking import (  # noqa: E402
     TAG_BASELINE,
@@ -34,6 +34,7 @@ from sweeper.tracking import (  # noqa: E402
     TAG_SWEEP,
     TAG_TRIAL_KEY,
     TAG_VERDICT,
+    TAG_WORKER,
     TAG_WORKLOAD,
     SweepTracker,
 )
@@ -42,31 +43,6 @@ from sweeper.workload import Workload, load  # noqa: E402
 _REPORT = "sweeper_report"  # the workload's own report, kept apart from the keys Tune adds to a result
 _ERROR = "sweeper_error"
 _ELAPSED = "sweeper_elapsed_s"
-
-
-@dataclass
-class TrialRecord:
-    """Everything the driver learns about one trial."""
-
-    key: str
-    point: GridPoint
-    seed: int
-    history: list[dict[str, Any]] = field(default_factory=list)
-    error: str | None = None
-    stopped_early: bool = False
-    train_seconds: float = 0.0
-    worker: str = ""
-    """node_ip:pid of the Ray worker process that ran the trial (reused workers run many trials)."""
-    run_id: str | None = None
-    diagnosis: health.Diagnosis | None = None
-
-    def final(self, name: str) -> float | None:
-        value = self.history[-1].get(name) if self.history else None
-        return float(value) if isinstance(value, int | float) else None
-
-
-def trial_key(label: str, seed: int) -> str:
-    return f"{label}|seed={seed}"
 
 
 # --- inside the Ray worker ---
@@ -83,10 +59,13 @@ def _trainable(config: dict[str, Any]) -> None:
     os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")  # a GPU share, not the whole GPU
 
     workload = load(config["workload"])
+    limits = workload.thresholds
+    history: list[dict[str, Any]] = []
     started = time.perf_counter()
 
     def report(metrics: dict[str, Any]) -> None:
-        diverged = health.check_report(metrics, workload.metric)
+        history.append({key: metrics.get(key) for key in (*health.WATCHED, "step", workload.metric)})
+        diverged = health.check_divergence(history, workload.metric, limits)
         tune.report({_REPORT: dict(metrics), _ELAPSED: time.perf_counter() - started})
         if diverged is not None:
             raise _StopTrial(diverged.reason)
@@ -166,8 +145,9 @@ class _SweepCallback(tune.Callback):
 
     def _finish(self, record: TrialRecord, ray_error: str | None) -> None:
         record.error = record.error or ray_error
-        record.diagnosis = health.diagnose(record.history, self.workload.metric, self.workload.mode, record.error)
-        record.stopped_early = record.diagnosis.verdict in ("non_finite", "exploding")
+        record.diagnosis = health.diagnose(
+            record.history, self.workload.metric, self.workload.mode, record.error, self.workload.thresholds
+        )
         summary = {"train_seconds": record.train_seconds, "steps": float(len(record.history))}
         for name in ("loss", self.workload.metric):
             value = record.final(name)
@@ -177,7 +157,7 @@ class _SweepCallback(tune.Callback):
             record.run_id,
             status="FAILED" if record.diagnosis.verdict == "error" else "FINISHED",
             summary=summary,
-            tags={TAG_VERDICT: record.diagnosis.verdict, TAG_REASON: record.diagnosis.reason},
+            tags={TAG_VERDICT: record.diagnosis.verdict, TAG_REASON: record.diagnosis.reason, TAG_WORKER: record.worker},
         )
         if self.display is not None:
             self.display.trial_finished(
@@ -251,12 +231,4 @@ def run_trials(
         ),
     )
     tuner.fit()
-    records = []
-    for point in spec.points:
-        for seed in range(spec.seeds):
-            key = trial_key(point.label, seed)
-            record = callback.records.get(key) or TrialRecord(key=key, point=point, seed=seed)
-            if record.diagnosis is None:  # interrupted before the trial finished
-                record.diagnosis = health.Diagnosis("error", "the sweep ended before this trial finished")
-            records.append(record)
-    return records
+    return in_grid_order(spec, callback.records)

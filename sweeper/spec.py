@@ -12,6 +12,11 @@ small sweep per workload). Each document:
       list_shape: [flattened, grouped]
     resources: {cpu: 1, gpu: 0}
     description: free text shown in the report
+    claims:                    # the source question's claims, each judged from the measurements
+      - claim: Grouping the lists fixes the zero loss
+        set: {list_shape: grouped}       # the change the claim is about (each knob swept with its default)
+        where: {labels: graded}          # optional: judge it only on the points that match
+        expect: fixes                    # fixes | no_effect | harmful | zero_loss
 
 The baseline (every grid knob at its Config default) is always swept, added if the product lacks it.
 """
@@ -31,8 +36,10 @@ import yaml
 from sweeper.errors import SweeperError, did_you_mean, one_of
 from sweeper.workload import Workload, load
 
-TOP_LEVEL_KEYS = ("name", "workload", "description", "seeds", "smoke", "fixed", "grid", "resources")
+TOP_LEVEL_KEYS = ("name", "workload", "description", "seeds", "smoke", "fixed", "grid", "resources", "claims")
 RESOURCE_KEYS = ("cpu", "gpu")
+CLAIM_KEYS = ("claim", "set", "where", "expect")
+EXPECTATIONS = ("fixes", "no_effect", "harmful", "zero_loss")
 BASELINE_LABEL = "baseline"
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
@@ -44,6 +51,17 @@ class GridPoint:
     knobs: dict[str, Any]
     label: str
     is_baseline: bool
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A claim of the source question: setting `change` (vs the knobs' defaults), on the grid points that
+    match `where`, is expected to `expect`."""
+
+    text: str
+    change: dict[str, Any]
+    where: dict[str, Any]
+    expect: str
 
 
 @dataclass(frozen=True)
@@ -59,6 +77,9 @@ class SweepSpec:
     gpu: float
     description: str = ""
     points: list[GridPoint] = field(default_factory=list)
+    claims: list[Claim] = field(default_factory=list)
+    document: dict[str, Any] = field(default_factory=dict)
+    """The spec's own YAML document, as written (seeds as run), so a sweep can be rebuilt from it."""
 
     @property
     def trial_count(self) -> int:
@@ -70,7 +91,10 @@ class SweepSpec:
 
     def with_seeds(self, seeds: int) -> SweepSpec:
         _check_seeds(self.path, "--seeds", seeds)
-        return dataclasses.replace(self, seeds=seeds)
+        return dataclasses.replace(self, seeds=seeds, document={**self.document, "seeds": seeds})
+
+    def defaults(self, workload: Workload) -> dict[str, Any]:
+        return {knob: workload.knobs[knob].default for knob in self.grid}
 
 
 def load_specs(path: str | Path) -> list[SweepSpec]:
@@ -160,6 +184,11 @@ def _parse(path: Path, doc: Any, index: int | None) -> SweepSpec:
     cpu = _amount(resources.get("cpu", 1), "resources.cpu", fail, minimum_exclusive=True)
     gpu = _amount(resources.get("gpu", 0), "resources.gpu", fail, minimum_exclusive=False)
 
+    claims_doc = doc.get("claims", [])
+    if not isinstance(claims_doc, list):
+        raise fail("claims", f"expected a list of claims, got {claims_doc!r}")
+    claims = [_claim(workload, grid, f"claims[{i}]", item, fail) for i, item in enumerate(claims_doc)]
+
     return SweepSpec(
         path=path,
         name=name,
@@ -172,7 +201,39 @@ def _parse(path: Path, doc: Any, index: int | None) -> SweepSpec:
         gpu=gpu,
         description=description,
         points=grid_points(workload, grid),
+        claims=claims,
+        document=doc,
     )
+
+
+def _claim(workload: Workload, grid: dict[str, list[Any]], key: str, item: Any, fail) -> Claim:
+    if not isinstance(item, dict):
+        raise fail(key, f"expected a mapping with {', '.join(CLAIM_KEYS)}, got {item!r}")
+    for name in item:
+        if name not in CLAIM_KEYS:
+            raise fail(f"{key}.{name}", f"unknown key{did_you_mean(name, CLAIM_KEYS)}; {one_of(CLAIM_KEYS)}")
+    text = item.get("claim")
+    if not isinstance(text, str) or not text.strip():
+        raise fail(f"{key}.claim", "missing; say the claim in words")
+    expect = item.get("expect")
+    if expect not in EXPECTATIONS:
+        raise fail(f"{key}.expect", f"{expect!r} is not an expectation{did_you_mean(expect, EXPECTATIONS)}; {one_of(EXPECTATIONS)}")
+    change, where = _mapping(item, "set", fail, f"{key}."), _mapping(item, "where", fail, f"{key}.")
+    if not change:
+        raise fail(f"{key}.set", "missing; name the knob values the claim is about")
+    for part, knobs in (("set", change), ("where", where)):
+        for knob, value in knobs.items():
+            where_key = f"{key}.{part}.{knob}"
+            if knob not in grid:
+                raise fail(where_key, f"{knob!r} is not swept; claims can only be judged on grid knobs; {one_of(grid)}")
+            if _knob_value(workload, where_key, knob, value, fail) not in grid[knob]:
+                raise fail(where_key, f"{value!r} is not in the grid; {one_of(grid[knob])}")
+    for knob in change:
+        if knob in where:
+            raise fail(f"{key}.where.{knob}", "is also in `set`; a claim changes a knob or filters on it, not both")
+        if workload.knobs[knob].default not in grid[knob]:
+            raise fail(f"{key}.set.{knob}", f"the grid lacks the default {workload.knobs[knob].default!r} to compare with")
+    return Claim(text=" ".join(text.split()), change=change, where=where, expect=expect)
 
 
 def _check_seeds(where: object, key: str, seeds: Any) -> None:
@@ -180,12 +241,12 @@ def _check_seeds(where: object, key: str, seeds: Any) -> None:
         raise SweeperError(f"{where}: {key}: expected a whole number of seeds from 1 to 1000, got {seeds!r}")
 
 
-def _mapping(doc: dict, key: str, fail) -> dict:
+def _mapping(doc: dict, key: str, fail, prefix: str = "") -> dict:
     value = doc.get(key)
     if value is None:  # absent, or written as `key:` with nothing after it
         return {}
     if not isinstance(value, dict):
-        raise fail(key, f"expected a mapping, got {value!r}")
+        raise fail(prefix + key, f"expected a mapping, got {value!r}")
     return value
 
 

@@ -8,8 +8,10 @@ metrics are buffered and written with `log_batch` (one call per many values, not
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,9 @@ TAG_BASELINE = "sweeper.is_baseline"
 TAG_VERDICT = "sweeper.verdict"
 TAG_REASON = "sweeper.reason"
 TAG_KIND = "sweeper.kind"  # "sweep" for the parent run, "trial" for a child run
+TAG_WORKER = "sweeper.worker"
+SUMMARY_PREFIX = "sweeper."  # summary metrics of a run (sweeper.train_seconds, ...), apart from its reports
+_STORED_INFINITY = 1.7976931348623157e308  # MLflow's SQL store keeps +-inf as +-max float
 
 logging.getLogger("mlflow").setLevel(logging.WARNING)  # not "Creating initial MLflow database tables"
 
@@ -85,12 +90,18 @@ class SweepTracker:
         self.client.log_batch(self.parent_run_id, params=[Param(k, _text(v)) for k, v in params.items()])
         return self.parent_run_id
 
-    def log_artifacts(self, directory: Path) -> None:
-        self.client.log_artifacts(self.parent_run_id, str(directory))
+    def log_files(self, files: list[Path], plots: Path | None = None) -> None:
+        """Attach output files (and a folder of plots, shown in the MLflow UI) to the parent run."""
+        for path in files:
+            self.client.log_artifact(self.parent_run_id, str(path))
+        if plots is not None:
+            self.client.log_artifacts(self.parent_run_id, str(plots), artifact_path="plots")
 
     def end_sweep(self, status: str, summary: dict[str, float]) -> None:
         now = _now_ms()
-        self.client.log_batch(self.parent_run_id, metrics=[Metric(k, float(v), now, 0) for k, v in summary.items()])
+        self.client.log_batch(
+            self.parent_run_id, metrics=[Metric(SUMMARY_PREFIX + k, float(v), now, 0) for k, v in summary.items()]
+        )
         self.client.set_terminated(self.parent_run_id, status)
 
     # --- one child run per trial ---
@@ -115,7 +126,7 @@ class SweepTracker:
         now = _now_ms()
         self.client.log_batch(
             run_id,
-            metrics=[Metric(k, v, now, 0) for k, v in summary.items()],
+            metrics=[Metric(SUMMARY_PREFIX + k, v, now, 0) for k, v in summary.items()],
             tags=[RunTag(k, _text(v)) for k, v in tags.items()],
         )
         self.client.set_terminated(run_id, status)
@@ -125,6 +136,69 @@ class SweepTracker:
         for start in range(0, len(pending), _BATCH_LIMIT):
             self.client.log_batch(run_id, metrics=pending[start : start + _BATCH_LIMIT])
         self._last_flush[run_id] = time.time()
+
+
+def find_sweep(client: MlflowClient, ref: str):
+    """The parent run of a sweep, by its run id or by its sweep id (the name of its output folder)."""
+    try:
+        run = client.get_run(ref)
+    except Exception:  # not a run id of this store: try it as a sweep id
+        run = None
+    if run is not None and run.data.tags.get(TAG_KIND) == "sweep":
+        return run
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    found = client.search_runs(
+        experiments, f"tags.`{TAG_SWEEP}` = '{ref}' and tags.`{TAG_KIND}` = 'sweep'", max_results=2
+    ) if experiments else []
+    if len(found) != 1:
+        return None
+    return found[0]
+
+
+@dataclass(frozen=True)
+class StoredTrial:
+    run_id: str
+    params: dict[str, str]
+    tags: dict[str, str]
+    summary: dict[str, float]
+    history: list[dict[str, float]]
+
+
+def load_sweep(tracking_uri: str, ref: str, download_to: Path) -> tuple[Any, Path, list[StoredTrial]] | None:
+    """A sweep's parent run, its spec (downloaded into `download_to`) and every trial with its full report
+    history; None if the store has no such sweep."""
+    client = MlflowClient(tracking_uri)
+    parent = find_sweep(client, ref)
+    if parent is None:
+        return None
+    spec_path = Path(client.download_artifacts(parent.info.run_id, "spec.yaml", str(download_to)))
+    children = client.search_runs(
+        [parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'", max_results=50000
+    )
+    trials = []
+    for child in children:
+        steps: dict[int, dict[str, float]] = {}
+        for key in child.data.metrics:
+            if key.startswith(SUMMARY_PREFIX):
+                continue
+            for metric in client.get_metric_history(child.info.run_id, key):
+                value = metric.value
+                if abs(value) == _STORED_INFINITY:
+                    value = math.copysign(math.inf, value)
+                steps.setdefault(metric.step, {"step": metric.step})[key] = value
+        summary = {k[len(SUMMARY_PREFIX):]: v for k, v in child.data.metrics.items() if k.startswith(SUMMARY_PREFIX)}
+        trials.append(StoredTrial(child.info.run_id, dict(child.data.params), dict(child.data.tags), summary,
+                                  [steps[step] for step in sorted(steps)]))
+    return parent, spec_path, trials
+
+
+def download_file(tracking_uri: str, ref: str, name: str, download_to: Path) -> Path | None:
+    """One output file of a sweep's parent run (e.g. ranking.json); None if the store has no such sweep."""
+    client = MlflowClient(tracking_uri)
+    parent = find_sweep(client, ref)
+    if parent is None:
+        return None
+    return Path(client.download_artifacts(parent.info.run_id, name, str(download_to)))
 
 
 def _now_ms() -> int:

@@ -9,7 +9,9 @@ A workload is one module (see DESIGN.md) exporting:
 - `SMOKE`: Config overrides that make one trial finish in seconds on one CPU.
 - `train(config, report)`: trains and calls `report(dict)` after each epoch or evaluation; every report
   carries `step`, `loss`, `grad_norm` and METRIC, and may carry `chance` and `oracle` (the metric of a
-  random and of an ideal model on the same evaluation data), which the diagnosis uses.
+  random and of an ideal model on the same evaluation data) and `output_scale` (mean magnitude of the
+  model's outputs: scores, Q-values), which the diagnosis uses. All values are plain numbers.
+- optionally `THRESHOLDS`: overrides of `sweeper.health.Thresholds` where the defaults do not fit.
 
 Workloads are found in the `experiments` package and in the `sweeper.workloads` entry point group. This
 module imports workload modules but never runs `train`, so it stays free of heavy imports as long as the
@@ -32,6 +34,7 @@ from types import ModuleType
 from typing import Any, Literal
 
 from sweeper.errors import SweeperError, did_you_mean, one_of
+from sweeper.health import Thresholds
 
 ENTRY_POINT_GROUP = "sweeper.workloads"
 REQUIRED_REPORT_KEYS = ("step", "loss", "grad_norm")
@@ -75,6 +78,10 @@ class Workload:
     @property
     def mode(self) -> str:
         return self.module.MODE
+
+    @property
+    def thresholds(self) -> Thresholds:
+        return Thresholds.with_overrides(getattr(self.module, "THRESHOLDS", None))
 
     @property
     def smoke(self) -> dict[str, Any]:
@@ -132,6 +139,10 @@ def _check_contract(name: str, module: ModuleType) -> dict[str, Knob]:
     for key in module.SMOKE:
         if key not in knobs:
             raise broken(f"SMOKE sets {key!r}, which is not a Config field")
+    try:
+        Thresholds.with_overrides(getattr(module, "THRESHOLDS", None))
+    except (TypeError, ValueError) as exc:
+        raise broken(f"THRESHOLDS: {exc}") from None
     return knobs
 
 

@@ -4,18 +4,20 @@ import math
 
 import pytest
 
-from sweeper.health import COLLAPSE_MARGIN, EXPLODING_BOUND, ZERO_LOSS_ATOL, check_report, diagnose
+from sweeper.health import DEFAULT, Thresholds, check_divergence, diagnose
+
+T = DEFAULT
 
 
-def reports(losses, metric=0.8, chance=0.4, oracle=0.9, grad_norm=1.0):
+def reports(losses, metric=0.8, chance=0.4, oracle=0.9, grad_norm=1.0, **extra):
     return [
-        {"step": i + 1, "loss": loss, "grad_norm": grad_norm, "ndcg": metric, "chance": chance, "oracle": oracle}
+        {"step": i + 1, "loss": loss, "grad_norm": grad_norm, "ndcg": metric, "chance": chance, "oracle": oracle, **extra}
         for i, loss in enumerate(losses)
     ]
 
 
-def verdict(history, mode="max", error=None):
-    return diagnose(history, "ndcg", mode, error).verdict
+def verdict(history, mode="max", error=None, limits=T):
+    return diagnose(history, "ndcg", mode, error, limits).verdict
 
 
 def test_a_learning_run_is_healthy():
@@ -29,29 +31,55 @@ def test_error_wins_over_everything():
 
 def test_loss_exactly_zero_throughout_is_stuck_zero():
     assert verdict(reports([0.0, 0.0, 0.0])) == "stuck_zero"
-    assert verdict(reports([ZERO_LOSS_ATOL, -ZERO_LOSS_ATOL])) == "stuck_zero"
+    assert verdict(reports([T.zero_loss_atol, -T.zero_loss_atol])) == "stuck_zero"
 
 
-def test_a_loss_that_only_reaches_zero_later_is_not_stuck():
-    assert verdict(reports([0.3, 0.0, 0.0])) == "healthy"
-    assert verdict(reports([ZERO_LOSS_ATOL * 2, 0.0])) == "healthy"
+def test_a_loss_that_falls_to_zero_is_stuck_only_while_the_metric_stays_at_chance():
+    fallen = [0.5, 0.1, T.near_zero_loss, 0.0, 0.0, 0.0]
+    assert verdict(reports(fallen, metric=0.41)) == "stuck_zero"
+    assert verdict(reports(fallen, metric=0.8)) == "healthy"  # a loss that reached zero by learning
+    # half the reports must be near zero: here only the last two of six are
+    assert verdict(reports([0.5, 0.4, 0.3, 0.2, 0.0, 0.0], metric=0.41)) == "collapsed"
+    assert verdict(reports([0.5, 0.4, 0.3, T.near_zero_loss * 2, 0.0, 0.0], metric=0.41)) == "collapsed"
+
+
+def test_zero_gradient_from_the_start_is_no_signal():
+    assert verdict(reports([15.1, 15.1, 15.1], metric=0.41, grad_norm=7e-8)) == "no_signal"
+    assert verdict(reports([15.1, 15.1], metric=0.41, grad_norm=T.no_signal_grad_norm * 2)) == "collapsed"
+    # a zero loss with a zero gradient is reported as the zero loss it is
+    assert verdict(reports([0.0, 0.0], grad_norm=0.0)) == "stuck_zero"
 
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
-def test_non_finite_loss_metric_or_gradient(bad):
+def test_non_finite_loss_metric_gradient_or_scale(bad):
     assert verdict(reports([1.0, bad])) == "non_finite"
     assert verdict(reports([1.0], metric=bad)) == "non_finite"
     assert verdict(reports([1.0], grad_norm=bad)) == "non_finite"
+    assert verdict(reports([1.0], output_scale=bad)) == "non_finite"
 
 
 def test_exploding_at_the_bound_edge():
-    assert verdict(reports([1.0, EXPLODING_BOUND])) == "healthy"
-    assert verdict(reports([1.0, EXPLODING_BOUND * 1.01])) == "exploding"
-    assert verdict(reports([1.0], grad_norm=-EXPLODING_BOUND * 2)) == "exploding"
+    bound = T.exploding_bound
+    assert verdict(reports([bound / 2, bound])) == "healthy"
+    assert verdict(reports([bound / 2, bound * 1.01])) == "exploding"
+    assert verdict(reports([1.0], grad_norm=-bound * 2)) == "exploding"
+    assert verdict(reports([1.0], output_scale=bound * 2)) == "exploding"
+
+
+def test_exploding_by_growth_within_the_window():
+    # from 2 to 2000 (x1000) within 5 reports
+    assert verdict(reports([2.0, 5.0, 20.0, 200.0, 2000.0])) == "exploding"
+    assert verdict(reports([2.0, 5.0, 20.0, 200.0, 1999.0])) == "healthy"
+    # the growth is measured from the window's smallest value, floored at growth_floor: 1e-6 -> 999 is not it
+    assert verdict(reports([1e-6, 999.0])) == "healthy"
+    assert verdict(reports([1e-6, 1000.0])) == "exploding"
+    # growth spread over more reports than the window is not counted
+    slow = [2.0 * 10 ** (i / 3) for i in range(10)]  # x10 every 3 reports: x1000 only over 9
+    assert verdict(reports(slow)) == "healthy"
 
 
 def test_collapsed_needs_the_metric_to_clear_chance_by_the_margin():
-    margin = COLLAPSE_MARGIN * (0.9 - 0.4)
+    margin = T.collapse_margin * (0.9 - 0.4)
     assert verdict(reports([1.0], metric=0.4 + margin)) == "collapsed"
     assert verdict(reports([1.0], metric=0.4 + margin * 1.1)) == "healthy"
     assert verdict(reports([1.0], metric=0.3)) == "collapsed"
@@ -62,13 +90,27 @@ def test_collapsed_for_a_metric_to_minimise():
     assert verdict(reports([1.0], metric=0.1, chance=0.4, oracle=0.0), mode="min") == "healthy"
 
 
+def test_a_declared_metric_floor():
+    floor = Thresholds(metric_floor=0.7)
+    assert verdict(reports([1.0], metric=0.69), limits=floor) == "collapsed"
+    assert verdict(reports([1.0], metric=0.7), limits=floor) == "healthy"
+    assert verdict(reports([1.0], metric=0.3, chance=0.4, oracle=0.0), mode="min", limits=Thresholds(metric_floor=0.2)) == "collapsed"
+
+
 def test_without_a_chance_level_collapse_cannot_be_told():
     history = [{"step": 1, "loss": 1.0, "grad_norm": 1.0, "ndcg": 0.0}]
     assert verdict(history) == "healthy"
 
 
-def test_check_report_stops_a_diverged_trial_and_says_why():
-    assert check_report({"step": 3, "loss": 1.0, "grad_norm": 2.0}, "ndcg") is None
-    stop = check_report({"step": 3, "loss": math.nan, "grad_norm": 2.0}, "ndcg")
-    assert stop.verdict == "non_finite" and "step 3" in stop.reason
-    assert check_report({"step": 4, "loss": 3e6}, "ndcg").verdict == "exploding"
+def test_check_divergence_looks_at_the_last_report_and_says_why():
+    assert check_divergence(reports([1.0, 2.0]), "ndcg") is None
+    stop = check_divergence(reports([1.0, math.nan]), "ndcg")
+    assert stop.verdict == "non_finite" and "step 2" in stop.reason
+    assert check_divergence(reports([1.0, 3e6]), "ndcg").verdict == "exploding"
+    assert check_divergence(reports([math.nan, 1.0]), "ndcg") is None
+
+
+def test_thresholds_overrides_are_checked():
+    assert Thresholds.with_overrides({"exploding_bound": 10.0}).exploding_bound == 10.0
+    with pytest.raises(ValueError, match="exploding_bnd"):
+        Thresholds.with_overrides({"exploding_bnd": 10.0})

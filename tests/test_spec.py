@@ -40,6 +40,18 @@ BAD = {
     "zero seeds": ("workload: listmle\nseeds: 0\n", ["seeds", "from 1 to 1000"]),
     "missing workload": ("name: x\n", ["workload: missing"]),
     "not a mapping": ("- workload: listmle\n", ["mapping of keys"]),
+    "claim on an unswept knob": ("workload: listmle\ngrid: {labels: [graded, constant]}\n"
+                                 "claims: [{claim: x, set: {list_shape: grouped}, expect: fixes}]\n",
+                                 ["claims[0].set.list_shape", "not swept", "valid: labels"]),
+    "claim with an unknown expectation": ("workload: listmle\ngrid: {labels: [graded, constant]}\n"
+                                          "claims: [{claim: x, set: {labels: constant}, expect: fixe}]\n",
+                                          ["claims[0].expect", "did you mean 'fixes'", "valid: fixes, no_effect"]),
+    "claim set is not a mapping": ("workload: listmle\ngrid: {labels: [graded, constant]}\n"
+                                   "claims: [{claim: x, set: [labels], expect: fixes}]\n",
+                                   ["claims[0].set", "expected a mapping"]),
+    "claim without the default to compare with": ("workload: listmle\ngrid: {labels: [constant]}\n"
+                                                  "claims: [{claim: x, set: {labels: constant}, expect: fixes}]\n",
+                                                  ["claims[0].set.labels", "lacks the default 'graded'"]),
 }
 
 
