@@ -8,6 +8,7 @@ import pytest
 from sweeper.ranking import (
     TrialOutcome,
     bootstrap_iqm_interval,
+    compare_sweeps,
     comparison_scores,
     fill_missing_chance,
     iqm,
@@ -145,3 +146,14 @@ def test_a_trial_without_a_chance_level_gets_that_of_its_seed():
               outcome("b", 1, "error", None, chance=None), outcome("b", 7, "error", None, chance=None)]
     filled = fill_missing_chance(trials)
     assert [o.chance for o in filled] == [0.4, 0.3, 0.2, 0.3, 0.3]  # seed 7 has none: the sweep's median
+
+
+def test_compare_sweeps_pairs_points_by_label():
+    before = {"metric": "m", "mode": "max", "points": rank_points(factorial(), "max")}
+    improved = [TrialOutcome(o.label, o.is_baseline, o.seed, "healthy", 0.95, 1.0, 0.4, o.knobs) for o in factorial()]
+    after = {"metric": "m", "mode": "max", "points": rank_points(improved, "max")}
+    rows = {r["label"]: r for r in compare_sweeps(before, after)}
+    assert rows["grouped-relu"]["prob_after_beats_before"] == 1.0  # 0.95 beats 0.9 in every seed pair
+    assert rows["flat-relu"]["verdict_before"] == "baseline" and rows["flat-relu"]["healthy_after"] == "2/2"
+    with pytest.raises(ValueError, match="different metrics"):
+        compare_sweeps(before, {**after, "metric": "other"})
