@@ -80,3 +80,16 @@ def test_the_answers_other_causes_give_non_zero_losses_and_fix_nothing(sweep):
     flattened = [p for p in ranking["points"] if p["knobs"]["list_shape"] == "flattened"]
     assert all(p["median_loss"] == 0.0 and p["verdict"] != "fixes" for p in flattened)
     assert all(set(p["verdicts"]) == {"error"} for p in ranking["points"] if p["knobs"]["list_shape"] == "vector")
+
+
+def test_the_claims_table_answers_the_question(sweep):
+    _, _, ranking = sweep
+    holds = {claim["claim"]: claim["holds"] for claim in ranking["claims"]}
+    assert holds == {
+        "Homogeneous scores within a list make ListMLE return zero": False,  # log(10!) = 15.1, not 0
+        "Invariant (constant) relevance labels make ListMLE return zero": False,
+        "Input shape: passing (batch, list_size) lists instead of (batch*list_size, 1) fixes the zero loss": True,
+        "Another activation (tanh) fixes it": False,
+        "He initialization fixes it": False,
+        "Batch normalization fixes it": False,
+    }
