@@ -70,29 +70,90 @@ def list_workloads() -> None:
         console.print(table)
 
 
+TrackingUri = Annotated[Optional[str], typer.Option(help="MLflow tracking URI; default: MLFLOW_TRACKING_URI or ./mlflow.db.")]
+Address = Annotated[Optional[str], typer.Option(help="Address of a running Ray cluster; default: Ray on this machine.")]
+
+
 @app.command()
 def run(
     spec: SpecPath,
     out: Annotated[Path, typer.Option(help="Folder that receives one new sub-folder per sweep.")] = Path("sweeps"),
     seeds: Annotated[Optional[int], typer.Option(help="Run seeds 0..N-1 instead of the spec's `seeds`.")] = None,
-    address: Annotated[Optional[str], typer.Option(help="Address of a running Ray cluster; default: Ray on this machine.")] = None,
-    tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow tracking URI; default: MLFLOW_TRACKING_URI or ./mlflow.db.")] = None,
+    address: Address = None,
+    tracking_uri: TrackingUri = None,
     max_concurrent: Annotated[Optional[int], typer.Option(min=1, help="At most this many trials at once.")] = None,
+    max_retries: Annotated[int, typer.Option(min=0, max=100, help="Retries of a trial whose worker or node was lost.")] = 2,
+    max_trials: Annotated[int, typer.Option(min=1, help="A sweep with more trials needs --yes.")] = 1000,
+    yes: Annotated[bool, typer.Option("--yes", help="Run sweeps larger than --max-trials.")] = False,
 ) -> None:
     """Run every sweep in SPEC: reproduce the failure, sweep the remedies over seeds, rank them."""
     specs = _specs(spec, seeds)  # everything is validated before anything is written or started
+    for sweep in specs:
+        if sweep.trial_count > max_trials and not yes:
+            _fail(f"{spec}: {sweep.name}: {len(sweep.points)} grid points x {sweep.seeds} seeds = {sweep.trial_count} "
+                  f"trials, more than --max-trials {max_trials}; pass --yes to run them")
+    if out.exists() and not out.is_dir():
+        _fail(f"--out: {out} exists and is not a folder")
     from sweeper.sweep import run_sweep
     from sweeper.tracking import default_tracking_uri
 
     uri = tracking_uri or default_tracking_uri()
+    _graceful_sigterm()
     for sweep in specs:
         try:
-            outcome = run_sweep(sweep, out_root=out, tracking_uri=uri, address=address, max_concurrent=max_concurrent)
-        except SweeperError as exc:
+            outcome = run_sweep(sweep, out_root=out, tracking_uri=uri, address=address, max_concurrent=max_concurrent,
+                                max_retries=max_retries)
+        except (SweeperError, PermissionError) as exc:
             _fail(str(exc))
-        _print_ranking(outcome.ranking)
-        console.print(f"outputs: {outcome.sweep_dir}/ (report.md, report.html, ranking.json, trials.csv, plots/)")
-        console.print(f"mlflow:  {uri} · experiment {sweep.name} · parent run {outcome.parent_run_id}")
+        _print_outcome(outcome, uri)
+
+
+def _print_outcome(outcome, uri: str) -> None:
+    _print_ranking(outcome.ranking)
+    console.print(f"outputs: {outcome.sweep_dir}/ (report.md, report.html, ranking.json, trials.csv, plots/)")
+    console.print(f"mlflow:  {uri} · parent run {outcome.parent_run_id}")
+    if outcome.unfinished:
+        console.print(f"{outcome.unfinished} trials did not finish; `sweeper resume {outcome.sweep_dir}` runs them")
+
+
+def _graceful_sigterm() -> None:
+    """SIGTERM (a scheduler's stop) ends the sweep the way Ctrl-C does: Tune saves its state, the report is
+    written from the finished trials, and `sweeper resume` picks up the rest."""
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
+
+
+@app.command()
+def resume(
+    sweep_dir: Annotated[Path, typer.Argument(help="The sweep folder to finish (sweeps/<name>-<time>).")],
+    address: Address = None,
+    tracking_uri: TrackingUri = None,
+) -> None:
+    """Finish a sweep whose driver was killed: finished trials are not run again, MLflow gets no duplicates."""
+    from sweeper.sweep import resume_sweep
+
+    _graceful_sigterm()
+    try:
+        outcome = resume_sweep(sweep_dir, address=address, tracking_uri=tracking_uri)
+    except SweeperError as exc:
+        _fail(str(exc))
+    _print_outcome(outcome, tracking_uri or "the sweep's store")
+
+
+@app.command()
+def sync(
+    sweep_dir: Annotated[Path, typer.Argument(help="The sweep folder whose results MLflow should have.")],
+    tracking_uri: TrackingUri = None,
+) -> None:
+    """Replay into MLflow every result of a sweep folder that MLflow lacks (after the server was down)."""
+    from sweeper.sweep import sync_sweep
+
+    try:
+        replayed, uri = sync_sweep(sweep_dir, tracking_uri=tracking_uri)
+    except SweeperError as exc:
+        _fail(str(exc))
+    console.print(f"synced {sweep_dir} to {uri}: {replayed} trials replayed")
 
 
 def _print_ranking(document: dict) -> None:
@@ -179,12 +240,12 @@ def _number(value: float | None) -> str:
     return "–" if value is None else f"{value:.4g}"
 
 
+Host = Annotated[str, typer.Option(help="Interface to bind; 127.0.0.1 keeps it off the network, 0.0.0.0 opens it to a cluster.")]
+Port = Annotated[int, typer.Option(min=1, max=65535)]
+
+
 @app.command()
-def ui(
-    tracking_uri: Annotated[Optional[str], typer.Option(help="Backend store; default: MLFLOW_TRACKING_URI or ./mlflow.db.")] = None,
-    host: Annotated[str, typer.Option(help="Interface to bind; 127.0.0.1 keeps the UI off the network.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=1, max=65535)] = 5000,
-) -> None:
+def ui(tracking_uri: TrackingUri = None, host: Host = "127.0.0.1", port: Port = 5000) -> None:
     """Open the MLflow UI on the sweep store (serves until interrupted)."""
     from sweeper.tracking import default_tracking_uri, local_store_path
 
@@ -192,13 +253,32 @@ def ui(
     store = local_store_path(uri)
     if store is not None and not store.exists():
         _fail(f"{store}: no MLflow store here yet; run a sweep first or pass --tracking-uri")
+    artifacts = ["--default-artifact-root", (store.parent / "mlartifacts").as_uri()] if store is not None else []
+    _serve(uri, artifacts, host, port, "MLflow UI")
+
+
+@app.command()
+def server(
+    store: Annotated[Path, typer.Option(help="Folder for the server's SQLite database and its artifacts.")] = Path("mlflow-server"),
+    host: Host = "127.0.0.1",
+    port: Port = 5000,
+) -> None:
+    """Start an MLflow tracking server (SQLite backend, artifacts served over HTTP) that cluster nodes can reach."""
+    if store.exists() and not store.is_dir():
+        _fail(f"--store: {store} exists and is not a folder")
+    store.mkdir(parents=True, exist_ok=True)
+    uri = f"sqlite:///{store.resolve() / 'mlflow.db'}"
+    artifacts = ["--serve-artifacts", "--artifacts-destination", (store.resolve() / "artifacts").as_uri()]
+    _serve(uri, artifacts, host, port, "MLflow tracking server")
+
+
+def _serve(uri: str, artifact_options: list[str], host: str, port: int, what: str) -> None:
     mlflow = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or shutil.which("mlflow")
     if mlflow is None:
         _fail("the `mlflow` command is not installed in this environment")
-    console.print(f"MLflow UI: http://{host}:{port}  (store {uri}; Ctrl-C stops it)")
-    command = [mlflow, "server", "--backend-store-uri", uri, "--host", host, "--port", str(port), "--workers", "1"]
-    if store is not None:
-        command += ["--default-artifact-root", (store.parent / "mlartifacts").as_uri()]
+    console.print(f"{what}: http://{host}:{port}  (store {uri}; Ctrl-C stops it)")
+    command = [mlflow, "server", "--backend-store-uri", uri, *artifact_options, "--host", host, "--port", str(port),
+               "--workers", "1"]
     try:
         subprocess.run(command, check=False, env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
     except KeyboardInterrupt:
@@ -206,7 +286,23 @@ def ui(
 
 
 def main() -> None:
-    app()
+    """Run the CLI; a usage mistake (unknown option, bad value) is one line and exit status 2, like a bad spec."""
+    try:  # typer 0.2x vendors click
+        from typer._click import exceptions as click_errors
+    except ImportError:
+        from click import exceptions as click_errors
+
+    try:
+        code = app(standalone_mode=False)
+    except click_errors.NoArgsIsHelpError:  # the help is already on the screen
+        sys.exit(2)
+    except click_errors.UsageError as exc:
+        where = f"{exc.ctx.command_path}: " if exc.ctx is not None else ""
+        errors.print(f"error: {where}{exc.format_message()}", markup=False)
+        sys.exit(2)
+    except click_errors.Abort:
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -12,8 +12,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 class SweepProgress:
     """Trials done/total, running, verdict counts and the best final metric so far."""
 
-    def __init__(self, title: str, total: int, metric: str, mode: str, console: Console | None = None):
-        self.metric, self.mode, self.total, self.done = metric, mode, total, 0
+    def __init__(self, title: str, total: int, metric: str, mode: str, console: Console | None = None, done: int = 0):
+        self.metric, self.mode, self.total, self.done = metric, mode, total, done
         self.running: set[str] = set()
         self.verdicts: Counter[str] = Counter()
         self.best: tuple[float, str] | None = None
@@ -27,7 +27,7 @@ class SweepProgress:
             console=self.console,
             transient=False,
         )
-        self._task = self._progress.add_task(title, total=total, status="starting Ray")
+        self._task = self._progress.add_task(title, total=total, completed=done, status="starting trials")
 
     def __enter__(self) -> SweepProgress:
         self._progress.start()

@@ -12,9 +12,7 @@ import html
 import io
 import json
 import math
-import os
 import statistics
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +21,7 @@ import numpy as np
 
 from sweeper import ranking
 from sweeper.health import DIVERGED
-from sweeper.records import TrialRecord
+from sweeper.records import TrialRecord, write_atomically
 from sweeper.spec import SweepSpec
 from sweeper.workload import Workload
 
@@ -129,6 +127,7 @@ def trial_rows(spec: SweepSpec, metric: str, records: list[TrialRecord]) -> list
             "oracle": r.finite_final("oracle"),
             "train_seconds": round(r.train_seconds, 3),
             "worker": r.worker,
+            "attempts": r.attempts,
             "mlflow_run_id": r.run_id,
         }
         for r in records
@@ -416,15 +415,6 @@ def _reference_lines(axis, records: list[TrialRecord], vertical: bool) -> None:
 
 
 # --- files ---
-def write_atomically(path: Path, data: str | bytes) -> None:
-    """Write through a temporary file and a rename, so a reader never sees half a file."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(handle, "wb") as out:
-        out.write(data.encode("utf-8") if isinstance(data, str) else data)
-    os.chmod(temporary, 0o644)  # mkstemp makes the file private; outputs are meant to be shared
-    os.replace(temporary, path)
-
-
 def trials_csv(rows: list[dict[str, Any]]) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")

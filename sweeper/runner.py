@@ -2,8 +2,9 @@
 
 One Tune trial per grid point x seed. The trainable wraps the workload's `train`: it stops a trial as soon
 as a report is non-finite or exploding, and turns an exception into an `error` outcome so one broken
-trial never stops the sweep. A driver-side callback keeps every trial's report history, diagnoses it when
-the trial ends, writes it to MLflow through the SweepTracker, and drives the progress display.
+trial never stops the sweep; Tune's own retries (`max_retries`) are kept for lost workers and nodes. A
+driver-side callback keeps every trial's reports, diagnoses the trial when it ends, writes it to the sweep
+folder first and to MLflow second, and drives the progress display.
 """
 
 from __future__ import annotations
@@ -22,27 +23,24 @@ os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_
 import ray  # noqa: E402
 from ray import tune  # noqa: E402
 
+import experiments  # noqa: E402
+import sweeper  # noqa: E402
 from sweeper import health  # noqa: E402
 from sweeper.errors import SweeperError  # noqa: E402
 from sweeper.progress import SweepProgress  # noqa: E402
-from sweeper.records import TrialRecord, in_grid_order, trial_key  # noqa: E402
+from sweeper.records import TrialRecord, save_trial, trial_key  # noqa: E402
 from sweeper.spec import GridPoint, SweepSpec  # noqa: E402
-from sweeper.tracking import (  # noqa: E402
-    TAG_BASELINE,
-    TAG_POINT,
-    TAG_REASON,
-    TAG_SWEEP,
-    TAG_TRIAL_KEY,
-    TAG_VERDICT,
-    TAG_WORKER,
-    TAG_WORKLOAD,
-    SweepTracker,
-)
-from sweeper.workload import Workload, load  # noqa: E402
+from sweeper.tracking import SweepTracker, is_local_store, report_metrics  # noqa: E402
+from sweeper.workload import load  # noqa: E402
 
+TUNE_DIR = "tune"
 _REPORT = "sweeper_report"  # the workload's own report, kept apart from the keys Tune adds to a result
 _ERROR = "sweeper_error"
 _ELAPSED = "sweeper_elapsed_s"
+_NODE = "sweeper_node"
+_DISPLAYS: dict[str, SweepProgress] = {}
+"""The console display of each sweep this process drives. Tune restores callbacks from a pickle on
+resume, so a callback finds its display here by sweep id rather than holding it."""
 
 
 # --- inside the Ray worker ---
@@ -60,13 +58,14 @@ def _trainable(config: dict[str, Any]) -> None:
 
     workload = load(config["workload"])
     limits = workload.thresholds
+    node = ray.get_runtime_context().get_node_id()[:12]
     history: list[dict[str, Any]] = []
     started = time.perf_counter()
 
     def report(metrics: dict[str, Any]) -> None:
         history.append({key: metrics.get(key) for key in (*health.WATCHED, "step", workload.metric)})
         diverged = health.check_divergence(history, workload.metric, limits)
-        tune.report({_REPORT: dict(metrics), _ELAPSED: time.perf_counter() - started})
+        tune.report({_REPORT: dict(metrics), _ELAPSED: time.perf_counter() - started, _NODE: node})
         if diverged is not None:
             raise _StopTrial(diverged.reason)
 
@@ -76,7 +75,7 @@ def _trainable(config: dict[str, Any]) -> None:
     except _StopTrial:
         pass
     except Exception as exc:  # the trial's outcome, not the sweep's failure
-        tune.report({_ERROR: _one_line(exc), _ELAPSED: time.perf_counter() - started})
+        tune.report({_ERROR: _one_line(exc), _ELAPSED: time.perf_counter() - started, _NODE: node})
 
 
 def _one_line(exc: Exception) -> str:
@@ -92,50 +91,49 @@ def _trial_dirname(trial: Any) -> str:
 
 # --- on the driver ---
 class _SweepCallback(tune.Callback):
-    def __init__(self, workload: Workload, tracker: SweepTracker, display: SweepProgress | None, sweep_id: str):
-        self.workload, self.tracker, self.display, self.sweep_id = workload, tracker, display, sweep_id
+    def __init__(self, sweep_dir: Path, workload: str, tracker: SweepTracker):
+        self.sweep_dir, self.workload_name, self.tracker = sweep_dir, workload, tracker
         self.records: dict[str, TrialRecord] = {}
+        self.starts: dict[str, int] = {}
 
     def __getstate__(self) -> dict[str, Any]:
-        """Tune pickles its callbacks with the experiment; the console display stays with this process."""
-        return {**self.__dict__, "display": None}
+        return {**self.__dict__, "records": {}, "starts": {}}  # trials live in the sweep folder, not the pickle
+
+    @property
+    def workload(self):
+        return load(self.workload_name)
+
+    @property
+    def display(self) -> SweepProgress | None:
+        return _DISPLAYS.get(self.tracker.sweep_id)
 
     def _record(self, trial: Any) -> TrialRecord:
-        config = trial.config
-        point = GridPoint(**config["point"])
-        key = trial_key(point.label, config["seed"])
+        point = GridPoint(**trial.config["point"])
+        key = trial_key(point.label, trial.config["seed"])
         if key not in self.records:
-            self.records[key] = TrialRecord(key=key, point=point, seed=config["seed"])
+            self.records[key] = TrialRecord(key=key, point=point, seed=trial.config["seed"])
         return self.records[key]
 
     def on_trial_start(self, iteration, trials, trial, **info):
         record = self._record(trial)
-        record.run_id = self.tracker.start_trial(
-            run_name=record.key,
-            params={**trial.config["base"], **record.point.knobs, "seed": record.seed},
-            tags={
-                TAG_TRIAL_KEY: record.key,
-                TAG_POINT: record.point.label,
-                TAG_WORKLOAD: self.workload.name,
-                TAG_BASELINE: str(record.point.is_baseline),
-                TAG_SWEEP: self.sweep_id,
-            },
-        )
+        # A start after a lost worker, or of a trial a stale snapshot had not seen finish, begins afresh.
+        record.history, record.error, record.diagnosis = [], None, None
+        self.starts[record.key] = self.starts.get(record.key, 0) + 1
+        record.attempts = self.starts[record.key]
+        record.run_id = self.tracker.start_trial(record, self.workload_name)
         if self.display is not None:
             self.display.trial_started(record.key)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         record = self._record(trial)
         record.train_seconds = result.get(_ELAPSED, record.train_seconds)
-        record.worker = f"{result.get('node_ip', '')}:{result.get('pid', '')}"
+        record.worker = f"{result.get(_NODE, '')}:{result.get('pid', '')}"
         if _ERROR in result:
             record.error = result[_ERROR]
             return
-        metrics = result[_REPORT]
-        record.history.append(metrics)
-        step = int(metrics.get("step", len(record.history)))
-        numeric = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and k != "step"}
-        self.tracker.log_step(record.run_id, step, numeric)
+        report = result[_REPORT]
+        record.history.append(report)
+        self.tracker.log_step(record.run_id, int(report.get("step", len(record.history))), report_metrics(report))
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._finish(self._record(trial), ray_error=None)
@@ -144,25 +142,13 @@ class _SweepCallback(tune.Callback):
         self._finish(self._record(trial), ray_error=_last_line(getattr(trial, "error_file", None)))
 
     def _finish(self, record: TrialRecord, ray_error: str | None) -> None:
+        workload = self.workload
         record.error = record.error or ray_error
-        record.diagnosis = health.diagnose(
-            record.history, self.workload.metric, self.workload.mode, record.error, self.workload.thresholds
-        )
-        summary = {"train_seconds": record.train_seconds, "steps": float(len(record.history))}
-        for name in ("loss", self.workload.metric):
-            value = record.final(name)
-            if value is not None:
-                summary[f"final_{name}"] = value
-        self.tracker.end_trial(
-            record.run_id,
-            status="FAILED" if record.diagnosis.verdict == "error" else "FINISHED",
-            summary=summary,
-            tags={TAG_VERDICT: record.diagnosis.verdict, TAG_REASON: record.diagnosis.reason, TAG_WORKER: record.worker},
-        )
+        record.diagnosis = health.diagnose(record.history, workload.metric, workload.mode, record.error, workload.thresholds)
+        save_trial(self.sweep_dir, record)  # the sweep folder first: it must hold every result
+        self.tracker.end_trial(record, workload.metric)
         if self.display is not None:
-            self.display.trial_finished(
-                record.key, record.point.label, record.diagnosis.verdict, record.final(self.workload.metric)
-            )
+            self.display.trial_finished(record.key, record.point.label, record.diagnosis.verdict, record.final(workload.metric))
 
 
 def _last_line(path: str | None) -> str:
@@ -174,20 +160,29 @@ def _last_line(path: str | None) -> str:
 
 
 def start_ray(address: str | None) -> None:
-    """Ray in-process on this machine's CPUs (and GPUs), or attached to the cluster at `address`."""
+    """Ray in-process on this machine's CPUs (and GPUs), or attached to the cluster at `address`; a
+    cluster gets this package and the workloads shipped with the job, so no node needs them installed by hand."""
     if ray.is_initialized():
         return
     logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
+    runtime_env = None
+    if address:
+        runtime_env = {
+            "py_modules": [os.path.dirname(sweeper.__file__), os.path.dirname(experiments.__file__)],
+            "env_vars": {"TF_CPP_MIN_LOG_LEVEL": "3", "TF_FORCE_GPU_ALLOW_GROWTH": "true"},
+        }
     ray.init(
         address=address or "local",
         include_dashboard=False,
         logging_level=logging.ERROR,
         log_to_driver=False,
+        runtime_env=runtime_env,
     )
 
 
-def check_resources(spec: SweepSpec) -> None:
-    """Refuse a per-trial request the cluster can never meet: Tune would otherwise wait for it forever."""
+def check_cluster(spec: SweepSpec, tracking_uri: str) -> None:
+    """Refuse what the cluster can never do: a per-trial request bigger than all it has (Tune would wait
+    forever), or a store only this machine can reach while other nodes take part."""
     available = ray.cluster_resources()
     for key, asked in (("CPU", spec.cpu), ("GPU", spec.gpu)):
         if asked > available.get(key, 0.0):
@@ -195,40 +190,63 @@ def check_resources(spec: SweepSpec) -> None:
                 f"{spec.path}: resources.{key.lower()}: each trial asks for {asked:g} {key}, but the Ray cluster "
                 f"has {available.get(key, 0.0):g} in all"
             )
+    nodes = [node for node in ray.nodes() if node.get("Alive")]
+    if len(nodes) > 1 and is_local_store(tracking_uri):
+        raise SweeperError(
+            f"--tracking-uri: {tracking_uri} is a store on this machine only, but the Ray cluster has {len(nodes)} "
+            "nodes; start a tracking server every node reaches (`sweeper server --host 0.0.0.0 --port 5000`) "
+            "and pass --tracking-uri http://HOST:5000"
+        )
 
 
 def run_trials(
     spec: SweepSpec,
     *,
-    sweep_id: str,
     sweep_dir: Path,
     tracker: SweepTracker,
-    display: SweepProgress,
+    display: SweepProgress | None,
     max_concurrent: int | None = None,
-) -> list[TrialRecord]:
-    """Run every trial of the spec on Ray Tune; one record per trial, in grid order."""
-    workload = load(spec.workload)
-    callback = _SweepCallback(workload, tracker, display, sweep_id)
-    points = [{"knobs": p.knobs, "label": p.label, "is_baseline": p.is_baseline} for p in spec.points]
-    tuner = tune.Tuner(
-        tune.with_resources(_trainable, {"cpu": spec.cpu, "gpu": spec.gpu}),
-        param_space={
-            "workload": spec.workload,
-            "base": spec.base_overrides(workload),
-            "point": tune.grid_search(points),
-            "seed": tune.grid_search(list(range(spec.seeds))),
-        },
-        tune_config=tune.TuneConfig(
-            reuse_actors=True,  # TensorFlow is imported once per worker process, not once per trial
-            max_concurrent_trials=max_concurrent,
-            trial_dirname_creator=_trial_dirname,
-        ),
-        run_config=tune.RunConfig(
-            name="tune",
-            storage_path=str(sweep_dir.resolve()),
-            verbose=0,
-            callbacks=[callback],
-        ),
-    )
-    tuner.fit()
-    return in_grid_order(spec, callback.records)
+    max_retries: int = 2,
+    resume: bool = False,
+) -> None:
+    """Run (or, with `resume`, finish) every trial of the spec on Ray Tune; each finished trial ends up in
+    the sweep folder (`sweeper.records.load_trials`)."""
+    trainable = tune.with_resources(_trainable, {"cpu": spec.cpu, "gpu": spec.gpu})
+    if display is not None:
+        _DISPLAYS[tracker.sweep_id] = display
+    try:
+        if resume:
+            # Finished trials stay finished; trials cut off by the kill run again from their start.
+            tuner = tune.Tuner.restore(str(sweep_dir.resolve() / TUNE_DIR), trainable=trainable,
+                                       resume_unfinished=True, resume_errored=True)
+        else:
+            workload = load(spec.workload)
+            points = [{"knobs": p.knobs, "label": p.label, "is_baseline": p.is_baseline} for p in spec.points]
+            tuner = tune.Tuner(
+                trainable,
+                param_space={
+                    "workload": spec.workload,
+                    "base": spec.base_overrides(workload),
+                    "point": tune.grid_search(points),
+                    "seed": tune.grid_search(list(range(spec.seeds))),
+                },
+                tune_config=tune.TuneConfig(
+                    reuse_actors=True,  # TensorFlow is imported once per worker process, not once per trial
+                    max_concurrent_trials=max_concurrent,
+                    trial_dirname_creator=_trial_dirname,
+                ),
+                run_config=tune.RunConfig(
+                    name=TUNE_DIR,
+                    storage_path=str(sweep_dir.resolve()),
+                    verbose=0,
+                    callbacks=[_SweepCallback(sweep_dir.resolve(), spec.workload, tracker)],
+                    failure_config=tune.FailureConfig(max_failures=max_retries),  # lost workers and nodes only
+                ),
+            )
+        tuner.fit()
+    finally:
+        _DISPLAYS.pop(tracker.sweep_id, None)
+
+
+def can_resume(sweep_dir: Path) -> bool:
+    return tune.Tuner.can_restore(str(sweep_dir.resolve() / TUNE_DIR))

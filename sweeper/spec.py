@@ -41,6 +41,19 @@ RESOURCE_KEYS = ("cpu", "gpu")
 CLAIM_KEYS = ("claim", "set", "where", "expect")
 EXPECTATIONS = ("fixes", "no_effect", "harmful", "zero_loss")
 BASELINE_LABEL = "baseline"
+MAX_SPEC_BYTES = 1_000_000
+MAX_GRID_POINTS = 100_000
+"""Hard limits on what a spec may ask for; `sweeper run --max-trials` is the softer, per-run one."""
+
+
+class _SpecLoader(yaml.SafeLoader):
+    """Safe YAML without aliases: a spec never needs them, and nested aliases can expand a few lines into
+    billions of values (the 'billion laughs')."""
+
+    def fetch_alias(self):
+        raise yaml.constructor.ConstructorError(
+            None, None, "anchors and aliases (*name) are not supported in a sweep spec", self.get_mark()
+        )
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
@@ -101,13 +114,15 @@ def load_specs(path: str | Path) -> list[SweepSpec]:
     """Every sweep in a spec file, all validated; the first mistake raises SweeperError."""
     path = Path(path)
     try:
+        if path.stat().st_size > MAX_SPEC_BYTES:
+            raise SweeperError(f"{path}: {path.stat().st_size} bytes; a spec file is at most {MAX_SPEC_BYTES}")
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise SweeperError(f"{path}: no such spec file") from None
     except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
-        raise SweeperError(f"{path}: cannot read the spec file: {exc}") from None
+        raise SweeperError(f"{path}: cannot read the spec file: {str(exc).splitlines()[0]}") from None
     try:
-        documents = [doc for doc in yaml.safe_load_all(text) if doc is not None]
+        documents = [doc for doc in yaml.load_all(text, Loader=_SpecLoader) if doc is not None]
     except yaml.YAMLError as exc:
         where = ""
         mark = getattr(exc, "problem_mark", None)
@@ -176,6 +191,10 @@ def _parse(path: Path, doc: Any, index: int | None) -> SweepSpec:
         if len(set(map(repr, checked))) != len(checked):
             raise fail(f"grid.{key}", f"lists a value twice: {values!r}")
         grid[str(key)] = checked
+
+    size = math.prod(len(values) for values in grid.values())
+    if size > MAX_GRID_POINTS:
+        raise fail("grid", f"{size} grid points; a spec may sweep at most {MAX_GRID_POINTS}")
 
     resources = _mapping(doc, "resources", fail)
     for key in resources:

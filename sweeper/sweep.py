@@ -1,4 +1,5 @@
-"""The driver of one sweep: output folder, MLflow parent run, Ray trials, analysis, outputs."""
+"""The driver of a sweep: its folder, MLflow parent run, Ray trials, analysis and outputs; and resuming,
+syncing and rebuilding a sweep."""
 
 from __future__ import annotations
 
@@ -15,19 +16,30 @@ from sweeper import report
 from sweeper.errors import SweeperError
 from sweeper.health import diagnose
 from sweeper.progress import SweepProgress
-from sweeper.records import TrialRecord, in_grid_order, trial_key
+from sweeper.records import (
+    SWEEP_FILE,
+    UNFINISHED,
+    TrialRecord,
+    in_grid_order,
+    load_sweep_meta,
+    load_trials,
+    save_sweep_meta,
+    trial_key,
+    write_atomically,
+)
 from sweeper.spec import SweepSpec, load_specs
 from sweeper.workload import Workload, load
 
-OUTPUT_FILES = ("spec.yaml", "trials.csv", "ranking.json", "report.md", "report.html")
+OUTPUT_FILES = ("trials.csv", "ranking.json", "report.md", "report.html")
 
 
 @dataclass(frozen=True)
 class SweepOutcome:
     sweep_id: str
     sweep_dir: Path
-    parent_run_id: str
+    parent_run_id: str | None
     ranking: dict[str, Any]
+    unfinished: int = 0
 
 
 def new_sweep_dir(out_root: Path, name: str) -> Path:
@@ -41,6 +53,20 @@ def new_sweep_dir(out_root: Path, name: str) -> Path:
     return sweep_dir
 
 
+def _tracker(spec: SweepSpec, workload: Workload, tracking_uri: str, sweep_id: str):
+    from sweeper.tracking import SweepTracker
+
+    return SweepTracker(tracking_uri, spec.name, sweep_id, spec.base_overrides(workload))
+
+
+def _parent_fields(spec: SweepSpec, sweep_dir: Path) -> tuple[dict[str, Any], dict[str, str]]:
+    from sweeper.tracking import TAG_WORKLOAD
+
+    params = {"workload": spec.workload, "seeds": spec.seeds, "smoke": spec.smoke, "grid": spec.grid,
+              "fixed": spec.fixed, "spec_file": str(spec.path)}
+    return params, {TAG_WORKLOAD: spec.workload, "sweeper.output": str(sweep_dir.resolve())}
+
+
 def run_sweep(
     spec: SweepSpec,
     *,
@@ -48,44 +74,94 @@ def run_sweep(
     tracking_uri: str,
     address: str | None = None,
     max_concurrent: int | None = None,
+    max_retries: int = 2,
 ) -> SweepOutcome:
     # Ray and MLflow are imported here, after the spec has been validated without them.
     from sweeper import runner
-    from sweeper.tracking import TAG_WORKLOAD, SweepTracker
 
     workload = load(spec.workload)
     runner.start_ray(address)
-    runner.check_resources(spec)  # before anything is written
+    runner.check_cluster(spec, tracking_uri)  # before anything is written
     sweep_dir = new_sweep_dir(out_root, spec.name)
     sweep_id = sweep_dir.name
-    report.write_atomically(sweep_dir / "spec.yaml", yaml.safe_dump(spec.document, sort_keys=False))
-
-    tracker = SweepTracker(tracking_uri)
-    parent_run_id = tracker.start_sweep(
-        experiment=spec.name,
-        sweep_id=sweep_id,
-        params={"workload": spec.workload, "seeds": spec.seeds, "smoke": spec.smoke, "grid": spec.grid,
-                "fixed": spec.fixed, "spec_file": str(spec.path)},
-        tags={TAG_WORKLOAD: spec.workload, "sweeper.output": str(sweep_dir.resolve())},
-    )
-    tracker.log_files([sweep_dir / "spec.yaml"])
+    write_atomically(sweep_dir / "spec.yaml", yaml.safe_dump(spec.document, sort_keys=False))
+    save_sweep_meta(sweep_dir, {"sweep_id": sweep_id, "name": spec.name, "workload": spec.workload,
+                                "tracking_uri": tracking_uri})
+    tracker = _tracker(spec, workload, tracking_uri, sweep_id)
+    tracker.ensure_parent(*_parent_fields(spec, sweep_dir))
     started = time.perf_counter()
-    status, document = "FAILED", {}
-    try:
-        with SweepProgress(sweep_id, spec.trial_count, workload.metric, workload.mode) as display:
-            records = runner.run_trials(
-                spec, sweep_id=sweep_id, sweep_dir=sweep_dir, tracker=tracker, display=display,
-                max_concurrent=max_concurrent,
-            )
-        document = write_report(spec, workload, records, sweep_dir, sweep_id,
-                                {"tracking": f"{tracking_uri}, experiment {spec.name}, parent run {parent_run_id}"})
-        tracker.log_files([sweep_dir / name for name in OUTPUT_FILES[1:]], plots=sweep_dir / "plots")
-        status = "FINISHED"
-    finally:
-        summary = {"wall_seconds": time.perf_counter() - started, "trials": float(spec.trial_count)}
-        summary.update({k: float(v) for k, v in document.get("compute", {}).items()})
-        tracker.end_sweep(status, summary)
-    return SweepOutcome(sweep_id, sweep_dir, parent_run_id, document)
+    with SweepProgress(sweep_id, spec.trial_count, workload.metric, workload.mode) as display:
+        runner.run_trials(spec, sweep_dir=sweep_dir, tracker=tracker, display=display,
+                          max_concurrent=max_concurrent, max_retries=max_retries)
+    return _finish(spec, workload, sweep_dir, tracker, time.perf_counter() - started)
+
+
+def resume_sweep(sweep_dir: Path, *, address: str | None = None, tracking_uri: str | None = None) -> SweepOutcome:
+    """Finish a sweep whose driver died: finished trials are kept, the rest run; MLflow gets no duplicates."""
+    from sweeper import runner
+
+    if not (sweep_dir / SWEEP_FILE).is_file():
+        raise SweeperError(f"{sweep_dir}: not a sweep folder (no {SWEEP_FILE})")
+    meta = load_sweep_meta(sweep_dir)
+    (spec,) = load_specs(sweep_dir / "spec.yaml")
+    workload = load(spec.workload)
+    uri = tracking_uri or meta["tracking_uri"]
+    runner.start_ray(address)
+    runner.check_cluster(spec, uri)
+    tracker = _tracker(spec, workload, uri, meta["sweep_id"])
+    tracker.ensure_parent(*_parent_fields(spec, sweep_dir))
+    done = len(load_trials(sweep_dir, spec))
+    started = time.perf_counter()
+    if done < spec.trial_count:
+        if not runner.can_resume(sweep_dir):
+            raise SweeperError(f"{sweep_dir}: Ray Tune left no experiment state to resume from")
+        with SweepProgress(meta["sweep_id"], spec.trial_count, workload.metric, workload.mode, done=done) as display:
+            runner.run_trials(spec, sweep_dir=sweep_dir, tracker=tracker, display=display, resume=True)
+    return _finish(spec, workload, sweep_dir, tracker, time.perf_counter() - started)
+
+
+def sync_sweep(sweep_dir: Path, *, tracking_uri: str | None = None) -> tuple[int, str]:
+    """Replay into MLflow whatever a sweep folder has and MLflow lacks; (trials replayed, tracking URI)."""
+    if not (sweep_dir / SWEEP_FILE).is_file():
+        raise SweeperError(f"{sweep_dir}: not a sweep folder (no {SWEEP_FILE})")
+    meta = load_sweep_meta(sweep_dir)
+    (spec,) = load_specs(sweep_dir / "spec.yaml")
+    workload = load(spec.workload)
+    uri = tracking_uri or meta["tracking_uri"]
+    tracker = _tracker(spec, workload, uri, meta["sweep_id"])
+    replayed = _mirror(spec, workload, sweep_dir, tracker, load_trials(sweep_dir, spec))
+    if replayed is None:
+        raise SweeperError(f"--tracking-uri: MLflow at {uri} cannot be reached; nothing was replayed")
+    return replayed, uri
+
+
+def _mirror(spec, workload, sweep_dir: Path, tracker, found: dict[str, TrialRecord]) -> int | None:
+    """Bring MLflow up to date with the sweep folder: parent run, missing trials, output files."""
+    if tracker.ensure_parent(*_parent_fields(spec, sweep_dir)) is None:
+        return None
+    replayed = tracker.sync([found[key] for key in sorted(found)], spec.workload, workload.metric)
+    if replayed is None:
+        return None
+    outputs = [sweep_dir / name for name in ("spec.yaml", *OUTPUT_FILES) if (sweep_dir / name).exists()]
+    plots = sweep_dir / "plots"
+    if not tracker.log_files(outputs, plots=plots if plots.is_dir() else None):
+        return None
+    return replayed
+
+
+def _finish(spec: SweepSpec, workload: Workload, sweep_dir: Path, tracker, wall_seconds: float) -> SweepOutcome:
+    found = load_trials(sweep_dir, spec)
+    records = in_grid_order(spec, found)
+    unfinished = sum(r.diagnosis.reason == UNFINISHED for r in records)
+    context = {"tracking": f"{tracker.tracking_uri}, experiment {spec.name}"}
+    document = write_report(spec, workload, records, sweep_dir, tracker.sweep_id, context)
+    replayed = _mirror(spec, workload, sweep_dir, tracker, found)
+    summary = {"wall_seconds": wall_seconds, "trials": float(spec.trial_count), **document["compute"]}
+    status = "KILLED" if unfinished else "FINISHED"
+    if replayed is None or not tracker.end_sweep(status, summary):
+        print(f"warning: MLflow at {tracker.tracking_uri} is behind this sweep; `sweeper sync {sweep_dir}` "
+              "brings it up to date")
+    return SweepOutcome(tracker.sweep_id, sweep_dir, tracker.parent_run_id, document, unfinished)
 
 
 def write_report(spec: SweepSpec, workload: Workload, records: list[TrialRecord], sweep_dir: Path, sweep_id: str,
@@ -101,7 +177,7 @@ def write_report(spec: SweepSpec, workload: Workload, records: list[TrialRecord]
 def rebuild_sweep(ref: str, *, tracking_uri: str, out_root: Path) -> SweepOutcome:
     """Every output of a sweep, rebuilt from its MLflow runs alone: the spec artifact of the parent run and
     each child run's params, tags and metric histories; every trial is diagnosed again from its history."""
-    from sweeper.tracking import TAG_POINT, TAG_REASON, TAG_VERDICT, TAG_WORKER, load_sweep
+    from sweeper.tracking import TAG_ATTEMPTS, TAG_POINT, TAG_REASON, TAG_VERDICT, TAG_WORKER, load_sweep
 
     with tempfile.TemporaryDirectory() as scratch:
         loaded = load_sweep(tracking_uri, ref, Path(scratch))
@@ -114,21 +190,20 @@ def rebuild_sweep(ref: str, *, tracking_uri: str, out_root: Path) -> SweepOutcom
     found = {}
     for trial in stored:
         point, seed = points.get(trial.tags.get(TAG_POINT)), int(trial.params["seed"])
-        if point is None:
-            continue
         verdict = trial.tags.get(TAG_VERDICT)
+        if point is None or verdict is None:  # a trial without a verdict never finished: in_grid_order says so
+            continue
         record = TrialRecord(
             key=trial_key(point.label, seed), point=point, seed=seed, history=trial.history,
             error=trial.tags.get(TAG_REASON) if verdict == "error" else None,
             train_seconds=trial.summary.get("train_seconds", 0.0), worker=trial.tags.get(TAG_WORKER, ""),
-            run_id=trial.run_id,
+            attempts=int(trial.tags.get(TAG_ATTEMPTS, 1)), run_id=trial.run_id,
         )
-        if verdict is not None:  # a trial without a verdict never finished: in_grid_order says so
-            record.diagnosis = diagnose(record.history, workload.metric, workload.mode, record.error, workload.thresholds)
+        record.diagnosis = diagnose(record.history, workload.metric, workload.mode, record.error, workload.thresholds)
         found[record.key] = record
     sweep_id = parent.info.run_name
     sweep_dir = new_sweep_dir(out_root, f"{sweep_id}-report")
-    report.write_atomically(sweep_dir / "spec.yaml", yaml.safe_dump(spec.document, sort_keys=False))
+    write_atomically(sweep_dir / "spec.yaml", yaml.safe_dump(spec.document, sort_keys=False))
     document = write_report(spec, workload, in_grid_order(spec, found), sweep_dir, sweep_id,
                             {"rebuilt from": f"{tracking_uri}, parent run {parent.info.run_id}"})
     return SweepOutcome(sweep_id, sweep_dir, parent.info.run_id, document)
