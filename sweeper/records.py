@@ -119,6 +119,11 @@ def load_trials(sweep_dir: Path, spec: SweepSpec) -> dict[str, TrialRecord]:
     return found
 
 
+def finished_keys(sweep_dir: Path) -> set[str]:
+    """The keys of the trials the sweep folder holds a result for."""
+    return {json.loads(path.read_text())["key"] for path in (sweep_dir / TRIALS_DIR).glob("*.json")}
+
+
 def save_sweep_meta(sweep_dir: Path, meta: dict[str, Any]) -> None:
     write_atomically(sweep_dir / SWEEP_FILE, json.dumps(meta, indent=2) + "\n")
 

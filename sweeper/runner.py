@@ -28,7 +28,7 @@ import sweeper  # noqa: E402
 from sweeper import health  # noqa: E402
 from sweeper.errors import SweeperError  # noqa: E402
 from sweeper.progress import SweepProgress  # noqa: E402
-from sweeper.records import TrialRecord, save_trial, trial_key  # noqa: E402
+from sweeper.records import TrialRecord, finished_keys, save_trial, trial_key  # noqa: E402
 from sweeper.spec import GridPoint, SweepSpec  # noqa: E402
 from sweeper.tracking import SweepTracker, is_local_store, report_metrics  # noqa: E402
 from sweeper.workload import load  # noqa: E402
@@ -90,14 +90,47 @@ def _trial_dirname(trial: Any) -> str:
 
 
 # --- on the driver ---
+def _key_of(config: dict[str, Any]) -> str:
+    return trial_key(config["point"]["label"], config["seed"])
+
+
+class _SkipFinished(tune.Stopper):
+    """Stops, at its first report, a trial the sweep folder already holds a result for: after a resume
+    from a stale Tune snapshot, a finished trial may be started again, and it must not run again."""
+
+    def __init__(self, sweep_dir: Path):
+        self.sweep_dir = sweep_dir
+        self.finished: set[str] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "finished": None}
+
+    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+        if self.finished is None:  # once per driver process: the trials done before it started
+            self.finished = finished_keys(self.sweep_dir)
+        return _key_of(result["config"]) in self.finished
+
+    def stop_all(self) -> bool:
+        return False
+
+
 class _SweepCallback(tune.Callback):
     def __init__(self, sweep_dir: Path, workload: str, tracker: SweepTracker):
         self.sweep_dir, self.workload_name, self.tracker = sweep_dir, workload, tracker
         self.records: dict[str, TrialRecord] = {}
         self.starts: dict[str, int] = {}
+        self.done_before: set[str] | None = None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "records": {}, "starts": {}}  # trials live in the sweep folder, not the pickle
+        # trials live in the sweep folder, not in the pickle Tune keeps of its callbacks
+        return {**self.__dict__, "records": {}, "starts": {}, "done_before": None}
+
+    def setup(self, **info):
+        self.done_before = finished_keys(self.sweep_dir)
+
+    def _skipped(self, trial: Any) -> bool:
+        """A trial finished before this driver started (see _SkipFinished): its stored result stands."""
+        return _key_of(trial.config) in (self.done_before or set())
 
     @property
     def workload(self):
@@ -109,12 +142,14 @@ class _SweepCallback(tune.Callback):
 
     def _record(self, trial: Any) -> TrialRecord:
         point = GridPoint(**trial.config["point"])
-        key = trial_key(point.label, trial.config["seed"])
+        key = _key_of(trial.config)
         if key not in self.records:
             self.records[key] = TrialRecord(key=key, point=point, seed=trial.config["seed"])
         return self.records[key]
 
     def on_trial_start(self, iteration, trials, trial, **info):
+        if self._skipped(trial):
+            return
         record = self._record(trial)
         # A start after a lost worker, or of a trial a stale snapshot had not seen finish, begins afresh.
         record.history, record.error, record.diagnosis = [], None, None
@@ -125,6 +160,8 @@ class _SweepCallback(tune.Callback):
             self.display.trial_started(record.key)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
+        if self._skipped(trial):
+            return
         record = self._record(trial)
         record.train_seconds = result.get(_ELAPSED, record.train_seconds)
         record.worker = f"{result.get(_NODE, '')}:{result.get('pid', '')}"
@@ -136,10 +173,12 @@ class _SweepCallback(tune.Callback):
         self.tracker.log_step(record.run_id, int(report.get("step", len(record.history))), report_metrics(report))
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        self._finish(self._record(trial), ray_error=None)
+        if not self._skipped(trial):
+            self._finish(self._record(trial), ray_error=None)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._finish(self._record(trial), ray_error=_last_line(getattr(trial, "error_file", None)))
+        if not self._skipped(trial):
+            self._finish(self._record(trial), ray_error=_last_line(getattr(trial, "error_file", None)))
 
     def _finish(self, record: TrialRecord, ray_error: str | None) -> None:
         workload = self.workload
@@ -240,6 +279,7 @@ def run_trials(
                     storage_path=str(sweep_dir.resolve()),
                     verbose=0,
                     callbacks=[_SweepCallback(sweep_dir.resolve(), spec.workload, tracker)],
+                    stop=_SkipFinished(sweep_dir.resolve()),
                     failure_config=tune.FailureConfig(max_failures=max_retries),  # lost workers and nodes only
                 ),
             )
