@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -102,8 +103,18 @@ def test_a_sweep_whose_driver_is_killed_is_resumed_without_reruns_or_duplicates(
     assert points_of(sweep_dir) == points_of(clean_dir)  # the same ranking as an uninterrupted sweep
 
 
+def server_is_up(uri: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{uri}/health", timeout=5) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
 def test_a_tracking_server_that_is_down_loses_nothing(tmp_path):
-    (tmp_path / "spec.yaml").write_text(SPEC)
+    """Down when the sweep starts, back while it runs: no result is lost, and `sync` replays what MLflow
+    missed, once (a second sync replays nothing)."""
+    (tmp_path / "spec.yaml").write_text(SPEC.replace("smoke: true", "smoke: true\nfixed: {epochs: 6}"))
     port = free_port()
     uri = f"http://127.0.0.1:{port}"
     out = tmp_path / "sweeps"
@@ -121,16 +132,23 @@ def test_a_tracking_server_that_is_down_loses_nothing(tmp_path):
         assert "warning: MLflow at" in stderr  # said so, and went on
         (sweep_dir,) = out.iterdir()
         rows = list(csv.DictReader((sweep_dir / "trials.csv").open()))
-        assert len(rows) == 8
+        assert len(rows) == 8  # every result is in the sweep folder
 
+        wait_for(lambda: server_is_up(uri), 300, "the MLflow server")
+        synced = subprocess.run([SWEEPER, "sync", str(sweep_dir)], cwd=tmp_path, env=env(), capture_output=True,
+                                text=True, timeout=300)
+        assert synced.returncode == 0, synced.stderr[-3000:]
         client = MlflowClient(uri)
         children, parents = child_runs(client, "fault-listmle")
-        assert len(parents) == 1 and len(children) == 8  # the missed trials were replayed at the end
+        assert len(parents) == 1 and len(children) == 8
         assert {r.data.tags["sweeper.trial_key"] for r in children} == {row["trial_key"] for row in rows}
         for run in children:
             row = next(row for row in rows if row["trial_key"] == run.data.tags["sweeper.trial_key"])
             assert run.data.tags["sweeper.verdict"] == row["verdict"]
             assert len(client.get_metric_history(run.info.run_id, "loss")) == int(row["steps"])
+        artifacts = {a.path for a in client.list_artifacts(parents[0].info.run_id)}
+        assert {"ranking.json", "report.html", "trials.csv"} <= artifacts
+
         again = subprocess.run([SWEEPER, "sync", str(sweep_dir)], cwd=tmp_path, env=env(), capture_output=True,
                                text=True, timeout=300)
         assert again.returncode == 0 and "0 trials replayed" in again.stdout, again.stderr
