@@ -184,7 +184,15 @@ def test_a_two_node_cluster_survives_a_lost_node(tmp_path):
     (tmp_path / "spec.yaml").write_text(SPEC.replace("smoke: true", "smoke: true\nfixed: {epochs: 8}"))
     out = tmp_path / "sweeps"
     uri = f"http://127.0.0.1:{mlflow_port}"
+    def alive_nodes() -> int:
+        probe = subprocess.run(
+            [sys.executable, "-c", f"import ray; ray.init(address='127.0.0.1:{head_port}', logging_level='ERROR'); "
+             "print(sum(node['Alive'] for node in ray.nodes()))"],
+            env=cluster_env, capture_output=True, text=True, timeout=120)
+        return int(probe.stdout.strip().splitlines()[-1]) if probe.returncode == 0 and probe.stdout.strip() else 0
+
     try:
+        wait_for(lambda: alive_nodes() == 2, 300, "both Ray nodes")
         refused = subprocess.run([SWEEPER, "run", "spec.yaml", "--address", f"127.0.0.1:{head_port}",
                                   "--tracking-uri", f"sqlite:///{tmp_path / 'local.db'}"], cwd=tmp_path,
                                  env=cluster_env, capture_output=True, text=True, timeout=300)
