@@ -96,43 +96,41 @@ def run_sweep(
     return _finish(spec, workload, sweep_dir, tracker, time.perf_counter() - started)
 
 
-def resume_sweep(sweep_dir: Path, *, address: str | None = None, tracking_uri: str | None = None) -> SweepOutcome:
-    """Finish a sweep whose driver died: finished trials are kept, the rest run; MLflow gets no duplicates."""
-    from sweeper import runner
-
+def _open_sweep(sweep_dir: Path, tracking_uri: str | None):
+    """An existing sweep folder's spec, workload and MLflow tracker (its own store unless told otherwise)."""
     if not (sweep_dir / SWEEP_FILE).is_file():
         raise SweeperError(f"{sweep_dir}: not a sweep folder (no {SWEEP_FILE})")
     meta = load_sweep_meta(sweep_dir)
     (spec,) = load_specs(sweep_dir / "spec.yaml")
     workload = load(spec.workload)
-    uri = tracking_uri or meta["tracking_uri"]
+    return spec, workload, _tracker(spec, workload, tracking_uri or meta["tracking_uri"], meta["sweep_id"])
+
+
+def resume_sweep(sweep_dir: Path, *, address: str | None = None, tracking_uri: str | None = None) -> SweepOutcome:
+    """Finish a sweep whose driver died: finished trials are kept, the rest run; MLflow gets no duplicates."""
+    from sweeper import runner
+
+    spec, workload, tracker = _open_sweep(sweep_dir, tracking_uri)
     runner.start_ray(address)
-    runner.check_cluster(spec, uri)
-    tracker = _tracker(spec, workload, uri, meta["sweep_id"])
+    runner.check_cluster(spec, tracker.tracking_uri)
     tracker.ensure_parent(*_parent_fields(spec, sweep_dir))
     done = len(load_trials(sweep_dir, spec))
     started = time.perf_counter()
     if done < spec.trial_count:
         if not runner.can_resume(sweep_dir):
             raise SweeperError(f"{sweep_dir}: Ray Tune left no experiment state to resume from")
-        with SweepProgress(meta["sweep_id"], spec.trial_count, workload.metric, workload.mode, done=done) as display:
+        with SweepProgress(tracker.sweep_id, spec.trial_count, workload.metric, workload.mode, done=done) as display:
             runner.run_trials(spec, sweep_dir=sweep_dir, tracker=tracker, display=display, resume=True)
     return _finish(spec, workload, sweep_dir, tracker, time.perf_counter() - started)
 
 
 def sync_sweep(sweep_dir: Path, *, tracking_uri: str | None = None) -> tuple[int, str]:
     """Replay into MLflow whatever a sweep folder has and MLflow lacks; (trials replayed, tracking URI)."""
-    if not (sweep_dir / SWEEP_FILE).is_file():
-        raise SweeperError(f"{sweep_dir}: not a sweep folder (no {SWEEP_FILE})")
-    meta = load_sweep_meta(sweep_dir)
-    (spec,) = load_specs(sweep_dir / "spec.yaml")
-    workload = load(spec.workload)
-    uri = tracking_uri or meta["tracking_uri"]
-    tracker = _tracker(spec, workload, uri, meta["sweep_id"])
+    spec, workload, tracker = _open_sweep(sweep_dir, tracking_uri)
     replayed = _mirror(spec, workload, sweep_dir, tracker, load_trials(sweep_dir, spec))
     if replayed is None:
-        raise SweeperError(f"--tracking-uri: MLflow at {uri} cannot be reached; nothing was replayed")
-    return replayed, uri
+        raise SweeperError(f"--tracking-uri: MLflow at {tracker.tracking_uri} cannot be reached; nothing was replayed")
+    return replayed, tracker.tracking_uri
 
 
 def _mirror(spec, workload, sweep_dir: Path, tracker, found: dict[str, TrialRecord]) -> int | None:
