@@ -114,3 +114,10 @@ def test_thresholds_overrides_are_checked():
     assert Thresholds.with_overrides({"exploding_bound": 10.0}).exploding_bound == 10.0
     with pytest.raises(ValueError, match="exploding_bnd"):
         Thresholds.with_overrides({"exploding_bnd": 10.0})
+
+
+def test_every_verdict_has_a_colour_in_the_report():
+    from sweeper.health import VERDICTS
+    from sweeper.report import VERDICT_COLOURS
+
+    assert set(VERDICT_COLOURS) == set(VERDICTS)
