@@ -175,6 +175,7 @@ def report(
     sweep: Annotated[str, typer.Argument(help="Sweep id (its output folder's name) or its MLflow parent run id.")],
     tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow tracking URI; default: MLFLOW_TRACKING_URI or ./mlflow.db.")] = None,
     out: Annotated[Path, typer.Option(help="Folder that receives the rebuilt sweep folder.")] = Path("sweeps"),
+    claims_from: Annotated[Optional[Path], typer.Option(help="Judge the claims of this spec file's sweep of the same name (claims added after the run).")] = None,
 ) -> None:
     """Rebuild a sweep's outputs from MLflow alone (on any machine that reaches the store)."""
     from sweeper.sweep import rebuild_sweep
@@ -182,7 +183,7 @@ def report(
 
     uri = tracking_uri or default_tracking_uri()
     try:
-        outcome = rebuild_sweep(sweep, tracking_uri=uri, out_root=out)
+        outcome = rebuild_sweep(sweep, tracking_uri=uri, out_root=out, claims_from=claims_from)
     except SweeperError as exc:
         _fail(str(exc))
     _print_ranking(outcome.ranking)

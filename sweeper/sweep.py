@@ -3,6 +3,7 @@ syncing and rebuilding a sweep."""
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import time
 from dataclasses import dataclass
@@ -172,9 +173,10 @@ def write_report(spec: SweepSpec, workload: Workload, records: list[TrialRecord]
     return document
 
 
-def rebuild_sweep(ref: str, *, tracking_uri: str, out_root: Path) -> SweepOutcome:
+def rebuild_sweep(ref: str, *, tracking_uri: str, out_root: Path, claims_from: Path | None = None) -> SweepOutcome:
     """Every output of a sweep, rebuilt from its MLflow runs alone: the spec artifact of the parent run and
-    each child run's params, tags and metric histories; every trial is diagnosed again from its history."""
+    each child run's params, tags and metric histories; every trial is diagnosed again from its history.
+    `claims_from`: a spec file whose sweep of the same name brings claims to judge (added after the run)."""
     from sweeper.tracking import TAG_ATTEMPTS, TAG_POINT, TAG_REASON, TAG_VERDICT, TAG_WORKER, load_sweep
 
     with tempfile.TemporaryDirectory() as scratch:
@@ -183,6 +185,8 @@ def rebuild_sweep(ref: str, *, tracking_uri: str, out_root: Path) -> SweepOutcom
             raise SweeperError(f"{ref}: no sweep with this sweep id or parent run id in {tracking_uri}")
         parent, spec_path, stored = loaded
         (spec,) = load_specs(spec_path)
+    if claims_from is not None:
+        spec = _with_claims_from(spec, claims_from)
     workload = load(spec.workload)
     points = {point.label: point for point in spec.points}
     found = {}
@@ -205,3 +209,14 @@ def rebuild_sweep(ref: str, *, tracking_uri: str, out_root: Path) -> SweepOutcom
     document = write_report(spec, workload, in_grid_order(spec, found), sweep_dir, sweep_id,
                             {"rebuilt from": f"{tracking_uri}, parent run {parent.info.run_id}"})
     return SweepOutcome(sweep_id, sweep_dir, parent.info.run_id, document)
+
+
+def _with_claims_from(spec: SweepSpec, path: Path) -> SweepSpec:
+    """The sweep as run, with the claims of the sweep of the same name and grid in another spec file."""
+    matching = [other for other in load_specs(path) if other.name == spec.name]
+    if not matching:
+        raise SweeperError(f"{path}: no sweep named {spec.name!r} to take claims from")
+    (other,) = matching
+    if (other.workload, other.grid, other.fixed, other.smoke) != (spec.workload, spec.grid, spec.fixed, spec.smoke):
+        raise SweeperError(f"{path}: {spec.name}: its workload, grid or fixed knobs differ from the sweep as run")
+    return dataclasses.replace(spec, claims=other.claims, document={**spec.document, "claims": other.document.get("claims", [])})

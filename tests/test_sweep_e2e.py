@@ -172,3 +172,24 @@ def test_report_html_shows_its_plots_in_a_real_browser(sweep, tmp_path):
     for colour in ("#2e7d32", "#1565c0", "#757575"):  # healthy, stuck_zero and error in the plots
         rgb = np.array([int(colour[i : i + 2], 16) for i in (1, 3, 5)])
         assert (np.abs(pixels - rgb).max(axis=-1) <= 8).sum() > 500, f"no {colour} on screen"
+
+
+def test_report_judges_claims_added_after_the_run(sweep, tmp_path):
+    work, sweep_dir, _ = sweep
+    sweeper = Path(sys.executable).with_name("sweeper")
+    claims = SPEC + "claims:\n  - {claim: Grouping fixes it, set: {list_shape: grouped}, expect: fixes}\n"
+    (tmp_path / "claims.yaml").write_text(claims)
+    store = f"sqlite:///{work / 'mlflow.db'}"
+    result = subprocess.run([str(sweeper), "report", sweep_dir.name, "--tracking-uri", store, "--claims-from",
+                             str(tmp_path / "claims.yaml"), "--out", str(tmp_path / "out")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (rebuilt,) = (tmp_path / "out").iterdir()
+    (claim,) = json.loads((rebuilt / "ranking.json").read_text())["claims"]
+    assert claim["claim"] == "Grouping fixes it" and claim["measured"]["pairs"] == 2 and claim["holds"] is not None
+    assert "Grouping fixes it" in (rebuilt / "report.md").read_text()
+
+    (tmp_path / "other.yaml").write_text(claims.replace("vector]", "vector]\n  labels: [graded, constant]"))
+    refused = subprocess.run([str(sweeper), "report", sweep_dir.name, "--tracking-uri", store, "--claims-from",
+                              str(tmp_path / "other.yaml")], capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and "differ from the sweep as run" in refused.stderr
