@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from sweeper.errors import SweeperError
+from sweeper.errors import SweeperError, did_you_mean, one_of
 from sweeper.spec import SweepSpec, load_specs
 
 app = typer.Typer(
@@ -85,9 +85,16 @@ def run(
     max_retries: Annotated[int, typer.Option(min=0, max=100, help="Retries of a trial whose worker or node was lost.")] = 2,
     max_trials: Annotated[int, typer.Option(min=1, help="A sweep with more trials needs --yes.")] = 1000,
     yes: Annotated[bool, typer.Option("--yes", help="Run sweeps larger than --max-trials.")] = False,
+    only: Annotated[Optional[list[str]], typer.Option("--only", help="Run only the sweep of this name (repeatable).")] = None,
 ) -> None:
     """Run every sweep in SPEC: reproduce the failure, sweep the remedies over seeds, rank them."""
     specs = _specs(spec, seeds)  # everything is validated before anything is written or started
+    if only:
+        names = [sweep.name for sweep in specs]
+        for name in only:
+            if name not in names:
+                _fail(f"{spec}: --only: no sweep named {name!r}{did_you_mean(name, names)}; {one_of(names)}")
+        specs = [sweep for sweep in specs if sweep.name in only]
     for sweep in specs:
         if sweep.trial_count > max_trials and not yes:
             _fail(f"{spec}: {sweep.name}: {len(sweep.points)} grid points x {sweep.seeds} seeds = {sweep.trial_count} "

@@ -53,6 +53,7 @@ CASES = {
     "negative retries": (GOOD.encode(), ["--max-retries", "-1"], "--max-retries"),
     "unknown option": (GOOD.encode(), ["--turbo"], "No such option"),
     "out is a file": (GOOD.encode(), ["--out", "spec.yaml"], "--out"),
+    "unknown sweep name": (GOOD.encode(), ["--only", "spek"], "did you mean 'spec'"),
 }
 
 
