@@ -55,7 +55,7 @@ class SweepProgress:
         if not self.console.is_terminal:  # no live bar in a log or a pipe: one line per finished trial
             shown = "–" if final_metric is None else f"{final_metric:.4g}"
             line = f"[{self.done}/{self.total}] {key}: {verdict}, {self.metric} {shown}"
-            self.console.print(line, markup=False, highlight=False)
+            self.console.print(line, markup=False, highlight=False, soft_wrap=True)
 
     def status_line(self) -> str:
         parts = [f"{len(self.running)} running"]
