@@ -208,6 +208,7 @@ def compare(
     import tempfile
 
     from sweeper.ranking import compare_sweeps
+    from sweeper.report import number
 
     def ranking_of(ref: str, scratch: Path) -> dict:
         local = Path(ref) / "ranking.json"
@@ -238,14 +239,10 @@ def compare(
             row["label"],
             f"{row['verdict_before']} -> {row['verdict_after']}",
             f"{row['healthy_before']} -> {row['healthy_after']}",
-            f"{_number(row['iqm_before'])} -> {_number(row['iqm_after'])}",
+            f"{number(row['iqm_before'])} -> {number(row['iqm_after'])}",
             f"{row['prob_after_beats_before']:.2f}",
         )
     console.print(table)
-
-
-def _number(value: float | None) -> str:
-    return "–" if value is None else f"{value:.4g}"
 
 
 Host = Annotated[str, typer.Option(help="Interface to bind; 127.0.0.1 keeps it off the network, 0.0.0.0 opens it to a cluster.")]

@@ -59,6 +59,12 @@ def _finite(value: float | None) -> bool:
     return value is not None and math.isfinite(value)
 
 
+def finite_median(values: Sequence[float | None]) -> float | None:
+    """The median of the finite values; None when there are none."""
+    finite = [float(v) for v in values if _finite(v)]
+    return float(np.median(finite)) if finite else None
+
+
 def fill_missing_chance(outcomes: Sequence[TrialOutcome]) -> list[TrialOutcome]:
     """Give a trial that reported no chance level (it raised, or diverged at once) the median chance level
     of the trials with the same seed (same data), else of the whole sweep."""
@@ -148,7 +154,6 @@ def summarize_point(group: Sequence[TrialOutcome], baseline: Sequence[TrialOutco
     finite = values[np.isfinite(values)]
     is_baseline = group[0].is_baseline
     beats = None if is_baseline else prob_improvement(comparison_scores(group, mode), comparison_scores(baseline, mode))
-    losses = [o.final_loss for o in group if _finite(o.final_loss)]
     return {
         "label": group[0].label,
         "knobs": group[0].knobs,
@@ -160,10 +165,10 @@ def summarize_point(group: Sequence[TrialOutcome], baseline: Sequence[TrialOutco
         "healthy": healthy,
         "healthy_rate": healthy / len(group),
         "healthy_rate_ci": [low, high],
-        "median": _optional(float(np.median(finite))) if finite.size else None,
+        "median": finite_median(values),
         "iqm": _optional(float(iqm(finite))) if finite.size else None,
         "iqm_ci": list(bootstrap_iqm_interval(values)) if finite.size else [None, None],
-        "median_loss": float(np.median(losses)) if losses else None,
+        "median_loss": finite_median([o.final_loss for o in group]),
         "prob_beats_baseline": beats,
         "verdict": "baseline" if is_baseline else verdict_of(beats, healthy / len(group)),
     }
@@ -271,10 +276,6 @@ def paired_effect(
     without = [b for _, b in pairs]
     fallback = worst_metric(outcomes, mode)
 
-    def median(values: Sequence[float | None]) -> float | None:
-        finite = [v for v in values if _finite(v)]
-        return float(np.median(finite)) if finite else None
-
     # Twin against twin, not every seed against every seed: the other knobs differ between pairs.
     with_scores, without_scores = comparison_scores(with_change, mode), comparison_scores(without, mode)
     wins = float(np.mean(with_scores > without_scores))
@@ -283,10 +284,10 @@ def paired_effect(
         "pairs": len(pairs),
         "healthy_rate_with": float(np.mean([o.healthy for o in with_change])),
         "healthy_rate_without": float(np.mean([o.healthy for o in without])),
-        "median_metric_with": median(list(metric_scores(with_change, mode, fallback))),
-        "median_metric_without": median(list(metric_scores(without, mode, fallback))),
-        "median_loss_with": median([o.final_loss for o in with_change]),
-        "median_loss_without": median([o.final_loss for o in without]),
+        "median_metric_with": finite_median(metric_scores(with_change, mode, fallback)),
+        "median_metric_without": finite_median(metric_scores(without, mode, fallback)),
+        "median_loss_with": finite_median([o.final_loss for o in with_change]),
+        "median_loss_without": finite_median([o.final_loss for o in without]),
         "max_abs_loss_with": max((abs(o.final_loss) for o in with_change if _finite(o.final_loss)), default=None),
         "share_improved": wins,
         "share_worsened": losses,

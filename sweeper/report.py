@@ -144,7 +144,7 @@ class Section:
     image: str | None = None  # a file name under plots/
 
 
-def _n(value: float | None, digits: int = 4) -> str:
+def number(value: float | None, digits: int = 4) -> str:
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}g}"
 
 
@@ -195,8 +195,8 @@ def baseline_section(document: dict, rows: list[dict[str, Any]]) -> Section:
     )
     for row in (r for r in rows if r["is_baseline"]):
         section.rows.append(
-            [str(row["seed"]), row["verdict"], row["reason"], str(row["steps"]), _n(row["final_loss"]),
-             _n(row["final_metric"]), _n(row["chance"]), _n(row["oracle"])]
+            [str(row["seed"]), row["verdict"], row["reason"], str(row["steps"]), number(row["final_loss"]),
+             number(row["final_metric"]), number(row["chance"]), number(row["oracle"])]
         )
     return section
 
@@ -215,9 +215,9 @@ def claims_section(document: dict) -> Section:
         if m.get("pairs"):
             measured = (
                 f"{m['pairs']} twin pairs: healthy {_share(m['healthy_rate_with'])} with vs "
-                f"{_share(m['healthy_rate_without'])} without; median {metric} {_n(m['median_metric_with'])} vs "
-                f"{_n(m['median_metric_without'])}; median final loss {_n(m['median_loss_with'])} vs "
-                f"{_n(m['median_loss_without'])}; P(with beats without) {m['prob_with_beats_without']:.2f}"
+                f"{_share(m['healthy_rate_without'])} without; median {metric} {number(m['median_metric_with'])} vs "
+                f"{number(m['median_metric_without'])}; median final loss {number(m['median_loss_with'])} vs "
+                f"{number(m['median_loss_without'])}; P(with beats without) {m['prob_with_beats_without']:.2f}"
             )
         else:
             measured = "no twin trials in this grid"
@@ -240,7 +240,7 @@ def ranking_section(document: dict) -> Section:
         beats = "–" if p["prob_beats_baseline"] is None else f"{p['prob_beats_baseline']:.2f}"
         section.rows.append(
             [str(rank), p["label"], p["verdict"], f"{p['healthy']}/{len(p['seeds'])}", f"[{low:.2f}, {high:.2f}]",
-             _n(p["median"]), f"{_n(p['iqm'])} [{_n(p['iqm_ci'][0])}, {_n(p['iqm_ci'][1])}]", _n(p["median_loss"]),
+             number(p["median"]), f"{number(p['iqm'])} [{number(p['iqm_ci'][0])}, {number(p['iqm_ci'][1])}]", number(p["median_loss"]),
              beats, ", ".join(p["verdicts"])]
         )
     return section
@@ -255,8 +255,8 @@ def effects_section(document: dict) -> Section:
         image="main_effects.png",
     )
     for e in document["main_effects"]:
-        values = "; ".join(f"{v['value']}: {_share(v['healthy_rate'])}, {_n(v['mean_score'])}" for v in e["values"])
-        section.rows.append([e["knob"], _n(e["eta_squared_score"], 3), _n(e["eta_squared_healthy"], 3), values])
+        values = "; ".join(f"{v['value']}: {_share(v['healthy_rate'])}, {number(v['mean_score'])}" for v in e["values"])
+        section.rows.append([e["knob"], number(e["eta_squared_score"], 3), number(e["eta_squared_healthy"], 3), values])
     return section
 
 
@@ -359,7 +359,7 @@ def plots(document: dict, records: list[TrialRecord]) -> dict[str, bytes]:
             axis.bar(range(len(values)), [v["healthy_rate"] or 0.0 for v in values], color="#90caf9")
             axis.set_xticks(range(len(values)), [str(v["value"]) for v in values], rotation=30, fontsize=8)
             axis.set_ylim(0, 1)
-            axis.set_title(f"{effect['knob']} (eta² {_n(effect['eta_squared_score'], 2)})", fontsize=9)
+            axis.set_title(f"{effect['knob']} (eta² {number(effect['eta_squared_score'], 2)})", fontsize=9)
         axes[0][0].set_ylabel("healthy rate")
         images["main_effects.png"] = png(figure)
 
