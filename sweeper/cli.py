@@ -86,6 +86,10 @@ def run(
     max_trials: Annotated[int, typer.Option(min=1, help="A sweep with more trials needs --yes.")] = 1000,
     yes: Annotated[bool, typer.Option("--yes", help="Run sweeps larger than --max-trials.")] = False,
     only: Annotated[Optional[list[str]], typer.Option("--only", help="Run only the sweep of this name (repeatable).")] = None,
+    early_stop: Annotated[bool, typer.Option(
+        "--early-stop/--no-early-stop",
+        help="Stop a trial as soon as it diverges (the verdict is the same); --no-early-stop runs it to its end.",
+    )] = True,
 ) -> None:
     """Run every sweep in SPEC: reproduce the failure, sweep the remedies over seeds, rank them."""
     specs = _specs(spec, seeds)  # everything is validated before anything is written or started
@@ -102,14 +106,14 @@ def run(
     if out.exists() and not out.is_dir():
         _fail(f"--out: {out} exists and is not a folder")
     from sweeper.sweep import run_sweep
-    from sweeper.tracking import default_tracking_uri
+    from sweeper.stores import default_tracking_uri
 
     uri = tracking_uri or default_tracking_uri()
     _graceful_sigterm()
     for sweep in specs:
         try:
             outcome = run_sweep(sweep, out_root=out, tracking_uri=uri, address=address, max_concurrent=max_concurrent,
-                                max_retries=max_retries)
+                                max_retries=max_retries, early_stop=early_stop)
         except (SweeperError, PermissionError) as exc:
             _fail(str(exc))
         _print_outcome(outcome, uri)
@@ -186,7 +190,7 @@ def report(
 ) -> None:
     """Rebuild a sweep's outputs from MLflow alone (on any machine that reaches the store)."""
     from sweeper.sweep import rebuild_sweep
-    from sweeper.tracking import default_tracking_uri
+    from sweeper.stores import default_tracking_uri
 
     uri = tracking_uri or default_tracking_uri()
     try:
@@ -214,7 +218,8 @@ def compare(
         local = Path(ref) / "ranking.json"
         if local.is_file():
             return json.loads(local.read_text())
-        from sweeper.tracking import default_tracking_uri, download_file
+        from sweeper.stores import default_tracking_uri
+        from sweeper.tracking import download_file
 
         uri = tracking_uri or default_tracking_uri()
         path = download_file(uri, ref, "ranking.json", scratch)
@@ -252,7 +257,7 @@ Port = Annotated[int, typer.Option(min=1, max=65535)]
 @app.command()
 def ui(tracking_uri: TrackingUri = None, host: Host = "127.0.0.1", port: Port = 5000) -> None:
     """Open the MLflow UI on the sweep store (serves until interrupted)."""
-    from sweeper.tracking import default_tracking_uri, local_store_path
+    from sweeper.stores import default_tracking_uri, local_store_path
 
     uri = tracking_uri or default_tracking_uri()
     store = local_store_path(uri)

@@ -304,12 +304,19 @@ def render_html(parts: list[Section], images: dict[str, bytes]) -> str:
 
 
 # --- plots ---
-def plots(document: dict, records: list[TrialRecord]) -> dict[str, bytes]:
-    """PNG bytes by file name."""
+def pyplot():
+    """matplotlib's pyplot on the file-only Agg backend (a sweep may run where there is no display)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plots(document: dict, records: list[TrialRecord]) -> dict[str, bytes]:
+    """PNG bytes by file name."""
+    plt = pyplot()
 
     def png(figure) -> bytes:
         buffer = io.BytesIO()

@@ -1,10 +1,11 @@
 """Runs a sweep on Ray Tune: the only module that imports Ray.
 
 One Tune trial per grid point x seed. The trainable wraps the workload's `train`: it stops a trial as soon
-as a report is non-finite or exploding, and turns an exception into an `error` outcome so one broken
+as a report is non-finite or exploding (unless the sweep runs with `early_stop=False`), and turns an exception into an `error` outcome so one broken
 trial never stops the sweep; Tune's own retries (`max_retries`) are kept for lost workers and nodes. A
 driver-side callback keeps every trial's reports, diagnoses the trial when it ends, writes it to the sweep
-folder first and to MLflow second, and drives the progress display.
+folder first, queues it for MLflow (`TrialMirror`: a trial never waits for MLflow) and drives the progress
+display.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 # Quiet console (see shared notes): the legacy output engine at verbose=0 prints nothing of its own.
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
@@ -30,17 +31,19 @@ from sweeper.errors import SweeperError  # noqa: E402
 from sweeper.progress import SweepProgress  # noqa: E402
 from sweeper.records import TrialRecord, finished_keys, save_trial, trial_key  # noqa: E402
 from sweeper.spec import GridPoint, SweepSpec  # noqa: E402
-from sweeper.tracking import SweepTracker, is_local_store, report_metrics  # noqa: E402
 from sweeper.workload import load  # noqa: E402
+
+if TYPE_CHECKING:
+    from sweeper.tracking import TrialMirror
 
 TUNE_DIR = "tune"
 _REPORT = "sweeper_report"  # the workload's own report, kept apart from the keys Tune adds to a result
 _ERROR = "sweeper_error"
 _ELAPSED = "sweeper_elapsed_s"
 _NODE = "sweeper_node"
-_DISPLAYS: dict[str, SweepProgress] = {}
-"""The console display of each sweep this process drives. Tune restores callbacks from a pickle on
-resume, so a callback finds its display here by sweep id rather than holding it."""
+_LIVE: dict[str, tuple[TrialMirror, SweepProgress | None]] = {}
+"""The MLflow mirror and console display of each sweep this process drives. Tune restores callbacks from a
+pickle on resume, so a callback finds them here by sweep id rather than holding them."""
 
 
 # --- inside the Ray worker ---
@@ -66,7 +69,7 @@ def _trainable(config: dict[str, Any]) -> None:
         history.append({key: metrics.get(key) for key in (*health.WATCHED, "step", workload.metric)})
         diverged = health.check_divergence(history, workload.metric, limits)
         tune.report({_REPORT: dict(metrics), _ELAPSED: time.perf_counter() - started, _NODE: node})
-        if diverged is not None:
+        if diverged is not None and config.get("early_stop", True):  # absent in sweeps begun before the option
             raise _StopTrial(diverged.reason)
 
     try:
@@ -115,8 +118,8 @@ class _SkipFinished(tune.Stopper):
 
 
 class _SweepCallback(tune.Callback):
-    def __init__(self, sweep_dir: Path, workload: str, tracker: SweepTracker):
-        self.sweep_dir, self.workload_name, self.tracker = sweep_dir, workload, tracker
+    def __init__(self, sweep_dir: Path, workload: str, sweep_id: str):
+        self.sweep_dir, self.workload_name, self.sweep_id = sweep_dir, workload, sweep_id
         self.records: dict[str, TrialRecord] = {}
         self.starts: dict[str, int] = {}
         self.done_before: set[str] | None = None
@@ -137,8 +140,12 @@ class _SweepCallback(tune.Callback):
         return load(self.workload_name)
 
     @property
+    def mirror(self) -> TrialMirror:
+        return _LIVE[self.sweep_id][0]
+
+    @property
     def display(self) -> SweepProgress | None:
-        return _DISPLAYS.get(self.tracker.sweep_id)
+        return _LIVE[self.sweep_id][1]
 
     def _record(self, trial: Any) -> TrialRecord:
         point = GridPoint(**trial.config["point"])
@@ -155,7 +162,7 @@ class _SweepCallback(tune.Callback):
         record.history, record.error, record.diagnosis = [], None, None
         self.starts[record.key] = self.starts.get(record.key, 0) + 1
         record.attempts = self.starts[record.key]
-        record.run_id = self.tracker.start_trial(record, self.workload_name)
+        self.mirror.trial_started(record, self.workload_name)
         if self.display is not None:
             self.display.trial_started(record.key)
 
@@ -170,7 +177,7 @@ class _SweepCallback(tune.Callback):
             return
         report = result[_REPORT]
         record.history.append(report)
-        self.tracker.log_step(record.run_id, int(report.get("step", len(record.history))), report_metrics(report))
+        self.mirror.trial_reported(record, int(report.get("step", len(record.history))), report)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         if not self._skipped(trial):
@@ -185,7 +192,7 @@ class _SweepCallback(tune.Callback):
         record.error = record.error or ray_error
         record.diagnosis = health.diagnose(record.history, workload.metric, workload.mode, record.error, workload.thresholds)
         save_trial(self.sweep_dir, record)  # the sweep folder first: it must hold every result
-        self.tracker.end_trial(record, workload.metric)
+        self.mirror.trial_ended(record, workload.metric)
         if self.display is not None:
             self.display.trial_finished(record.key, record.point.label, record.diagnosis.verdict, record.final(workload.metric))
 
@@ -222,6 +229,7 @@ def start_ray(address: str | None) -> None:
 def check_cluster(spec: SweepSpec, tracking_uri: str) -> None:
     """Refuse what the cluster can never do: a per-trial request bigger than all it has (Tune would wait
     forever), or a store only this machine can reach while other nodes take part."""
+    from sweeper.stores import is_local_store
     available = ray.cluster_resources()
     for key, asked in (("CPU", spec.cpu), ("GPU", spec.gpu)):
         if asked > available.get(key, 0.0):
@@ -242,17 +250,18 @@ def run_trials(
     spec: SweepSpec,
     *,
     sweep_dir: Path,
-    tracker: SweepTracker,
+    mirror: TrialMirror,
     display: SweepProgress | None,
     max_concurrent: int | None = None,
     max_retries: int = 2,
+    early_stop: bool = True,
     resume: bool = False,
 ) -> None:
     """Run (or, with `resume`, finish) every trial of the spec on Ray Tune; each finished trial ends up in
-    the sweep folder (`sweeper.records.load_trials`)."""
+    the sweep folder (`sweeper.records.load_trials`) and, through `mirror`, in MLflow."""
     trainable = tune.with_resources(_trainable, {"cpu": spec.cpu, "gpu": spec.gpu})
-    if display is not None:
-        _DISPLAYS[tracker.sweep_id] = display
+    sweep_id = mirror.tracker.sweep_id
+    _LIVE[sweep_id] = (mirror, display)
     try:
         if resume:
             # Finished trials stay finished; trials cut off by the kill run again from their start.
@@ -268,6 +277,7 @@ def run_trials(
                     "base": spec.base_overrides(workload),
                     "point": tune.grid_search(points),
                     "seed": tune.grid_search(list(range(spec.seeds))),
+                    "early_stop": early_stop,
                 },
                 tune_config=tune.TuneConfig(
                     reuse_actors=True,  # TensorFlow is imported once per worker process, not once per trial
@@ -278,14 +288,14 @@ def run_trials(
                     name=TUNE_DIR,
                     storage_path=str(sweep_dir.resolve()),
                     verbose=0,
-                    callbacks=[_SweepCallback(sweep_dir.resolve(), spec.workload, tracker)],
+                    callbacks=[_SweepCallback(sweep_dir.resolve(), spec.workload, sweep_id)],
                     stop=_SkipFinished(sweep_dir.resolve()),
                     failure_config=tune.FailureConfig(max_failures=max_retries),  # lost workers and nodes only
                 ),
             )
         tuner.fit()
     finally:
-        _DISPLAYS.pop(tracker.sweep_id, None)
+        _LIVE.pop(sweep_id, None)
 
 
 def can_resume(sweep_dir: Path) -> bool:

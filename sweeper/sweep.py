@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -76,12 +77,10 @@ def run_sweep(
     address: str | None = None,
     max_concurrent: int | None = None,
     max_retries: int = 2,
+    early_stop: bool = True,
 ) -> SweepOutcome:
-    # Ray and MLflow are imported here, after the spec has been validated without them.
-    from sweeper import runner
-
     workload = load(spec.workload)
-    runner.start_ray(address)
+    runner = _start_ray(address)
     runner.check_cluster(spec, tracking_uri)  # before anything is written
     sweep_dir = new_sweep_dir(out_root, spec.name)
     sweep_id = sweep_dir.name
@@ -89,12 +88,44 @@ def run_sweep(
     save_sweep_meta(sweep_dir, {"sweep_id": sweep_id, "name": spec.name, "workload": spec.workload,
                                 "tracking_uri": tracking_uri})
     tracker = _tracker(spec, workload, tracking_uri, sweep_id)
-    tracker.ensure_parent(*_parent_fields(spec, sweep_dir))
+    wall_seconds = _run_trials(spec, workload, sweep_dir, tracker, max_concurrent=max_concurrent,
+                               max_retries=max_retries, early_stop=early_stop)
+    return _finish(spec, workload, sweep_dir, tracker, wall_seconds)
+
+
+def _run_trials(spec: SweepSpec, workload: Workload, sweep_dir: Path, tracker, *, done: int = 0, **options) -> float:
+    """Run (or resume) the trials on Ray with the console display, MLflow written from a thread of its own
+    (`TrialMirror`); the wall seconds it took."""
+    from sweeper import runner
+    from sweeper.tracking import TrialMirror
+
     started = time.perf_counter()
-    with SweepProgress(sweep_id, spec.trial_count, workload.metric, workload.mode) as display:
-        runner.run_trials(spec, sweep_dir=sweep_dir, tracker=tracker, display=display,
-                          max_concurrent=max_concurrent, max_retries=max_retries)
-    return _finish(spec, workload, sweep_dir, tracker, time.perf_counter() - started)
+    mirror = TrialMirror(tracker, sweep_dir, _parent_fields(spec, sweep_dir))
+    try:
+        with SweepProgress(tracker.sweep_id, spec.trial_count, workload.metric, workload.mode, done=done) as display:
+            runner.run_trials(spec, sweep_dir=sweep_dir, mirror=mirror, display=display, **options)
+    finally:
+        mirror.close()
+    return time.perf_counter() - started
+
+
+def _start_ray(address: str | None):
+    """The runner module, with Ray started. Ray and MLflow are imported only now, after the spec has been
+    validated without them; Ray takes seconds to start its processes, and the driver's own heavy imports
+    (MLflow, matplotlib for the report) load meanwhile on another thread."""
+    preload = threading.Thread(target=_import_driver_modules, daemon=True)
+    preload.start()
+    from sweeper import runner
+
+    runner.start_ray(address)
+    preload.join()
+    return runner
+
+
+def _import_driver_modules() -> None:
+    import sweeper.tracking  # noqa: F401
+
+    report.pyplot()
 
 
 def _open_sweep(sweep_dir: Path, tracking_uri: str | None):
@@ -109,20 +140,16 @@ def _open_sweep(sweep_dir: Path, tracking_uri: str | None):
 
 def resume_sweep(sweep_dir: Path, *, address: str | None = None, tracking_uri: str | None = None) -> SweepOutcome:
     """Finish a sweep whose driver died: finished trials are kept, the rest run; MLflow gets no duplicates."""
-    from sweeper import runner
-
     spec, workload, tracker = _open_sweep(sweep_dir, tracking_uri)
-    runner.start_ray(address)
+    runner = _start_ray(address)
     runner.check_cluster(spec, tracker.tracking_uri)
-    tracker.ensure_parent(*_parent_fields(spec, sweep_dir))
     done = len(load_trials(sweep_dir, spec))
-    started = time.perf_counter()
+    wall_seconds = 0.0
     if done < spec.trial_count:
         if not runner.can_resume(sweep_dir):
             raise SweeperError(f"{sweep_dir}: Ray Tune left no experiment state to resume from")
-        with SweepProgress(tracker.sweep_id, spec.trial_count, workload.metric, workload.mode, done=done) as display:
-            runner.run_trials(spec, sweep_dir=sweep_dir, tracker=tracker, display=display, resume=True)
-    return _finish(spec, workload, sweep_dir, tracker, time.perf_counter() - started)
+        wall_seconds = _run_trials(spec, workload, sweep_dir, tracker, done=done, resume=True)
+    return _finish(spec, workload, sweep_dir, tracker, wall_seconds)
 
 
 def sync_sweep(sweep_dir: Path, *, tracking_uri: str | None = None) -> tuple[int, str]:

@@ -12,7 +12,9 @@ from __future__ import annotations
 import logging
 import math
 import os
+import queue
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,7 +32,8 @@ from mlflow.entities import Metric, Param, RunTag  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
-from sweeper.records import TrialRecord  # noqa: E402
+from sweeper.records import TrialRecord, save_trial  # noqa: E402
+from sweeper.stores import local_store_path  # noqa: E402
 
 TAG_SWEEP = "sweeper.sweep"
 TAG_TRIAL_KEY = "sweeper.trial_key"
@@ -53,23 +56,6 @@ RETRY_AFTER_S = 30.0
 """After a failed call the tracker leaves MLflow alone this long, so an outage does not stall the sweep."""
 _UNREACHABLE = (MlflowException, requests.RequestException, OSError)
 T = TypeVar("T")
-
-
-def default_tracking_uri() -> str:
-    """MLFLOW_TRACKING_URI if set, else a SQLite file `mlflow.db` in the working directory (absolute, so
-    it does not depend on any process's working directory)."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
-
-
-def local_store_path(uri: str) -> Path | None:
-    """The database file of a `sqlite:///` URI, None for any other store."""
-    prefix = "sqlite:///"
-    return Path(uri[len(prefix):]) if uri.startswith(prefix) else None
-
-
-def is_local_store(uri: str) -> bool:
-    """A store only this machine can reach: SQLite, a file store or a plain path."""
-    return local_store_path(uri) is not None or uri.startswith("file:") or "://" not in uri
 
 
 class SweepTracker:
@@ -251,6 +237,51 @@ class SweepTracker:
             return replayed
 
         return self._call(replay)
+
+
+class TrialMirror:
+    """Mirrors a running sweep's trials to MLflow from a thread of its own, in the order they happen.
+
+    Ray Tune holds a trial at each report until the driver's callbacks have seen the previous one, so an
+    MLflow write made inside a callback is time the trial waits. The callback only queues its writes here;
+    this thread creates the parent run (a fresh SQLite store takes seconds to set up) while the first trials
+    start, and writes every run, report batch and verdict behind them. `close` waits for the queue to drain.
+    """
+
+    def __init__(self, tracker: SweepTracker, sweep_dir: Path, parent: tuple[dict[str, Any], dict[str, str]]):
+        self.tracker, self.sweep_dir = tracker, sweep_dir
+        self._queue: queue.SimpleQueue[Callable[[], object] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._write, name="sweeper-mlflow", daemon=True)
+        self._thread.start()
+        self._queue.put(lambda: tracker.ensure_parent(*parent))
+
+    def trial_started(self, record: TrialRecord, workload: str) -> None:
+        def start() -> None:
+            record.run_id = self.tracker.start_trial(record, workload)
+
+        self._queue.put(start)
+
+    def trial_reported(self, record: TrialRecord, step: int, report: dict[str, Any]) -> None:
+        self._queue.put(lambda: self.tracker.log_step(record.run_id, step, report_metrics(report)))
+
+    def trial_ended(self, record: TrialRecord, metric: str) -> None:
+        def end() -> None:
+            if self.tracker.end_trial(record, metric):
+                save_trial(self.sweep_dir, record)  # again, now with its MLflow run id
+
+        self._queue.put(end)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+    def _write(self) -> None:
+        while (action := self._queue.get()) is not None:
+            try:
+                action()
+            except Exception as exc:  # never lose the sweep to its mirror: `sync` replays what is missing
+                print(f"warning: writing to MLflow failed ({type(exc).__name__}: {exc}); the sweep goes on",
+                      file=sys.stderr)
 
 
 def trial_summary(record: TrialRecord, metric: str) -> dict[str, float]:

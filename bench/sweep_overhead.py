@@ -1,0 +1,138 @@
+"""Sweep overhead: the same trials through sweeper, bare Ray Tune and a sequential loop, side by side.
+
+    python bench/sweep_overhead.py                      # bench/grid48.yaml, every harness (~20 min on 2 cores)
+    python bench/sweep_overhead.py --spec configs/smoke.yaml --harness sweeper
+
+First each trial's own training time is measured with no harness at all: every trial in one warm process
+(TensorFlow already imported), one TensorFlow thread, one trial at a time: what a trial costs on one slot.
+Then each harness runs the same trials as a fresh process, timed from its start to its exit: imports, Ray
+start, scheduling, the trials, logging, the report: what the user waits for.
+
+    efficiency = (sum of the trials' own seconds / parallel slots) / wall seconds
+
+1.0 means the slots never idled and nothing but training ran. Harnesses:
+  sweeper        `sweeper run SPEC` (MLflow on a fresh SQLite store, diagnosis, report and plots)
+  tune           bench/bare_tune.py with the settings sweeper uses (reused workers, one TF thread per CPU)
+  tune-defaults  bench/bare_tune.py with Ray Tune's defaults (a new worker process per trial)
+  loop           one `python bench/trials.py SPEC i` after another, TensorFlow's default threads
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+HARNESSES = ("sweeper", "tune", "tune-defaults", "loop")
+
+
+def timed(command: list[str], workdir: Path, log: str) -> float:
+    """Wall seconds of one command run to completion in `workdir`; its output goes to a log file there."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)}
+    started = time.perf_counter()
+    with open(workdir / log, "a") as out:
+        done = subprocess.run(command, cwd=workdir, stdout=out, stderr=subprocess.STDOUT, env=env)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        sys.exit(f"error: {' '.join(command)} exited {done.returncode}; see {workdir / log}")
+    return seconds
+
+
+def own_seconds(spec: Path, workdir: Path) -> list[float]:
+    """Each trial's training seconds with no harness: one warm process, one thread, one trial at a time."""
+    timed([sys.executable, str(ROOT / "bench/trials.py"), str(spec), "all", "--warm", "--threads", "1",
+           ], workdir, "reference.log")
+    return [json.loads(line)["seconds"] for line in (workdir / "reference.log").read_text().splitlines()
+            if line.startswith("{")]
+
+
+def run_harness(name: str, spec: Path, trials: int, workdir: Path) -> dict[str, float]:
+    python = sys.executable
+    if name == "sweeper":
+        wall = timed([python, "-m", "sweeper", "run", str(spec), "--out", "sweeps", "--yes",
+                      "--tracking-uri", f"sqlite:///{workdir / 'mlflow.db'}"], workdir, "sweeper.log")
+        return {"wall": wall, "recorded": recorded_train_seconds(spec, workdir / "sweeps")}
+    if name == "tune":
+        return {"wall": timed([python, str(ROOT / "bench/bare_tune.py"), str(spec), "--reuse-actors", "--one-thread"],
+                              workdir, "tune.log")}
+    if name == "tune-defaults":
+        return {"wall": timed([python, str(ROOT / "bench/bare_tune.py"), str(spec)], workdir, "tune-defaults.log")}
+    # the loop: a fresh python (and TensorFlow) per trial, one after another
+    return {"wall": sum(timed([python, str(ROOT / "bench/trials.py"), str(spec), str(index)], workdir, "loop.log")
+                        for index in range(trials))}
+
+
+def recorded_train_seconds(spec_path: Path, sweeps: Path) -> float:
+    """The trials' training seconds as sweeper's own trials recorded them (two at a time, on a busy machine)."""
+    from sweeper.records import load_trials
+    from sweeper.spec import load_specs
+
+    specs = {spec.name: spec for spec in load_specs(spec_path)}
+    total = 0.0
+    for sweep_dir in sweeps.iterdir():
+        spec = specs[sweep_dir.name.rsplit("-", 2)[0]]
+        total += sum(record.train_seconds for record in load_trials(sweep_dir, spec).values())
+    return total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--spec", type=Path, default=ROOT / "bench/grid48.yaml")
+    parser.add_argument("--harness", action="append", choices=HARNESSES, help="run only these (repeatable)")
+    parser.add_argument("--slots", type=int, default=os.cpu_count(), help="parallel trial slots (default: CPUs)")
+    parser.add_argument("--json", type=Path, help="also write the results to this file")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch folder with logs and sweeps")
+    args = parser.parse_args()
+    spec = args.spec.resolve()
+    harnesses = args.harness or list(HARNESSES)
+
+    from sweeper.errors import SweeperError
+    from sweeper.spec import load_specs
+
+    try:
+        load_specs(spec)  # a broken spec fails here, in one line, before the long runs
+    except SweeperError as exc:
+        sys.exit(f"error: {exc}")
+
+    workdir = Path(tempfile.mkdtemp(prefix="sweeper-bench-"))
+    try:
+        own = own_seconds(spec, workdir)
+        slots = min(args.slots, len(own))
+        ideal = sum(own) / slots
+        print(f"{spec.name}: {len(own)} trials, own training time {sum(own):.1f} s "
+              f"(median {sorted(own)[len(own) // 2]:.2f} s), {slots} slots: ideal wall {ideal:.1f} s", flush=True)
+        results = {}
+        for name in harnesses:
+            results[name] = run_harness(name, spec, len(own), workdir)
+            print(f"  {name:<14} wall {results[name]['wall']:7.1f} s   efficiency {ideal / results[name]['wall']:.2f}",
+                  flush=True)
+    finally:
+        if args.keep:
+            print(f"logs and sweeps kept in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    print()
+    print(f"{'harness':<14} {'wall s':>8} {'efficiency':>11} {'wall / sweeper':>15}")
+    for name, result in results.items():
+        relative = f"{result['wall'] / results['sweeper']['wall']:.2f}" if "sweeper" in results else "-"
+        print(f"{name:<14} {result['wall']:8.1f} {ideal / result['wall']:11.2f} {relative:>15}")
+    if "sweeper" in results:
+        recorded = results["sweeper"]["recorded"]
+        print(f"\nsweeper's trials recorded {recorded:.1f} training seconds (vs {sum(own):.1f} s alone): slot "
+              f"efficiency {recorded / slots / results['sweeper']['wall']:.2f}")
+    if args.json:
+        args.json.write_text(json.dumps({"spec": str(args.spec), "trials": len(own), "slots": slots,
+                                         "own_seconds": sum(own), "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

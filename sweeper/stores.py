@@ -1,0 +1,24 @@
+"""Where a sweep's MLflow store is: tracking URIs, read without importing MLflow (the CLI decides the store
+before anything heavy is loaded)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def default_tracking_uri() -> str:
+    """MLFLOW_TRACKING_URI if set, else a SQLite file `mlflow.db` in the working directory (absolute, so
+    it does not depend on any process's working directory)."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+def local_store_path(uri: str) -> Path | None:
+    """The database file of a `sqlite:///` URI, None for any other store."""
+    prefix = "sqlite:///"
+    return Path(uri[len(prefix):]) if uri.startswith(prefix) else None
+
+
+def is_local_store(uri: str) -> bool:
+    """A store only this machine can reach: SQLite, a file store or a plain path."""
+    return local_store_path(uri) is not None or uri.startswith("file:") or "://" not in uri
