@@ -51,9 +51,11 @@ os.environ["TF_NUM_INTEROP_THREADS"] = "1"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import argparse  # noqa: E402
+import atexit  # noqa: E402
 import dataclasses  # noqa: E402
 import gc  # noqa: E402
 import importlib.util  # noqa: E402
+import shutil  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -372,7 +374,9 @@ def module_at(ref: str, name: str) -> types.ModuleType:
     source = subprocess.run(
         ["git", "show", f"{ref}:experiments/{name}.py"], cwd=ROOT, capture_output=True, text=True, check=True,
     ).stdout
-    path = Path(tempfile.mkdtemp(prefix="throughput-")) / f"{name}_at_ref.py"
+    folder = tempfile.mkdtemp(prefix="throughput-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)  # autograph reads it while the runs trace
+    path = Path(folder) / f"{name}_at_ref.py"
     path.write_text(source)
     spec = importlib.util.spec_from_file_location(f"{name}_at_ref", path)
     module = importlib.util.module_from_spec(spec)

@@ -215,6 +215,24 @@ def make_train_step(model, optimizer, loss_fn, config: Config):
 
 
 # --- evaluation ---
+def make_validation_pass(model, val_x: np.ndarray):
+    """The model's outputs on the validation sequences, as a function compiled once per trial.
+
+    Called eagerly, Keras runs the LSTM's loop over the time steps op by op: ~250 ms per epoch for 500
+    sequences, against ~30 ms compiled, for ~1 s of tracing once. The outputs are the same up to float
+    rounding (the compiled graph fuses some ops).
+    """
+    import tensorflow as tf
+
+    val_x = tf.constant(val_x)
+
+    @tf.function
+    def validation_outputs():
+        return model(val_x, training=False)
+
+    return validation_outputs
+
+
 def val_score(y_true: np.ndarray, pred: np.ndarray, config: Config) -> float:
     """Cohen's kappa (classification) or R^2 (regression) on the raw target scale: 0 = no skill, 1 = perfect."""
     if config.task == "regression":
@@ -251,11 +269,14 @@ def train(config: Config, report: Callable[[dict], None]) -> None:
     model = make_model(config)
     optimizer = tf.keras.optimizers.Adam(config.learning_rate)
     loss_fn = make_loss(config)
+    # Adam's slots are made here, not in the first call of the compiled step, which would then be
+    # traced twice (once to create them, once without creating): ~1.5 s less per trial, same numbers.
+    optimizer.build(model.trainable_variables)
     train_step = make_train_step(model, optimizer, loss_fn, config)
 
     # Batch order gets its own seeded stream (seed + 1), apart from the data.
     order_rng = np.random.default_rng(config.seed + 1)
-    val_x_t = tf.constant(val_x)
+    val_outputs = make_validation_pass(model, val_x)
     for epoch in range(1, config.epochs + 1):
         order = order_rng.permutation(config.dataset_size)
         losses, norms = [], []
@@ -265,7 +286,7 @@ def train(config: Config, report: Callable[[dict], None]) -> None:
             losses.append(float(loss))
             norms.append(float(grad_norm))
 
-        val_out = model(val_x_t, training=False)
+        val_out = val_outputs()
         val_loss = loss_fn(tf.constant(fit_val_y), val_out)
         pred = val_out.numpy().astype(np.float64) * scale + shift
         report({

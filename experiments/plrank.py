@@ -439,6 +439,9 @@ def train(config: Config, report: Callable[[dict], None]) -> None:
     optimizer = {"adam": tf.keras.optimizers.Adam, "sgd": tf.keras.optimizers.SGD}[config.optimizer](
         config.learning_rate
     )
+    # The optimizer's slots are made here, not in the first call of the compiled step, which would then
+    # be traced twice (once to create them, once without creating): ~0.2-0.5 s less per trial, same numbers.
+    optimizer.build(model.trainable_variables)
     generator = tf.random.Generator.from_seed(config.seed)
     train_step = make_train_step(model, optimizer, generator, config)
     evaluate = make_evaluate(model, config, test)

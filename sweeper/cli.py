@@ -106,9 +106,11 @@ def run(
     if out.exists() and not out.is_dir():
         _fail(f"--out: {out} exists and is not a folder")
     from sweeper.sweep import run_sweep
-    from sweeper.stores import default_tracking_uri
+    from sweeper.stores import check_tracking_uri, default_tracking_uri
 
     uri = tracking_uri or default_tracking_uri()
+    if problem := check_tracking_uri(uri):
+        _fail(problem)
     _graceful_sigterm()
     for sweep in specs:
         try:

@@ -22,3 +22,12 @@ def local_store_path(uri: str) -> Path | None:
 def is_local_store(uri: str) -> bool:
     """A store only this machine can reach: SQLite, a file store or a plain path."""
     return local_store_path(uri) is not None or uri.startswith("file:") or "://" not in uri
+
+
+def check_tracking_uri(uri: str) -> str | None:
+    """What is wrong with a local store's location (its folder is missing), or None. MLflow itself is
+    first reached on another thread once trials run, so a mistake this plain is caught here, up front."""
+    store = local_store_path(uri)
+    if store is not None and not store.parent.is_dir():
+        return f"--tracking-uri: {uri}: the folder {store.parent} does not exist"
+    return None

@@ -14,7 +14,6 @@ from typing import Any
 
 import yaml
 
-from sweeper import report
 from sweeper.errors import SweeperError
 from sweeper.health import diagnose
 from sweeper.progress import SweepProgress
@@ -124,6 +123,7 @@ def _start_ray(address: str | None):
 
 def _import_driver_modules() -> None:
     import sweeper.tracking  # noqa: F401
+    from sweeper import report
 
     report.pyplot()
 
@@ -193,6 +193,8 @@ def _finish(spec: SweepSpec, workload: Workload, sweep_dir: Path, tracker, wall_
 def write_report(spec: SweepSpec, workload: Workload, records: list[TrialRecord], sweep_dir: Path, sweep_id: str,
                  context: dict[str, str]) -> dict[str, Any]:
     """Analyse the records and write every output file; returns the ranking document."""
+    from sweeper import report  # numpy, scipy: loaded while Ray starts (`_start_ray`), not before
+
     document = report.analyze(spec, workload, records, sweep_id)
     rows = report.trial_rows(spec, workload.metric, records)
     report.write_outputs(sweep_dir, document, records, rows,

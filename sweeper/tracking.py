@@ -9,6 +9,7 @@ stops trying for a while, the sweep goes on, and `sync` replays what is missing,
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -66,20 +67,15 @@ class SweepTracker:
         self.base_params = base_params
         self.parent_run_id: str | None = None
         self.experiment_id: str | None = None
-        self.client = MlflowClient(tracking_uri)
         self._pending: dict[str, list[Metric]] = {}
         self._last_flush: dict[str, float] = {}
         self._down_until = 0.0
 
-    def __getstate__(self) -> dict[str, Any]:
-        """Picklable (Tune saves its callbacks with the experiment): the client is rebuilt from the URI."""
-        state = dict(self.__dict__)
-        del state["client"]
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self.client = MlflowClient(self.tracking_uri)
+    @functools.cached_property
+    def client(self) -> MlflowClient:
+        """Made at first use: on a new SQLite store that means creating its tables, seconds that the
+        `TrialMirror` thread spends while the first trials start."""
+        return MlflowClient(self.tracking_uri)
 
     def _call(self, action: Callable[[], T]) -> T | None:
         """Run one MLflow action; None (and a pause) if the store cannot be reached."""

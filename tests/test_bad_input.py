@@ -54,6 +54,7 @@ CASES = {
     "unknown option": (GOOD.encode(), ["--turbo"], "No such option"),
     "out is a file": (GOOD.encode(), ["--out", "spec.yaml"], "--out"),
     "unknown sweep name": (GOOD.encode(), ["--only", "spek"], "did you mean 'spec'"),
+    "store in a missing folder": (GOOD.encode(), ["--tracking-uri", "sqlite:///no/such/folder/mlflow.db"], "--tracking-uri"),
 }
 
 
