@@ -1,8 +1,8 @@
 """Runs a sweep on Ray Tune: the only module that imports Ray.
 
 One Tune trial per grid point x seed. The trainable wraps the workload's `train`: it stops a trial as soon
-as a report is non-finite or exploding (unless the sweep runs with `early_stop=False`), and turns an exception into an `error` outcome so one broken
-trial never stops the sweep; Tune's own retries (`max_retries`) are kept for lost workers and nodes. A
+as a report is non-finite or exploding (unless the sweep runs with `early_stop=False`), and turns an
+exception into an `error` outcome so one broken trial never stops the sweep; Tune's own retries (`max_retries`) are kept for lost workers and nodes. A
 driver-side callback keeps every trial's reports, diagnoses the trial when it ends, writes it to the sweep
 folder first, queues it for MLflow (`TrialMirror`: a trial never waits for MLflow) and drives the progress
 display.
@@ -229,6 +229,7 @@ def check_cluster(spec: SweepSpec, tracking_uri: str) -> None:
     """Refuse what the cluster can never do: a per-trial request bigger than all it has (Tune would wait
     forever), or a store only this machine can reach while other nodes take part."""
     from sweeper.stores import is_local_store
+
     available = ray.cluster_resources()
     for key, asked in (("CPU", spec.cpu), ("GPU", spec.gpu)):
         if asked > available.get(key, 0.0):
@@ -294,7 +295,7 @@ def run_trials(
             )
         # Tune's own console output (the experiment table, "View detailed results here", a box per errored
         # trial) is print()ed to stdout; the progress display and the report replace it. Its legacy engine
-        # (RAY_AIR_NEW_OUTPUT=0) is silent, but made trials ~15% slower (bench/sweep_overhead.py).
+        # (RAY_AIR_NEW_OUTPUT=0) is silent, but made short trials 10-15% slower (measured with bench/bare_tune.py).
         with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
             tuner.fit()
     finally:
