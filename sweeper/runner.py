@@ -2,10 +2,10 @@
 
 One Tune trial per grid point x seed. The trainable wraps the workload's `train`: it stops a trial as soon
 as a report is non-finite or exploding (unless the sweep runs with `early_stop=False`), and turns an
-exception into an `error` outcome so one broken trial never stops the sweep; Tune's own retries (`max_retries`) are kept for lost workers and nodes. A
-driver-side callback keeps every trial's reports, diagnoses the trial when it ends, writes it to the sweep
-folder first, queues it for MLflow (`TrialMirror`: a trial never waits for MLflow) and drives the progress
-display.
+exception into an `error` outcome so one broken trial never stops the sweep; Tune's own retries
+(`max_retries`) are kept for lost workers and nodes. A driver-side callback keeps every trial's reports,
+diagnoses the trial when it ends, writes it to the sweep folder first, queues it for MLflow (`TrialMirror`:
+a trial never waits for MLflow) and drives the progress display.
 """
 
 from __future__ import annotations
