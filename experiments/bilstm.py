@@ -41,9 +41,11 @@ module can be imported for spec validation without paying for TensorFlow.
 import dataclasses
 import time
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Annotated, Callable, Literal
 
 import numpy as np
+
+from sweeper.workload import Range
 
 
 @dataclass(frozen=True)
@@ -67,23 +69,23 @@ class Config:
     """Regression only: fit the raw target or its standardised version (training mean/std); R^2 is computed on the raw scale either way."""
 
     # --- capacity and optimisation ---
-    units: int = 16
+    units: Annotated[int, Range(1, 2048)] = 16
     """LSTM units per direction."""
-    learning_rate: float = 1e-3
+    learning_rate: Annotated[float, Range(0.0, 10.0, low_open=True)] = 1e-3
     """Adam learning rate."""
-    epochs: int = 25
+    epochs: Annotated[int, Range(1, 10_000)] = 25
     """Passes over the training set; one report per epoch."""
-    batch_size: int = 64
+    batch_size: Annotated[int, Range(1, 4096)] = 64
     """Sequences per training step."""
 
     # --- data ---
-    dataset_size: int = 2000
+    dataset_size: Annotated[int, Range(1, 1_000_000)] = 2000
     """Number of training sequences."""
-    n_val: int = 500
+    n_val: Annotated[int, Range(2, 100_000)] = 500
     """Number of validation sequences (val_loss and val_score)."""
-    min_len: int = 5
-    """Shortest sequence (valid steps)."""
-    max_len: int = 50
+    min_len: Annotated[int, Range(1, 1000)] = 5
+    """Shortest sequence (valid steps; at most `max_len`)."""
+    max_len: Annotated[int, Range(1, 1000)] = 50
     """Longest sequence; every sequence is padded to this length."""
     seed: int = 0
     """Seeds the data, the weight initialisation and the batch order."""
@@ -91,6 +93,9 @@ class Config:
 
 METRIC = "val_score"
 MODE = "max"
+# A model that learned nothing scores 0.0 on both tasks, whatever the data: Cohen's kappa of a constant
+# or random predictor, R^2 of predicting the mean. (The reports carry it too.)
+CHANCE = 0.0
 
 # Few epochs on a quarter of the data: seconds on one CPU core once TensorFlow
 # is imported, with the defaults' sequence lengths and feature scales so the

@@ -47,10 +47,12 @@ TensorFlow.
 import dataclasses
 import time
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Annotated, Callable, Literal
 
 import gymnasium as gym
 import numpy as np
+
+from sweeper.workload import Range
 
 
 @dataclass(frozen=True)
@@ -70,33 +72,33 @@ class Config:
     """Gymnasium environment (its standard time limit, 500 and 200 steps)."""
 
     # --- optimisation ---
-    learning_rate: float = 2.3e-3
+    learning_rate: Annotated[float, Range(0.0, 10.0, low_open=True)] = 2.3e-3
     """Adam learning rate at the start of training; it decays to 0 along a cosine over the budget."""
-    gamma: float = 0.98
+    gamma: Annotated[float, Range(0.0, 1.0)] = 0.98
     """Discount factor of the TD target."""
-    hidden_units: int = 128
+    hidden_units: Annotated[int, Range(1, 4096)] = 128
     """Width of each of the two hidden ReLU layers of the Q-network."""
-    batch_size: int = 64
+    batch_size: Annotated[int, Range(1, 4096)] = 64
     """Transitions per gradient step, drawn uniformly from the replay buffer."""
-    train_every: int = 256
+    train_every: Annotated[int, Range(1, 1_000_000)] = 256
     """Environment steps (over all environments) between training calls."""
-    gradient_steps: int = 128
+    gradient_steps: Annotated[int, Range(1, 10_000)] = 128
     """Gradient steps per training call (one compiled call runs them all): one per 2 environment steps."""
-    target_update_every: int = 32
+    target_update_every: Annotated[int, Range(1, 1_000_000)] = 32
     """Gradient steps between copies of the Q-network into the target network: four per training call."""
 
     # --- data ---
-    total_steps: int = 50_000
+    total_steps: Annotated[int, Range(1, 10_000_000)] = 50_000
     """Environment steps collected over all environments; the training budget."""
-    n_envs: int = 4
+    n_envs: Annotated[int, Range(1, 64)] = 4
     """Environments stepped together; each training-loop iteration adds one transition per environment."""
-    buffer_size: int = 50_000
+    buffer_size: Annotated[int, Range(1, 10_000_000)] = 50_000
     """Capacity of the replay buffer (oldest transitions overwritten first)."""
-    learning_starts: int = 1_000
+    learning_starts: Annotated[int, Range(0, 10_000_000)] = 1_000
     """Environment steps collected before the first gradient step."""
-    report_every: int = 2_500
+    report_every: Annotated[int, Range(1, 10_000_000)] = 2_500
     """Environment steps between evaluations; one report each."""
-    eval_episodes: int = 8
+    eval_episodes: Annotated[int, Range(1, 1000)] = 8
     """Seeded evaluation episodes per report (the same ones every report and for `chance`)."""
     seed: int = 0
     """Seeds the environments' resets, the exploration and replay sampling, the weight initialisation and the evaluation episodes."""
@@ -104,6 +106,9 @@ class Config:
 
 METRIC = "eval_return"
 MODE = "max"
+# Every report carries its own `chance`: a uniformly random policy's return on the same seeded
+# evaluation episodes, which depends on the environment and the seed.
+CHANCE = "reported"
 
 # A return must clear the random policy by 20% of the chance->oracle gap to count as learning, not the
 # default 5%. The greedy policy of an untrained (or regressed-to-zero) Q-network is a fixed function of

@@ -23,9 +23,11 @@ import functools
 import math
 import time
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Annotated, Callable, Literal
 
 import numpy as np
+
+from sweeper.workload import Range
 
 
 @dataclass(frozen=True)
@@ -43,25 +45,25 @@ class Config:
     """Normalisation of the per-document features before the hidden layers: none, BatchNormalization or LayerNormalization."""
 
     # --- optimisation ---
-    learning_rate: float = 1e-3
+    learning_rate: Annotated[float, Range(0.0, 10.0, low_open=True)] = 1e-3
     """Adam learning rate."""
-    hidden_units: int = 64
+    hidden_units: Annotated[int, Range(1, 4096)] = 64
     """Width of each of the two hidden Dense layers."""
-    epochs: int = 20
+    epochs: Annotated[int, Range(1, 10_000)] = 20
     """Passes over the training queries; one report per epoch."""
-    batch_size: int = 32
+    batch_size: Annotated[int, Range(1, 4096)] = 32
     """Queries (lists) per training step."""
 
     # --- data ---
-    n_train_queries: int = 1000
+    n_train_queries: Annotated[int, Range(1, 100_000)] = 1000
     """Number of synthetic training queries."""
-    n_test_queries: int = 200
+    n_test_queries: Annotated[int, Range(1, 10_000)] = 200
     """Number of held-out synthetic test queries (for val_loss and NDCG@5)."""
-    list_size: int = 10
+    list_size: Annotated[int, Range(2, 1000)] = 10
     """Documents per query."""
-    n_features: int = 20
+    n_features: Annotated[int, Range(1, 1000)] = 20
     """Features per document, drawn from N(0, 1)."""
-    label_noise: float = 0.5
+    label_noise: Annotated[float, Range(0.0, 10.0)] = 0.5
     """Std of the Gaussian noise added to the standardised hidden relevance score before it is cut into grades 0..4."""
     seed: int = 0
     """Seeds the data, the weight initialisation, the tie-breaking inside ListMLE and the batch order."""
@@ -69,6 +71,9 @@ class Config:
 
 METRIC = "ndcg5"
 MODE = "max"
+# Every report carries its own `chance`: the NDCG@5 of random scores on this trial's test lists
+# (CHANCE_DRAWS of them), which depends on the data.
+CHANCE = "reported"
 
 # Small enough that one trial finishes in a few seconds on one CPU core once
 # TensorFlow is imported; it keeps the data shape (list_size, n_features) of the

@@ -37,9 +37,11 @@ import dataclasses
 import math
 import time
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Annotated, Callable, Literal
 
 import numpy as np
+
+from sweeper.workload import Range
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,7 @@ class Config:
     # --- the folk remedies (defaults reproduce the question) ---
     clip: Literal["none", "value", "norm", "global_norm"] = "none"
     """Gradient clipping before the update: none, each element to +-clip_value, each variable's gradient to norm clip_value, or all gradients together to global norm clip_value."""
-    clip_value: float = 1.0
+    clip_value: Annotated[float, Range(0.0, 1e6, low_open=True)] = 1.0
     """Threshold of `clip` (the answer's "typical value 1")."""
     hidden_activation: Literal["relu", "relu6", "swish", "gelu", "tanh", "sigmoid"] = "relu"
     """Activation of the two hidden Dense layers."""
@@ -65,33 +67,33 @@ class Config:
     # --- optimisation (nuisance knobs) ---
     optimizer: Literal["adam", "sgd"] = "adam"
     """Keras optimizer of the update."""
-    learning_rate: float = 1e-2
+    learning_rate: Annotated[float, Range(0.0, 10.0, low_open=True)] = 1e-2
     """Learning rate of the optimizer."""
-    n_samples: int = 10
+    n_samples: Annotated[int, Range(1, 1000)] = 10
     """Sampled top-k rankings N per query and step of PL-Rank-2."""
-    batch_size: int = 8
+    batch_size: Annotated[int, Range(1, 256)] = 8
     """Queries per update; the surrogate loss is the mean over them."""
-    steps: int = 1500
+    steps: Annotated[int, Range(1, 100_000)] = 1500
     """Updates in the whole run."""
-    eval_every: int = 50
+    eval_every: Annotated[int, Range(1, 100_000)] = 50
     """Updates between two reports (each report evaluates on the test queries)."""
-    hidden_units: int = 32
+    hidden_units: Annotated[int, Range(1, 4096)] = 32
     """Width of each of the two hidden Dense layers."""
-    cutoff: int = 5
-    """k of DCG@k / NDCG@k (the reference's --cutoff 5)."""
+    cutoff: Annotated[int, Range(1, 100)] = 5
+    """k of DCG@k / NDCG@k (the reference's --cutoff 5); at most `min_docs`, or a short query's top k takes in padding."""
 
     # --- data ---
-    n_train_queries: int = 400
+    n_train_queries: Annotated[int, Range(1, 100_000)] = 400
     """Synthetic training queries."""
-    n_test_queries: int = 100
+    n_test_queries: Annotated[int, Range(1, 10_000)] = 100
     """Held-out synthetic test queries (NDCG@k, expected NDCG@k)."""
-    min_docs: int = 10
-    """Fewest documents of a query."""
-    max_docs: int = 50
+    min_docs: Annotated[int, Range(1, 1000)] = 10
+    """Fewest documents of a query (at most `max_docs`)."""
+    max_docs: Annotated[int, Range(1, 1000)] = 50
     """Most documents of a query."""
-    n_features: int = 32
+    n_features: Annotated[int, Range(1, 1000)] = 32
     """Features per document, scaled per query to [0,1] (min-max over the query's documents)."""
-    label_noise: float = 0.5
+    label_noise: Annotated[float, Range(0.0, 10.0)] = 0.5
     """Std of the Gaussian noise added to the standardised hidden relevance before it is cut into grades 0..4."""
     seed: int = 0
     """Seeds the data, the weight initialisation, the ranking samples and the query order."""
@@ -99,6 +101,9 @@ class Config:
 
 METRIC = "ndcg"
 MODE = "max"
+# Every report carries its own `chance`: the expected NDCG@k of a uniformly random ranking of this
+# trial's test queries, which depends on the data.
+CHANCE = "reported"
 
 # A few seconds on one core after TensorFlow is imported: fewer updates and
 # denser reports on the same data. The baseline's runaway starts within a few

@@ -6,8 +6,9 @@ import os
 import shutil
 import subprocess
 import sys
+import traceback
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, NoReturn, Optional
 
 import typer
 from rich.console import Console
@@ -24,6 +25,17 @@ app = typer.Typer(
 )
 console = Console(width=None if sys.stdout.isatty() else 160)  # tables stay readable in logs and pipes
 errors = Console(stderr=True, highlight=False, soft_wrap=True)
+
+DEBUG_VARIABLE = "SWEEPER_DEBUG"
+
+
+@app.callback()
+def _options(
+    debug: Annotated[bool, typer.Option("--debug", help=f"Show the traceback of an unexpected error (or set {DEBUG_VARIABLE}=1).")] = False,
+) -> None:
+    if debug:
+        os.environ[DEBUG_VARIABLE] = "1"
+
 
 SpecPath = Annotated[Path, typer.Argument(help="Sweep spec YAML (one sweep, or several separated by ---).")]
 
@@ -105,33 +117,61 @@ def run(
                   f"trials, more than --max-trials {max_trials}; pass --yes to run them")
     if out.exists() and not out.is_dir():
         _fail(f"--out: {out} exists and is not a folder")
-    from sweeper.sweep import run_sweep
     from sweeper.stores import check_tracking_uri, default_tracking_uri
+    from sweeper.sweep import RunOptions, plan_sweeps
 
     uri = tracking_uri or default_tracking_uri()
     if problem := check_tracking_uri(uri):
         _fail(problem)
     _graceful_sigterm()
-    for sweep in specs:
+    options = RunOptions(max_concurrent=max_concurrent, max_retries=max_retries, early_stop=early_stop)
+    try:
+        folders = plan_sweeps(specs, spec_file=spec, out_root=out, tracking_uri=uri, address=address, options=options)
+    except (SweeperError, PermissionError) as exc:
+        _fail(str(exc))
+    _run_all(folders, address=address, tracking_uri=uri, resume_from=out)
+
+
+def _run_all(folders: list[Path], *, address: str | None, tracking_uri: str | None, resume_from: Path) -> None:
+    """Run (or finish) each sweep folder in turn. A sweep whose analysis fails does not stop the later ones
+    (exit status 1 at the end); an interrupted sweep stops the run (exit status 130)."""
+    from sweeper.sweep import run_sweep
+
+    failed = []
+    for folder in folders:
         try:
-            outcome = run_sweep(sweep, out_root=out, tracking_uri=uri, address=address, max_concurrent=max_concurrent,
-                                max_retries=max_retries, early_stop=early_stop)
+            outcome = run_sweep(folder, address=address, tracking_uri=tracking_uri)
         except (SweeperError, PermissionError) as exc:
             _fail(str(exc))
-        _print_outcome(outcome, uri)
+        except KeyboardInterrupt:  # a second Ctrl-C, while Tune was saving its state after the first
+            _stop(130, f"interrupted; `sweeper resume {resume_from}` finishes every sweep of this run")
+        _print_outcome(outcome, tracking_uri or "the sweep's store")
+        if outcome.analysis_error is not None:
+            failed.append(outcome)
+        if outcome.unfinished:
+            _stop(130, f"interrupted: {outcome.unfinished} trials of {outcome.sweep_id} did not finish; "
+                       f"`sweeper resume {resume_from}` finishes every sweep of this run")
+    if failed:
+        raise typer.Exit(1)
 
 
 def _print_outcome(outcome, uri: str) -> None:
+    if outcome.analysis_error is not None:
+        exc = outcome.analysis_error
+        errors.print(
+            f"error: the analysis of {outcome.sweep_id} failed ({_one_line(exc)}); its trials are safe in "
+            f"{outcome.sweep_dir}/trials; `sweeper report {outcome.sweep_dir}` tries again", markup=False)
+        if _debugging():
+            traceback.print_exception(exc)
+        return
     _print_ranking(outcome.ranking)
     console.print(f"outputs: {outcome.sweep_dir}/ (report.md, report.html, ranking.json, trials.csv, plots/)")
     console.print(f"mlflow:  {uri} · parent run {outcome.parent_run_id}")
-    if outcome.unfinished:
-        console.print(f"{outcome.unfinished} trials did not finish; `sweeper resume {outcome.sweep_dir}` runs them")
 
 
 def _graceful_sigterm() -> None:
-    """SIGTERM (a scheduler's stop) ends the sweep the way Ctrl-C does: Tune saves its state, the report is
-    written from the finished trials, and `sweeper resume` picks up the rest."""
+    """SIGTERM (a scheduler's stop) ends the sweep the way Ctrl-C does: Tune stops the trials, the report is
+    written from the finished ones, and `sweeper resume` picks up the rest."""
     import signal
 
     signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
@@ -139,19 +179,23 @@ def _graceful_sigterm() -> None:
 
 @app.command()
 def resume(
-    sweep_dir: Annotated[Path, typer.Argument(help="The sweep folder to finish (sweeps/<name>-<time>).")],
+    folder: Annotated[Path, typer.Argument(help="A sweep folder (sweeps/<name>-<time>), or the --out folder of a "
+                                                "killed `sweeper run` to finish every unfinished sweep of it.")],
     address: Address = None,
     tracking_uri: TrackingUri = None,
 ) -> None:
-    """Finish a sweep whose driver was killed: finished trials are not run again, MLflow gets no duplicates."""
-    from sweeper.sweep import resume_sweep
+    """Finish sweeps whose driver was killed: finished trials are not run again, MLflow gets no duplicates."""
+    from sweeper.sweep import sweeps_to_resume
 
-    _graceful_sigterm()
     try:
-        outcome = resume_sweep(sweep_dir, address=address, tracking_uri=tracking_uri)
+        folders = sweeps_to_resume(folder)
     except SweeperError as exc:
         _fail(str(exc))
-    _print_outcome(outcome, tracking_uri or "the sweep's store")
+    if not folders:
+        console.print(f"{folder}: every sweep is finished; nothing to resume")
+        return
+    _graceful_sigterm()
+    _run_all(folders, address=address, tracking_uri=tracking_uri, resume_from=folder)
 
 
 @app.command()
@@ -185,18 +229,23 @@ def _print_ranking(document: dict) -> None:
 
 @app.command()
 def report(
-    sweep: Annotated[str, typer.Argument(help="Sweep id (its output folder's name) or its MLflow parent run id.")],
+    sweep: Annotated[str, typer.Argument(help="A sweep folder (its outputs are rewritten in place), or a sweep id "
+                                              "(its output folder's name) or MLflow parent run id to rebuild from MLflow.")],
     tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow tracking URI; default: MLFLOW_TRACKING_URI or ./mlflow.db.")] = None,
-    out: Annotated[Path, typer.Option(help="Folder that receives the rebuilt sweep folder.")] = Path("sweeps"),
+    out: Annotated[Path, typer.Option(help="Folder that receives the sweep folder rebuilt from MLflow.")] = Path("sweeps"),
     claims_from: Annotated[Optional[Path], typer.Option(help="Judge the claims of this spec file's sweep of the same name (claims added after the run).")] = None,
 ) -> None:
-    """Rebuild a sweep's outputs from MLflow alone (on any machine that reaches the store)."""
-    from sweeper.sweep import rebuild_sweep
+    """Analyse a sweep again: from its folder, or from MLflow alone (on any machine that reaches the store)."""
+    from sweeper.records import is_sweep_folder
     from sweeper.stores import default_tracking_uri
+    from sweeper.sweep import rebuild_sweep, report_folder
 
-    uri = tracking_uri or default_tracking_uri()
     try:
-        outcome = rebuild_sweep(sweep, tracking_uri=uri, out_root=out, claims_from=claims_from)
+        if is_sweep_folder(Path(sweep)):
+            outcome = report_folder(Path(sweep), tracking_uri=tracking_uri, claims_from=claims_from)
+        else:
+            outcome = rebuild_sweep(sweep, tracking_uri=tracking_uri or default_tracking_uri(), out_root=out,
+                                    claims_from=claims_from)
     except SweeperError as exc:
         _fail(str(exc))
     _print_ranking(outcome.ranking)
@@ -297,24 +346,56 @@ def _serve(uri: str, artifact_options: list[str], host: str, port: int, what: st
         pass
 
 
-def main() -> None:
-    """Run the CLI; a usage mistake (unknown option, bad value) is one line and exit status 2, like a bad spec."""
-    try:  # typer 0.2x vendors click
-        from typer._click import exceptions as click_errors
-    except ImportError:
-        from click import exceptions as click_errors
+def _debugging() -> bool:
+    return os.environ.get(DEBUG_VARIABLE, "") not in ("", "0")
 
+
+def _one_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[0][:300]}" if lines else type(exc).__name__
+
+
+def main() -> None:
+    """Run the CLI. Every way out is one line on stderr and a documented exit status: 0 done, 1 an unexpected
+    error, a sweep whose analysis failed or standard output closed early (`sweeper list | head -1`, silently),
+    2 a usage mistake or bad input, 130 interrupted (Ctrl-C or SIGTERM). `--debug` or SWEEPER_DEBUG=1 adds
+    the traceback."""
+    if len(sys.argv) <= 1:  # `sweeper` alone: the help, as for any other usage mistake with status 2
+        app(["--help"], prog_name="sweeper", standalone_mode=False)
+        _stop(2, None)
+    message = None
     try:
         code = app(standalone_mode=False)
-    except click_errors.NoArgsIsHelpError:  # the help is already on the screen
-        sys.exit(2)
-    except click_errors.UsageError as exc:
-        where = f"{exc.ctx.command_path}: " if exc.ctx is not None else ""
-        errors.print(f"error: {where}{exc.format_message()}", markup=False)
-        sys.exit(2)
-    except click_errors.Abort:
-        sys.exit(130)
-    sys.exit(code if isinstance(code, int) else 0)
+        if code == 130:  # click's answer to a KeyboardInterrupt in a command
+            message = "interrupted"
+    except SystemExit as exc:  # said its one line already (`_stop`), or rich's exit on a closed pipe
+        code = exc.code
+    except (typer.Abort, KeyboardInterrupt):  # Ctrl-C outside Tune's own handling (click: KeyboardInterrupt -> Abort)
+        _stop(130, "interrupted")
+    except BrokenPipeError:  # rich handles its own (exit status 1, stdout sent to /dev/null); print() does not
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's last flush must not raise
+        _stop(1, None)
+    except typer.TyperException as exc:  # click's usage errors (unknown option, bad value, missing argument)
+        _usage_error(exc)
+    except Exception as exc:
+        if _debugging():
+            traceback.print_exc()
+        _stop(1, f"unexpected {_one_line(exc)} (`sweeper --debug ...` or {DEBUG_VARIABLE}=1 shows the traceback)")
+    _stop(code if isinstance(code, int) else 0, message)
+
+
+def _usage_error(exc: Exception) -> None:
+    context = getattr(exc, "ctx", None)
+    where = f"{context.command_path}: " if context is not None else ""
+    message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+    _stop(2, f"{where}{' '.join(message.split())}")
+
+
+def _stop(code: int, message: str | None) -> NoReturn:
+    """Exit with `code` after one line on stderr."""
+    if message:
+        errors.print(f"error: {message}", markup=False)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,19 @@
-"""What a sweep knows about its trials, and the sweep's own storage of it.
+"""What a sweep knows about its trials, and the sweep folder's layout: the one place that names its files.
 
-Every finished trial is written to `<sweep dir>/trials/<id>.json` before MLflow hears of it: the sweep
-folder is the source of truth, MLflow a mirror that `sweeper sync` can always bring up to date, and
-`sweeper resume` knows from these files which trials are done.
+A sweep folder (`<out>/<name>-<UTC time>/`) holds:
+
+    spec.yaml      the sweep's spec as run (one document, its name and seeds resolved)
+    sweep.json     sweep id, workload, tracking URI and the run options `resume` reuses
+    trials/        one JSON file per finished trial, written before MLflow hears of it
+    tune/          Ray Tune's scratch state of the latest run of the sweep (not a result)
+    trials.csv, ranking.json, report.md, report.html, plots/    the outputs, rebuilt from trials/
+
+Beside the sweep folders, each `sweeper run` invocation writes a plan file `<spec stem>-<UTC time>.plan.json`
+listing the sweep folders it made (all of them made up front, so a sweep that never started is recorded
+too): `sweeper resume <out>` finishes every unfinished sweep of every plan there.
+
+The sweep folder is the source of truth, MLflow a mirror that `sweeper sync` can always bring up to date,
+and `sweeper resume` knows from `trials/` which trials are done.
 """
 
 from __future__ import annotations
@@ -11,17 +22,26 @@ import hashlib
 import json
 import math
 import os
+import sys
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sweeper.errors import SweeperError
 from sweeper.health import Diagnosis
 from sweeper.spec import GridPoint, SweepSpec
 
 UNFINISHED = "the sweep ended before this trial finished"
-TRIALS_DIR = "trials"
+SPEC_FILE = "spec.yaml"
 SWEEP_FILE = "sweep.json"
+TRIALS_DIR = "trials"
+TUNE_DIR = "tune"
+PLOTS_DIR = "plots"
+RANKING_FILE = "ranking.json"
+OUTPUT_FILES = ("trials.csv", RANKING_FILE, "report.md", "report.html")
+PLAN_SUFFIX = ".plan.json"
 
 
 def trial_key(label: str, seed: int) -> str:
@@ -102,11 +122,11 @@ def save_trial(sweep_dir: Path, record: TrialRecord) -> None:
 
 
 def load_trials(sweep_dir: Path, spec: SweepSpec) -> dict[str, TrialRecord]:
-    """The finished trials of a sweep, from its own storage."""
+    """The finished trials of a sweep, from its own storage. A trial file that cannot be read (cut short by
+    a crash on a filesystem without atomic rename) is named in a warning and left out: its trial runs again."""
     points = {point.label: point for point in spec.points}
     found = {}
-    for path in sorted((sweep_dir / TRIALS_DIR).glob("*.json")):
-        document = json.loads(path.read_text())
+    for path, document in _trial_documents(sweep_dir):
         point = points.get(document["label"])
         if point is None:
             continue
@@ -120,8 +140,26 @@ def load_trials(sweep_dir: Path, spec: SweepSpec) -> dict[str, TrialRecord]:
 
 
 def finished_keys(sweep_dir: Path) -> set[str]:
-    """The keys of the trials the sweep folder holds a result for."""
-    return {json.loads(path.read_text())["key"] for path in (sweep_dir / TRIALS_DIR).glob("*.json")}
+    """The keys of the trials the sweep folder holds a readable result for."""
+    return {document["key"] for _, document in _trial_documents(sweep_dir, quiet=True)}
+
+
+_TRIAL_FIELDS = ("key", "label", "seed", "verdict", "reason", "error", "train_seconds", "worker", "attempts",
+                 "run_id", "history")
+
+
+def _trial_documents(sweep_dir: Path, quiet: bool = False) -> Iterable[tuple[Path, dict[str, Any]]]:
+    for path in sorted((sweep_dir / TRIALS_DIR).glob("*.json")):
+        try:
+            document = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(document, dict) or any(name not in document for name in _TRIAL_FIELDS):
+                raise ValueError("fields are missing")
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            if not quiet:
+                print(f"warning: {path}: unreadable trial file ({str(exc).splitlines()[0][:120]}); its trial "
+                      "counts as not finished and runs again on `sweeper resume`", file=sys.stderr)
+            continue
+        yield path, document
 
 
 def save_sweep_meta(sweep_dir: Path, meta: dict[str, Any]) -> None:
@@ -130,3 +168,40 @@ def save_sweep_meta(sweep_dir: Path, meta: dict[str, Any]) -> None:
 
 def load_sweep_meta(sweep_dir: Path) -> dict[str, Any]:
     return json.loads((sweep_dir / SWEEP_FILE).read_text())
+
+
+def is_sweep_folder(path: Path) -> bool:
+    return (path / SWEEP_FILE).is_file()
+
+
+def is_complete(sweep_dir: Path, spec: SweepSpec) -> bool:
+    """Every trial of the sweep is in its folder and the outputs were written after the last of them."""
+    ranking = sweep_dir / RANKING_FILE
+    if len(finished_keys(sweep_dir)) < spec.trial_count or not ranking.is_file():
+        return False
+    trial_files = list((sweep_dir / TRIALS_DIR).glob("*.json"))
+    return all(path.stat().st_mtime <= ranking.stat().st_mtime for path in trial_files)
+
+
+# --- plan files: the sweeps one `sweeper run` invocation set out to run ---
+def write_plan(out_root: Path, stem: str, sweep_dirs: list[Path]) -> Path:
+    """A new plan file `<out_root>/<stem><PLAN_SUFFIX>` (never an existing one) naming the sweep folders."""
+    path, suffix = out_root / f"{stem}{PLAN_SUFFIX}", 1
+    while path.exists():
+        suffix += 1
+        path = out_root / f"{stem}-{suffix}{PLAN_SUFFIX}"
+    write_atomically(path, json.dumps({"sweeps": [d.name for d in sweep_dirs]}, indent=2) + "\n")
+    return path
+
+
+def planned_sweep_dirs(out_root: Path) -> list[Path]:
+    """The sweep folders of every plan file in `out_root`, in plan order, each once; plans that cannot be
+    read are named in an error."""
+    folders: list[Path] = []
+    for plan in sorted(out_root.glob(f"*{PLAN_SUFFIX}")):
+        try:
+            names = json.loads(plan.read_text(encoding="utf-8"))["sweeps"]
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+            raise SweeperError(f"{plan}: unreadable plan file ({str(exc).splitlines()[0][:120]})") from None
+        folders += [out_root / name for name in names if out_root / name not in folders]
+    return folders

@@ -1,6 +1,8 @@
 """Runs a sweep on Ray Tune: the only module that imports Ray.
 
-One Tune trial per grid point x seed. The trainable wraps the workload's `train`: it stops a trial as soon
+One Tune trial per grid point x seed that the sweep folder does not hold yet: a new sweep runs them all, a
+resumed one the rest (a fresh Tuner each time, so no stale Tune snapshot can run a finished trial again or
+forget one that never started). The trainable wraps the workload's `train`: it stops a trial as soon
 as a report is non-finite or exploding (unless the sweep runs with `early_stop=False`), and turns an
 exception into an `error` outcome so one broken trial never stops the sweep; Tune's own retries
 (`max_retries`) are kept for lost workers and nodes. A driver-side callback keeps every trial's reports,
@@ -13,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,21 +31,21 @@ import sweeper  # noqa: E402
 from sweeper import health  # noqa: E402
 from sweeper.errors import SweeperError  # noqa: E402
 from sweeper.progress import SweepProgress  # noqa: E402
-from sweeper.records import TrialRecord, finished_keys, save_trial, trial_key  # noqa: E402
+from sweeper.records import TUNE_DIR, TrialRecord, save_trial, trial_key  # noqa: E402
 from sweeper.spec import GridPoint, SweepSpec  # noqa: E402
 from sweeper.workload import load  # noqa: E402
 
 if TYPE_CHECKING:
     from sweeper.tracking import TrialMirror
 
-TUNE_DIR = "tune"
 _REPORT = "sweeper_report"  # the workload's own report, kept apart from the keys Tune adds to a result
 _ERROR = "sweeper_error"
 _ELAPSED = "sweeper_elapsed_s"
 _NODE = "sweeper_node"
 _LIVE: dict[str, tuple[TrialMirror, SweepProgress | None]] = {}
-"""The MLflow mirror and console display of each sweep this process drives. Tune restores callbacks from a
-pickle on resume, so a callback finds them here by sweep id rather than holding them."""
+"""The MLflow mirror and console display of each sweep this process drives. Tune pickles its callbacks with
+the experiment state, and a thread or a console cannot be pickled, so a callback finds them here by sweep id
+rather than holding them."""
 
 
 # --- inside the Ray worker ---
@@ -72,7 +75,8 @@ def _trainable(config: dict[str, Any]) -> None:
             raise _StopTrial(diverged.reason)
 
     try:
-        trial_config = workload.make_config({**config["base"], **config["point"]["knobs"], "seed": config["seed"]})
+        trial = config["trial"]
+        trial_config = workload.make_config({**config["base"], **trial["point"]["knobs"], "seed": trial["seed"]})
         workload.train(trial_config, report)
     except _StopTrial:
         pass
@@ -93,27 +97,7 @@ def _trial_dirname(trial: Any) -> str:
 
 # --- on the driver ---
 def _key_of(config: dict[str, Any]) -> str:
-    return trial_key(config["point"]["label"], config["seed"])
-
-
-class _SkipFinished(tune.Stopper):
-    """Stops, at its first report, a trial the sweep folder already holds a result for: after a resume
-    from a stale Tune snapshot, a finished trial may be started again, and it must not run again."""
-
-    def __init__(self, sweep_dir: Path):
-        self.sweep_dir = sweep_dir
-        self.finished: set[str] | None = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "finished": None}
-
-    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
-        if self.finished is None:  # once per driver process: the trials done before it started
-            self.finished = finished_keys(self.sweep_dir)
-        return _key_of(result["config"]) in self.finished
-
-    def stop_all(self) -> bool:
-        return False
+    return trial_key(config["trial"]["point"]["label"], config["trial"]["seed"])
 
 
 class _SweepCallback(tune.Callback):
@@ -121,18 +105,6 @@ class _SweepCallback(tune.Callback):
         self.sweep_dir, self.workload_name, self.sweep_id = sweep_dir, workload, sweep_id
         self.records: dict[str, TrialRecord] = {}
         self.starts: dict[str, int] = {}
-        self.done_before: set[str] | None = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        # trials live in the sweep folder, not in the pickle Tune keeps of its callbacks
-        return {**self.__dict__, "records": {}, "starts": {}, "done_before": None}
-
-    def setup(self, **info):
-        self.done_before = finished_keys(self.sweep_dir)
-
-    def _skipped(self, trial: Any) -> bool:
-        """A trial finished before this driver started (see _SkipFinished): its stored result stands."""
-        return _key_of(trial.config) in (self.done_before or set())
 
     @property
     def workload(self):
@@ -147,17 +119,15 @@ class _SweepCallback(tune.Callback):
         return _LIVE[self.sweep_id][1]
 
     def _record(self, trial: Any) -> TrialRecord:
-        point = GridPoint(**trial.config["point"])
         key = _key_of(trial.config)
         if key not in self.records:
-            self.records[key] = TrialRecord(key=key, point=point, seed=trial.config["seed"])
+            point = GridPoint(**trial.config["trial"]["point"])
+            self.records[key] = TrialRecord(key=key, point=point, seed=trial.config["trial"]["seed"])
         return self.records[key]
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        if self._skipped(trial):
-            return
         record = self._record(trial)
-        # A start after a lost worker, or of a trial a stale snapshot had not seen finish, begins afresh.
+        # A start after a lost worker begins afresh.
         record.history, record.error, record.diagnosis = [], None, None
         self.starts[record.key] = self.starts.get(record.key, 0) + 1
         record.attempts = self.starts[record.key]
@@ -166,8 +136,6 @@ class _SweepCallback(tune.Callback):
             self.display.trial_started(record.key)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        if self._skipped(trial):
-            return
         record = self._record(trial)
         record.train_seconds = result.get(_ELAPSED, record.train_seconds)
         record.worker = f"{result.get(_NODE, '')}:{result.get('pid', '')}"
@@ -179,12 +147,10 @@ class _SweepCallback(tune.Callback):
         self.mirror.trial_reported(record, int(report.get("step", len(record.history))), report)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        if not self._skipped(trial):
-            self._finish(self._record(trial), ray_error=None)
+        self._finish(self._record(trial), ray_error=None)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        if not self._skipped(trial):
-            self._finish(self._record(trial), ray_error=_last_line(getattr(trial, "error_file", None)))
+        self._finish(self._record(trial), ray_error=_last_line(getattr(trial, "error_file", None)))
 
     def _finish(self, record: TrialRecord, ray_error: str | None) -> None:
         workload = self.workload
@@ -210,6 +176,8 @@ def start_ray(address: str | None) -> None:
     if ray.is_initialized():
         return
     logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
+    # Tune's TensorBoard logger warns for every NaN or inf it writes; a diverged trial is a result here.
+    logging.getLogger("tensorboardX.x2num").setLevel(logging.ERROR)
     runtime_env = None
     if address:
         runtime_env = {
@@ -248,6 +216,7 @@ def check_cluster(spec: SweepSpec, tracking_uri: str) -> None:
 
 def run_trials(
     spec: SweepSpec,
+    trials: list[tuple[GridPoint, int]],
     *,
     sweep_dir: Path,
     mirror: TrialMirror,
@@ -255,44 +224,41 @@ def run_trials(
     max_concurrent: int | None = None,
     max_retries: int = 2,
     early_stop: bool = True,
-    resume: bool = False,
 ) -> None:
-    """Run (or, with `resume`, finish) every trial of the spec on Ray Tune; each finished trial ends up in
-    the sweep folder (`sweeper.records.load_trials`) and, through `mirror`, in MLflow."""
+    """Run the given (grid point, seed) trials of the spec on Ray Tune; each finished trial ends up in the
+    sweep folder (`sweeper.records.load_trials`) and, through `mirror`, in MLflow. Tune's state of an earlier
+    run of the sweep is scratch: it is replaced, never restored."""
     trainable = tune.with_resources(_trainable, {"cpu": spec.cpu, "gpu": spec.gpu})
     sweep_id = mirror.tracker.sweep_id
+    workload = load(spec.workload)
+    tune_dir = sweep_dir.resolve() / TUNE_DIR
+    shutil.rmtree(tune_dir, ignore_errors=True)
+    tuner = tune.Tuner(
+        trainable,
+        param_space={
+            "workload": spec.workload,
+            "base": spec.base_overrides(workload),
+            "trial": tune.grid_search([
+                {"point": {"knobs": point.knobs, "label": point.label, "is_baseline": point.is_baseline}, "seed": seed}
+                for point, seed in trials
+            ]),
+            "early_stop": early_stop,
+        },
+        tune_config=tune.TuneConfig(
+            reuse_actors=True,  # TensorFlow is imported once per worker process, not once per trial
+            max_concurrent_trials=max_concurrent,
+            trial_dirname_creator=_trial_dirname,
+        ),
+        run_config=tune.RunConfig(
+            name=tune_dir.name,
+            storage_path=str(tune_dir.parent),
+            verbose=0,
+            callbacks=[_SweepCallback(sweep_dir.resolve(), spec.workload, sweep_id)],
+            failure_config=tune.FailureConfig(max_failures=max_retries),  # lost workers and nodes only
+        ),
+    )
     _LIVE[sweep_id] = (mirror, display)
     try:
-        if resume:
-            # Finished trials stay finished; trials cut off by the kill run again from their start.
-            tuner = tune.Tuner.restore(str(sweep_dir.resolve() / TUNE_DIR), trainable=trainable,
-                                       resume_unfinished=True, resume_errored=True)
-        else:
-            workload = load(spec.workload)
-            points = [{"knobs": p.knobs, "label": p.label, "is_baseline": p.is_baseline} for p in spec.points]
-            tuner = tune.Tuner(
-                trainable,
-                param_space={
-                    "workload": spec.workload,
-                    "base": spec.base_overrides(workload),
-                    "point": tune.grid_search(points),
-                    "seed": tune.grid_search(list(range(spec.seeds))),
-                    "early_stop": early_stop,
-                },
-                tune_config=tune.TuneConfig(
-                    reuse_actors=True,  # TensorFlow is imported once per worker process, not once per trial
-                    max_concurrent_trials=max_concurrent,
-                    trial_dirname_creator=_trial_dirname,
-                ),
-                run_config=tune.RunConfig(
-                    name=TUNE_DIR,
-                    storage_path=str(sweep_dir.resolve()),
-                    verbose=0,
-                    callbacks=[_SweepCallback(sweep_dir.resolve(), spec.workload, sweep_id)],
-                    stop=_SkipFinished(sweep_dir.resolve()),
-                    failure_config=tune.FailureConfig(max_failures=max_retries),  # lost workers and nodes only
-                ),
-            )
         # Tune's own console output (the experiment table, "View detailed results here", a box per errored
         # trial) is print()ed to stdout; the progress display and the report replace it. Its legacy engine
         # (RAY_AIR_NEW_OUTPUT=0) is silent, but made short trials 10-15% slower (measured with bench/bare_tune.py).
@@ -300,7 +266,3 @@ def run_trials(
             tuner.fit()
     finally:
         _LIVE.pop(sweep_id, None)
-
-
-def can_resume(sweep_dir: Path) -> bool:
-    return tune.Tuner.can_restore(str(sweep_dir.resolve() / TUNE_DIR))

@@ -4,7 +4,7 @@ A spec file holds one sweep, or several as YAML documents separated by `---` (co
 small sweep per workload). Each document:
 
     name: listmle-remedies     # MLflow experiment and output folder prefix (default: the file's stem)
-    workload: listmle
+    workload: listmle          # a name (`sweeper list`), or a .py file: ./my_model.py (next to the spec)
     seeds: 3                   # every grid point runs with seeds 0..seeds-1
     smoke: false               # true: start from the workload's SMOKE overrides (tiny, fast trials)
     fixed: {epochs: 20}        # overrides for every trial
@@ -19,6 +19,9 @@ small sweep per workload). Each document:
         expect: fixes                    # fixes | no_effect | harmful | zero_loss
 
 The baseline (every grid knob at its Config default) is always swept, added if the product lacks it.
+Knob values must have the knob's type and lie in the range its workload declares (`sweeper list`). A
+workload file is stored by its resolved absolute path (`SweepSpec.workload` and the spec's `document`), so
+the copy of the spec in the sweep folder and the Ray workers find it from anywhere.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from typing import Any
 import yaml
 
 from sweeper.errors import SweeperError, did_you_mean, one_of
-from sweeper.workload import Workload, load
+from sweeper.workload import Workload, is_workload_file, load
 
 TOP_LEVEL_KEYS = ("name", "workload", "description", "seeds", "smoke", "fixed", "grid", "resources", "claims")
 RESOURCE_KEYS = ("cpu", "gpu")
@@ -154,15 +157,22 @@ def _parse(path: Path, doc: Any, index: int | None) -> SweepSpec:
 
     if "workload" not in doc:
         raise fail("workload", "missing; every sweep names its workload (see `sweeper list`)")
-    workload_name = doc["workload"]
-    if not isinstance(workload_name, str):
-        raise fail("workload", f"expected a workload name, got {workload_name!r}")
+    workload_ref = doc["workload"]
+    if not isinstance(workload_ref, str):
+        raise fail("workload", f"expected a workload name, got {workload_ref!r}")
+    if is_workload_file(workload_ref):
+        # Relative to the spec's folder, stored resolved: the sweep folder's copy and Ray's workers use it.
+        file = Path(workload_ref).expanduser()
+        file = (file if file.is_absolute() else path.parent / file).resolve()
+        if not file.is_file():
+            raise fail("workload", f"{workload_ref}: no such workload file")
+        workload_ref = str(file)
     try:
-        workload = load(workload_name)
+        workload = load(workload_ref)
     except SweeperError as exc:
         raise fail("workload", str(exc)) from None
 
-    name = doc.get("name", path.stem if index is None else f"{path.stem}-{workload_name}")
+    name = doc.get("name", path.stem if index is None else f"{path.stem}-{workload.name}")
     if not isinstance(name, str) or not _NAME_PATTERN.match(name):
         raise fail("name", f"{name!r} is not a valid sweep name; use letters, digits, '.', '_', '-' (1-100)")
 
@@ -211,7 +221,7 @@ def _parse(path: Path, doc: Any, index: int | None) -> SweepSpec:
     return SweepSpec(
         path=path,
         name=name,
-        workload=workload_name,
+        workload=workload_ref,
         seeds=seeds,
         smoke=smoke,
         fixed=fixed,
@@ -221,7 +231,7 @@ def _parse(path: Path, doc: Any, index: int | None) -> SweepSpec:
         description=description,
         points=grid_points(workload, grid),
         claims=claims,
-        document=doc,
+        document={**doc, "workload": workload_ref},
     )
 
 
@@ -288,6 +298,8 @@ def _knob_value(workload: Workload, key: str, knob_name: Any, value: Any, fail) 
         raise fail(key, f"{knob_name} expects {knob.kind.__name__}, got {value!r}")
     if isinstance(checked, float) and not math.isfinite(checked):
         raise fail(key, f"{knob_name} must be finite, got {value!r}")
+    if not knob.in_range(checked):
+        raise fail(key, f"{knob_name} = {value!r} is outside its range {knob.range}")
     return checked
 
 

@@ -4,32 +4,48 @@ A workload is one module (see DESIGN.md) exporting:
 
 - `Config`: a frozen dataclass whose defaults are the failing setup. Every field is a knob documented by
   the string literal on the line after it; closed sets are typed `Literal[...]`, open knobs `int`,
-  `float`, `bool` or `str`. A field `seed: int` is required: the sweep sets it.
+  `float`, `bool` or `str`. A numeric knob declares the values it can really run with as
+  `Annotated[int, Range(1, 10_000)]` (see `Range`); specs are refused outside it, and its default and
+  SMOKE value must lie inside it. A field `seed: int` is required: the sweep sets it.
 - `METRIC`, `MODE`: the final metric's report key and "max" or "min".
+- `CHANCE`: the METRIC of a model that learned nothing, which the diagnosis needs to call a trial
+  `collapsed`: a finite number where it does not depend on the data (0.0 for R^2 or Cohen's kappa), or
+  "reported" where it does (NDCG of a random ranking, a random policy's return) and every report carries
+  its own `chance` key.
 - `SMOKE`: Config overrides that make one trial finish in seconds on one CPU.
 - `train(config, report)`: trains and calls `report(dict)` after each epoch or evaluation; every report
   carries `step`, `loss`, `grad_norm` and METRIC, and may carry `chance` and `oracle` (the metric of a
   random and of an ideal model on the same evaluation data) and `output_scale` (mean magnitude of the
   model's outputs: scores, Q-values), which the diagnosis uses. All values are plain numbers.
+  `Workload.train`, which every caller uses, adds a numeric CHANCE as `chance` to a report without one.
 - optionally `THRESHOLDS`: overrides of `sweeper.health.Thresholds` where the defaults do not fit.
 
-Workloads are found in the `experiments` package and in the `sweeper.workloads` entry point group. This
-module imports workload modules but never runs `train`, so it stays free of heavy imports as long as the
-workloads keep TensorFlow inside their functions.
+Workloads are found in the `experiments` package and in the `sweeper.workloads` entry point group, or
+given as the path of a `.py` file (`load("/abs/my_model.py")`; a spec's `workload: ./my_model.py` is
+relative to the spec's folder). This module imports workload modules but never runs `train`, so it stays
+free of heavy imports as long as the workloads keep TensorFlow inside their functions.
 """
 
 from __future__ import annotations
 
 import ast
 import dataclasses
+import hashlib
 import importlib
 import importlib.metadata
+import importlib.util
 import inspect
+import math
+import os
 import pkgutil
+import re
+import sys
 import textwrap
+import traceback
 import typing
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
 
@@ -39,23 +55,87 @@ from sweeper.health import Thresholds
 ENTRY_POINT_GROUP = "sweeper.workloads"
 REQUIRED_REPORT_KEYS = ("step", "loss", "grad_norm")
 _OPEN_KINDS = (bool, int, float, str)
+CHANCE_REPORTED = "reported"
+"""The CHANCE of a workload whose every report carries its own `chance` key."""
+_ADD_CHANCE = (
+    'add CHANCE = <the metric of a model that learned nothing, e.g. 0.0 for R^2 or kappa>, '
+    f'or CHANCE = "{CHANCE_REPORTED}" if every report carries a `chance` key'
+)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric knob can really run with, declared on its Config field:
+    `epochs: Annotated[int, Range(1, 10_000)] = 20`.
+
+    Both ends are included unless `low_open` / `high_open` excludes them (a learning rate:
+    `Range(0.0, 10.0, low_open=True)`, shown `(0, 10]`); None leaves an end unbounded.
+    """
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def __post_init__(self) -> None:
+        for end in (self.low, self.high):
+            if end is not None and not _is_number(end):
+                raise ValueError(f"{self!r}: the ends are finite numbers or None, not {end!r}")
+        if self.low is None and self.high is None:
+            raise ValueError(f"{self!r}: give at least one end; a knob without a range needs no Range")
+        if self.low is not None and self.high is not None:
+            empty = self.low > self.high or (self.low == self.high and (self.low_open or self.high_open))
+            if empty:
+                raise ValueError(f"{self!r} holds no value")
+
+    def __contains__(self, value: Any) -> bool:
+        """Whether a number lies in the range (NaN never does)."""
+        above = self.low is None or (value > self.low if self.low_open else value >= self.low)
+        below = self.high is None or (value < self.high if self.high_open else value <= self.high)
+        return bool(above and below)
+
+    def __str__(self) -> str:
+        left = "(" if self.low is None or self.low_open else "["
+        right = ")" if self.high is None or self.high_open else "]"
+        return f"{left}{_end(self.low, '-inf')}, {_end(self.high, 'inf')}{right}"
+
+
+def _end(value: float | None, unbounded: str) -> str:
+    if value is None:
+        return unbounded
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return str(value)
 
 
 @dataclass(frozen=True)
 class Knob:
-    """One Config field: its default, its type and, for a closed set, the allowed values."""
+    """One Config field: its default, its type and, for a closed set, the allowed values; for a numeric
+    knob, the range it declares (None: any value of its type)."""
 
     name: str
     default: Any
     kind: type
     choices: tuple | None
     doc: str
+    range: Range | None = None
 
     def describe_values(self) -> str:
-        return " | ".join(map(str, self.choices)) if self.choices else self.kind.__name__
+        if self.choices:
+            return " | ".join(map(str, self.choices))
+        return self.kind.__name__ + (f" in {self.range}" if self.range is not None else "")
+
+    def in_range(self, value: Any) -> bool:
+        """Whether a value that passed `check` lies in the knob's range (always true without one)."""
+        return self.range is None or value in self.range
 
     def check(self, value: Any) -> Any | None:
-        """The value as the Config expects it, or None if it is not allowed (None is never a knob value)."""
+        """The value as the Config expects it, or None if its type or set does not allow it (None is never a
+        knob value). The range is `in_range`'s business."""
         if self.choices is not None:
             return value if value in self.choices and type(value) is type(self.default) else None
         if self.kind is float and isinstance(value, int | float) and not isinstance(value, bool):
@@ -87,11 +167,27 @@ class Workload:
     def smoke(self) -> dict[str, Any]:
         return dict(self.module.SMOKE)
 
+    @property
+    def chance(self) -> float | str:
+        """The declared CHANCE: the metric of a model that learned nothing, or "reported"."""
+        chance = self.module.CHANCE
+        return chance if isinstance(chance, str) else float(chance)
+
     def make_config(self, overrides: dict[str, Any]) -> Any:
         return self.module.Config(**overrides)
 
     def train(self, config: Any, report: typing.Callable[[dict], None]) -> None:
-        self.module.train(config, report)
+        """Run the module's `train`; a report without `chance` gets a numeric CHANCE (with "reported" it is
+        passed on as it is)."""
+        chance = self.chance
+        if isinstance(chance, str):
+            self.module.train(config, report)
+            return
+
+        def report_with_chance(metrics: dict) -> None:
+            report(metrics if "chance" in metrics else {**metrics, "chance": chance})
+
+        self.module.train(config, report_with_chance)
 
 
 def available() -> dict[str, str]:
@@ -110,15 +206,77 @@ def available() -> dict[str, str]:
     return dict(sorted(found.items()))
 
 
-@cache
+def is_workload_file(reference: str) -> bool:
+    """Whether a workload reference is a file path (it ends in .py or holds a `/`), not a workload name."""
+    return reference.endswith(".py") or "/" in reference or os.sep in reference
+
+
 def load(name: str) -> Workload:
-    """Import and check a workload by name; an unknown name gets a did-you-mean and the valid names."""
+    """Import and check a workload by name, or by the path of a `.py` file (relative to the working
+    folder; its `Workload.name` is the file's stem). An unknown name gets a did-you-mean and the valid
+    names; a module that fails to import or breaks the contract, one line that says why. Each workload is
+    imported and checked once per process (a file once per resolved path)."""
+    if is_workload_file(name):
+        path = Path(name).expanduser().resolve()
+        if not path.is_file():
+            raise SweeperError(f"{name}: no such workload file")
+        if path.suffix != ".py":
+            raise SweeperError(f"{name}: a workload file is a Python file ending in .py")
+        return _load_file(path)
+    return _load_named(name)
+
+
+@cache
+def _load_named(name: str) -> Workload:
     modules = available()
     if name not in modules:
         raise SweeperError(f"unknown workload {name!r}{did_you_mean(name, modules)}; {one_of(modules)}")
-    module = importlib.import_module(modules[name])
-    knobs = _check_contract(name, module)
-    return Workload(name=name, module=module, knobs=knobs)
+    try:
+        module = importlib.import_module(modules[name])
+    except Exception as exc:  # noqa: BLE001 - whatever the workload's own code raises, told on one line
+        raise _import_error(name, _module_file(modules[name]), exc) from None
+    return Workload(name=name, module=module, knobs=_check_contract(name, module))
+
+
+@cache
+def _load_file(path: Path) -> Workload:
+    """A workload file, imported under a module name that only its resolved path decides (the same in
+    every process, so Ray workers agree on it)."""
+    stem = re.sub(r"\W", "_", path.stem)
+    module_name = f"_sweeper_workload_file_{stem}_{hashlib.sha1(str(path).encode()).hexdigest()[:12]}"
+    module = sys.modules.get(module_name)
+    if module is None:
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        if spec is None or spec.loader is None:
+            raise SweeperError(f"{path}: cannot be imported as a Python module")
+        module = importlib.util.module_from_spec(spec)
+        # Registered before it runs, as `import` does: dataclasses and inspect.getsource look the module up.
+        sys.modules[module_name] = module
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:  # noqa: BLE001 - whatever the workload's own code raises, told on one line
+            del sys.modules[module_name]
+            raise _import_error(path.stem, str(path), exc) from None
+    return Workload(name=path.stem, module=module, knobs=_check_contract(path.stem, module))
+
+
+def _module_file(module_name: str) -> str:
+    """The file of a module that failed to import, or its dotted name where that cannot be found."""
+    try:
+        spec = importlib.util.find_spec(module_name)
+    except (ImportError, ValueError):
+        spec = None
+    return spec.origin if spec is not None and spec.origin else module_name
+
+
+def _import_error(name: str, where: str, exc: Exception) -> SweeperError:
+    """One line for a workload module that raised while being imported: the exception and the deepest line
+    of the workload's own file that it passed through."""
+    frames = [frame for frame in traceback.extract_tb(exc.__traceback__) if frame.filename == where]
+    at = f" at line {frames[-1].lineno}" if frames else ""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    message = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+    return SweeperError(f"workload {name!r} ({where}) cannot be imported{at}: {message}")
 
 
 def _check_contract(name: str, module: ModuleType) -> dict[str, Knob]:
@@ -133,12 +291,31 @@ def _check_contract(name: str, module: ModuleType) -> dict[str, Knob]:
         raise broken("Config is not a frozen dataclass")
     if module.MODE not in ("max", "min"):
         raise broken(f"MODE is {module.MODE!r}; valid: max, min")
-    knobs = knobs_of(config)
+    if not hasattr(module, "CHANCE"):
+        raise broken(f"it does not define CHANCE; {_ADD_CHANCE}")
+    if not (module.CHANCE == CHANCE_REPORTED if isinstance(module.CHANCE, str) else _is_number(module.CHANCE)):
+        raise broken(f"CHANCE is {module.CHANCE!r}, neither a finite number nor \"{CHANCE_REPORTED}\"; {_ADD_CHANCE}")
+    try:
+        knobs = knobs_of(config)
+    except SweeperError as exc:
+        raise broken(str(exc)) from None
     if "seed" not in knobs or knobs["seed"].kind is not int:
         raise broken("Config has no `seed: int` field")
-    for key in module.SMOKE:
+    for knob in knobs.values():
+        if knob.range is None or knob.default is dataclasses.MISSING:
+            continue
+        if knob.check(knob.default) is None or not knob.in_range(knob.default):
+            raise broken(f"Config.{knob.name} defaults to {knob.default!r}, outside its range {knob.range}")
+    for key, value in module.SMOKE.items():
         if key not in knobs:
             raise broken(f"SMOKE sets {key!r}, which is not a Config field")
+        knob = knobs[key]
+        if knob.range is not None:
+            checked = knob.check(value)
+            if checked is None:
+                raise broken(f"SMOKE sets {key} = {value!r}; {key} expects {knob.kind.__name__}")
+            if not knob.in_range(checked):
+                raise broken(f"SMOKE sets {key} = {value!r}, outside its range {knob.range}")
     try:
         Thresholds.with_overrides(getattr(module, "THRESHOLDS", None))
     except (TypeError, ValueError) as exc:
@@ -148,11 +325,16 @@ def _check_contract(name: str, module: ModuleType) -> dict[str, Knob]:
 
 def knobs_of(config_cls: type) -> dict[str, Knob]:
     """Every field of a Config dataclass as a Knob, with its attribute docstring."""
-    hints = typing.get_type_hints(config_cls)
+    hints = typing.get_type_hints(config_cls, include_extras=True)
     docs = _attribute_docstrings(config_cls)
     knobs = {}
     for field in dataclasses.fields(config_cls):
         hint = hints[field.name]
+        where = f"{config_cls.__qualname__}.{field.name}"  # _check_contract names the module and its file
+        ranges: list[Range] = []
+        if typing.get_origin(hint) is typing.Annotated:
+            hint, *extras = typing.get_args(hint)
+            ranges = [extra for extra in extras if isinstance(extra, Range)]
         if typing.get_origin(hint) is Literal:
             choices = typing.get_args(hint)
             kind = type(choices[0])
@@ -160,10 +342,17 @@ def knobs_of(config_cls: type) -> dict[str, Knob]:
             choices, kind = None, hint
         else:
             raise SweeperError(
-                f"{config_cls.__module__}.Config.{field.name}: type {hint!r} is not a knob type; "
+                f"{where}: type {hint!r} is not a knob type; "
                 f"valid: Literal[...], {', '.join(k.__name__ for k in _OPEN_KINDS)}"
             )
-        knobs[field.name] = Knob(field.name, field.default, kind, choices, docs.get(field.name, ""))
+        if len(ranges) > 1:
+            raise SweeperError(f"{where}: declares {len(ranges)} Ranges; a knob has at most one")
+        if ranges and (choices is not None or kind not in (int, float)):
+            what = "a Literal set" if choices is not None else kind.__name__
+            raise SweeperError(f"{where}: a Range fits an int or float knob, not {what}")
+        knobs[field.name] = Knob(
+            field.name, field.default, kind, choices, docs.get(field.name, ""), ranges[0] if ranges else None
+        )
     return knobs
 
 

@@ -6,10 +6,13 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from sweeper.cli import app
+from sweeper.errors import SweeperError
 from sweeper.spec import BASELINE_LABEL, load_specs
+from sweeper.workload import Range, load
 
 GOOD = """
 name: t
@@ -52,6 +55,16 @@ BAD = {
     "claim without the default to compare with": ("workload: listmle\ngrid: {labels: [constant]}\n"
                                                   "claims: [{claim: x, set: {labels: constant}, expect: fixes}]\n",
                                                   ["claims[0].set.labels", "lacks the default 'graded'"]),
+    "grid value below its range": ("workload: listmle\ngrid: {epochs: [-1]}\n",
+                                   ["grid.epochs[0]: epochs = -1 is outside its range [1, 10000]"]),
+    "fixed value above its range": ("workload: listmle\nfixed: {hidden_units: 100000000}\n",
+                                    ["fixed.hidden_units: hidden_units = 100000000 is outside its range [1, 4096]"]),
+    "float at an open bound": ("workload: listmle\nfixed: {learning_rate: 0.0}\n",
+                               ["fixed.learning_rate: learning_rate = 0.0 is outside its range (0, 10]"]),
+    "claim value outside its range": (("workload: listmle\ngrid: {epochs: [20, 30]}\n"
+                                       "claims: [{claim: x, set: {epochs: 30}, where: {epochs: 0}, expect: fixes}]\n"),
+                                      ["claims[0].where.epochs: epochs = 0 is outside its range [1, 10000]"]),
+    "missing workload file": ("workload: ./nope.py\n", ["workload: ./nope.py: no such workload file"]),
 }
 
 
@@ -129,3 +142,108 @@ def test_run_refuses_resources_the_cluster_lacks(tmp_path):
     assert result.returncode == 2, result.stderr[-2000:]
     assert "resources.gpu" in result.stderr and "1000 GPU" in result.stderr
     assert list(work.iterdir()) == []
+
+
+@pytest.mark.parametrize("knob, value", [("epochs", 1), ("epochs", 10_000), ("learning_rate", 10.0),
+                                          ("learning_rate", 0.0001), ("learning_rate", 10), ("label_noise", 0.0)])
+def test_values_at_a_closed_bound_or_just_inside_an_open_one_are_accepted(tmp_path, knob, value):
+    (spec,) = load_specs(write(tmp_path, f"workload: listmle\ngrid: {{{knob}: [{value!r}]}}\n"))
+    assert spec.grid[knob] == [value] and type(spec.grid[knob][0]) is type(load(spec.workload).knobs[knob].default)
+
+
+@pytest.mark.parametrize("knob, value, bounds", [
+    ("epochs", 0, "[1, 10000]"), ("epochs", 10_001, "[1, 10000]"), ("learning_rate", 0.0, "(0, 10]"),
+    ("learning_rate", 10.000001, "(0, 10]"), ("learning_rate", -1, "(0, 10]"), ("label_noise", -0.001, "[0, 10]"),
+])
+def test_values_just_outside_a_range_are_refused(tmp_path, knob, value, bounds):
+    path = write(tmp_path, f"workload: listmle\nfixed: {{{knob}: {value!r}}}\n")
+    with pytest.raises(SweeperError) as raised:
+        load_specs(path)
+    assert str(raised.value) == f"{path}: fixed.{knob}: {knob} = {value!r} is outside its range {bounds}"
+
+
+def test_range_bounds_and_how_it_reads():
+    closed, half_open, not_a_number = Range(1, 10_000), Range(0.0, 10.0, low_open=True), float("nan")
+    assert 1 in closed and 10_000 in closed and 0 not in closed and 10_001 not in closed
+    assert 0.0 not in half_open and 1e-300 in half_open and 10.0 in half_open and not_a_number not in half_open
+    assert (str(closed), str(half_open)) == ("[1, 10000]", "(0, 10]")
+    assert str(Range(0, None)) == "[0, inf)" and -1 not in Range(0, None) and 10**9 in Range(0, None)
+    assert str(Range(None, 1e-8, high_open=True)) == "(-inf, 1e-08)"
+    for empty in ((2, 1), (1, 1, True), (None, None), (0, float("inf")), (True, 2)):
+        with pytest.raises(ValueError):
+            Range(*empty)
+
+
+TINY_WORKLOAD = '''"""A tiny numpy-free workload for the tests: the score grows with lr * step."""
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+from sweeper.workload import Range
+
+
+@dataclass(frozen=True)
+class Config:
+    shape: Literal["a", "b"] = "a"
+    """Which shape."""
+    lr: Annotated[float, Range(0.0, 1.0, low_open=True)] = 0.1
+    """Learning rate."""
+    steps: Annotated[int, Range(1, 100)] = 3
+    """Steps, one report each."""
+    seed: int = 0
+    """Seed."""
+
+
+METRIC = "score"
+MODE = "max"
+CHANCE = 0.0
+SMOKE = {"steps": 2}
+
+
+def train(config, report):
+    for step in range(1, config.steps + 1):
+        report({"step": step, "loss": 1.0 / step, "grad_norm": 1.0, "score": config.lr * step})
+'''
+
+
+def test_a_workload_given_by_file_is_stored_by_its_absolute_path(tmp_path):
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "tiny.py").write_text(TINY_WORKLOAD)
+    (tmp_path / "specs").mkdir()
+    path = tmp_path / "specs" / "spec.yaml"
+    path.write_text("workload: ../models/tiny.py\ngrid: {lr: [0.1, 0.5]}\n---\nworkload: ../models/tiny.py\n"
+                    "name: other\nfixed: {steps: 100}\n")
+    first, second = load_specs(path)
+    absolute = str((tmp_path / "models" / "tiny.py").resolve())
+    assert first.workload == second.workload == absolute and first.document["workload"] == absolute
+    assert first.name == "spec-tiny"  # a default name of a several-sweep file: the file's stem
+    assert [p.label for p in first.points] == [BASELINE_LABEL, "lr=0.5"] and second.fixed == {"steps": 100}
+    workload = load(first.workload)
+    assert workload.name == "tiny" and workload.knobs["steps"].range == Range(1, 100)
+    assert load(absolute) is workload
+    # The copy in a sweep folder (its document, dumped elsewhere) finds the file from anywhere.
+    copy = tmp_path / "elsewhere" / "spec.yaml"
+    copy.parent.mkdir()
+    copy.write_text(yaml.safe_dump(first.document, sort_keys=False))
+    (again,) = load_specs(copy)
+    assert again.workload == absolute and again.points == first.points
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("workload: ./tiny.py\nfixed: {lr: 0.0}\n", "fixed.lr: lr = 0.0 is outside its range (0, 1]"),
+    ("workload: ./tiny.py\ngrid: {steps: [1, 101]}\n", "grid.steps[1]: steps = 101 is outside its range [1, 100]"),
+    ("workload: ./tiny.py\ngrid: {shape: [c]}\n", "grid.shape[0]: 'c' is not a value of shape; valid: a, b"),
+    ("workload: tiny.py\nfixed: {lr: 1.5}\n", "fixed.lr: lr = 1.5 is outside its range (0, 1]"),
+])
+def test_a_file_workload_is_validated_like_a_named_one(tmp_path, text, fragment):
+    (tmp_path / "tiny.py").write_text(TINY_WORKLOAD)
+    path = write(tmp_path, text)
+    with pytest.raises(SweeperError) as raised:
+        load_specs(path)
+    assert str(raised.value) == f"{path}: {fragment}"
+
+
+def test_a_missing_workload_file_is_one_line_naming_it_as_written(tmp_path):
+    path = write(tmp_path, "workload: ./nope.py\n")
+    with pytest.raises(SweeperError) as raised:
+        load_specs(path)
+    assert str(raised.value) == f"{path}: workload: ./nope.py: no such workload file"

@@ -7,8 +7,9 @@ import sys
 
 import pytest
 
+from sweeper.errors import SweeperError
 from sweeper.health import diagnose
-from sweeper.workload import REQUIRED_REPORT_KEYS, available, load
+from sweeper.workload import CHANCE_REPORTED, REQUIRED_REPORT_KEYS, available, load
 
 WORKLOADS = sorted(available())
 
@@ -27,6 +28,23 @@ def test_declarations(name):
     for key, value in workload.smoke.items():
         assert workload.knobs[key].check(value) is not None, f"{name}.SMOKE[{key!r}] = {value!r}"
     assert "seed" not in workload.smoke
+
+
+@pytest.mark.parametrize("name", WORKLOADS)
+def test_every_numeric_knob_has_a_range_around_its_default(name):
+    workload = load(name)
+    for knob in workload.knobs.values():
+        if knob.kind in (int, float) and knob.choices is None and knob.name != "seed":
+            assert knob.range is not None, f"{name}.Config.{knob.name} declares no Range"
+            assert knob.default in knob.range, f"{name}.Config.{knob.name} = {knob.default!r} outside {knob.range}"
+    for key, value in workload.smoke.items():
+        assert workload.knobs[key].in_range(value), f"{name}.SMOKE[{key!r}] = {value!r} outside its range"
+
+
+@pytest.mark.parametrize("name", WORKLOADS)
+def test_chance_is_declared(name):
+    chance = load(name).chance
+    assert chance == CHANCE_REPORTED or (isinstance(chance, float) and math.isfinite(chance))
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +78,16 @@ def test_smoke_trial_reports_every_required_key(name, smoke_reports):
 
 
 @pytest.mark.parametrize("name", WORKLOADS)
+def test_smoke_reports_carry_a_finite_chance(name, smoke_reports):
+    """With CHANCE = "reported" the workload must report it; a numeric CHANCE is filled in by Workload.train."""
+    workload = load(name)
+    for report in smoke_reports(name):
+        assert isinstance(report.get("chance"), int | float) and math.isfinite(report["chance"]), report
+        if workload.chance != CHANCE_REPORTED:
+            assert report["chance"] == workload.chance
+
+
+@pytest.mark.parametrize("name", WORKLOADS)
 def test_defaults_reproduce_the_failure(name, smoke_reports):
     """A workload's Config defaults ARE the failing setup: its baseline is not healthy even at smoke size."""
     workload = load(name)
@@ -76,3 +104,127 @@ def test_module_runs_one_baseline_trial(name):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "loss" in result.stdout
+
+
+TINY = '''\
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+from sweeper.workload import Range
+
+
+@dataclass(frozen=True)
+class Config:
+    shape: Literal["a", "b"] = "a"
+    """Which shape."""
+    lr: Annotated[float, Range(0.0, 1.0, low_open=True)] = 0.1
+    """Learning rate."""
+    steps: Annotated[int, Range(1, 100)] = 3
+    """Steps, one report each."""
+    seed: int = 0
+    """Seed."""
+
+
+METRIC = "score"
+MODE = "max"
+CHANCE = 0.0
+SMOKE = {"steps": 2}
+
+
+def train(config, report):
+    for step in range(1, config.steps + 1):
+        metrics = {"step": step, "loss": 1.0 / step, "grad_norm": 1.0, "score": config.lr * step}
+        report({**metrics, "chance": -1.0} if config.shape == "b" else metrics)
+'''
+
+
+def tiny(tmp_path, *changes):
+    """The path of a tiny workload file, with (old, new) text replacements applied."""
+    text = TINY
+    for old, new in changes:
+        assert old in text, old
+        text = text.replace(old, new)
+    path = tmp_path / "tiny.py"
+    path.write_text(text)
+    return path
+
+
+def refusal(path) -> str:
+    with pytest.raises(SweeperError) as raised:
+        load(str(path))
+    message = str(raised.value)
+    assert "\n" not in message
+    return message
+
+
+def test_a_workload_without_chance_is_told_what_to_add(tmp_path):
+    path = tiny(tmp_path, ("CHANCE = 0.0\n", ""))
+    assert refusal(path) == (
+        f"workload 'tiny' ({path}) breaks the contract: it does not define CHANCE; add CHANCE = <the metric of a "
+        'model that learned nothing, e.g. 0.0 for R^2 or kappa>, or CHANCE = "reported" if every report carries '
+        "a `chance` key"
+    )
+
+
+@pytest.mark.parametrize("value", ['"report"', "None", "True", "float('nan')", "float('inf')", "[0.0]"])
+def test_a_chance_that_is_neither_a_number_nor_reported_is_refused(tmp_path, value):
+    message = refusal(tiny(tmp_path, ("CHANCE = 0.0", f"CHANCE = {value}")))
+    assert "breaks the contract: CHANCE is" in message and 'nor "reported"; add CHANCE = ' in message
+
+
+@pytest.mark.parametrize("change, fragment", [
+    (("= 0.1\n", "= 0.0\n"), "Config.lr defaults to 0.0, outside its range (0, 1]"),
+    (("= 3\n", "= 1000\n"), "Config.steps defaults to 1000, outside its range [1, 100]"),
+    (('{"steps": 2}', '{"steps": 0}'), "SMOKE sets steps = 0, outside its range [1, 100]"),
+    (('{"steps": 2}', '{"lr": 2}'), "SMOKE sets lr = 2, outside its range (0, 1]"),
+    (('{"steps": 2}', '{"steps": "2"}'), "SMOKE sets steps = '2'; steps expects int"),
+    (('shape: Literal["a", "b"]', "shape: Annotated[str, Range(0, 1)]"),
+     "Config.shape: a Range fits an int or float knob, not str"),
+    (('shape: Literal["a", "b"]', 'shape: Annotated[Literal["a", "b"], Range(0, 1)]'),
+     "Config.shape: a Range fits an int or float knob, not a Literal set"),
+    (("seed: int = 0", "seed: int = 0\n    flag: Annotated[bool, Range(0, 1)] = False"),
+     "Config.flag: a Range fits an int or float knob, not bool"),
+    (("Range(1, 100)]", "Range(1, 100), Range(1, 10)]"), "Config.steps: declares 2 Ranges; a knob has at most one"),
+    (("Range(1, 100)]", "Range(100, 1)]"), "cannot be imported at line 13: ValueError: Range(low=100, high=1"),
+])
+def test_the_contract_refuses_ranges_that_do_not_fit(tmp_path, change, fragment):
+    message = refusal(tiny(tmp_path, change))
+    assert fragment in message and message.startswith(f"workload 'tiny' ({tmp_path / 'tiny.py'}) "), message
+
+
+def test_ranges_stay_optional(tmp_path):
+    workload = load(str(tiny(tmp_path, ("Annotated[int, Range(1, 100)]", "int"))))
+    assert workload.knobs["steps"].range is None and workload.knobs["steps"].describe_values() == "int"
+    assert workload.knobs["lr"].describe_values() == "float in (0, 1]"
+
+
+def test_a_numeric_chance_fills_in_reports_without_one(tmp_path):
+    workload = load(str(tiny(tmp_path, ("CHANCE = 0.0", "CHANCE = 0.25"))))
+    reports = []
+    workload.train(workload.make_config({}), reports.append)
+    assert [r["chance"] for r in reports] == [0.25, 0.25, 0.25]
+    reports = []
+    workload.train(workload.make_config({"shape": "b"}), reports.append)  # it reports its own: kept
+    assert [r["chance"] for r in reports] == [-1.0, -1.0, -1.0]
+
+
+def test_a_reported_chance_is_passed_through_as_it_is(tmp_path):
+    workload = load(str(tiny(tmp_path, ("CHANCE = 0.0", 'CHANCE = "reported"'))))
+    reports = []
+    workload.train(workload.make_config({}), reports.append)
+    assert reports and all("chance" not in r for r in reports)
+
+
+def test_a_workload_file_is_imported_once_by_its_resolved_path(tmp_path, monkeypatch):
+    path = tiny(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    workload = load("./tiny.py")
+    assert workload.name == "tiny" and load(str(path)).module is workload.module
+    assert workload.module.__name__.startswith("_sweeper_workload_file_tiny_")
+
+
+def test_a_workload_file_that_fails_to_import_is_one_line(tmp_path):
+    path = tiny(tmp_path, ("import Range\n", "import Range\nimport no_such_module_here\n"))
+    assert refusal(path) == (f"workload 'tiny' ({path}) cannot be imported at line 5: "
+                             "ModuleNotFoundError: No module named 'no_such_module_here'")
+    assert refusal(tmp_path / "missing.py") == f"{tmp_path / 'missing.py'}: no such workload file"
