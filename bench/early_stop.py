@@ -24,6 +24,8 @@ sys.path.insert(0, str(ROOT))
 
 def run(spec: Path, only: str, seeds: int, workdir: Path, *extra: str) -> tuple[float, dict[str, dict]]:
     """Wall seconds of one `sweeper run`, and its trials (key -> verdict and training seconds)."""
+    from sweeper.records import is_sweep_folder
+
     out = workdir / ("stopped" if not extra else "full")
     command = [sys.executable, "-m", "sweeper", "run", str(spec), "--only", only, "--seeds", str(seeds),
                "--out", str(out), "--tracking-uri", f"sqlite:///{workdir / 'mlflow.db'}", *extra]
@@ -33,7 +35,7 @@ def run(spec: Path, only: str, seeds: int, workdir: Path, *extra: str) -> tuple[
     wall = time.perf_counter() - started
     if done.returncode != 0:
         sys.exit(f"error: {' '.join(command)} exited {done.returncode}; see {workdir / 'sweeper.log'}")
-    (sweep_dir,) = out.iterdir()
+    (sweep_dir,) = [path for path in out.iterdir() if is_sweep_folder(path)]
     trials = {}
     for path in (sweep_dir / "trials").glob("*.json"):
         trial = json.loads(path.read_text())

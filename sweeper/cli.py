@@ -40,7 +40,7 @@ def _options(
 SpecPath = Annotated[Path, typer.Argument(help="Sweep spec YAML (one sweep, or several separated by ---).")]
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     errors.print(f"error: {message}", markup=False)
     raise typer.Exit(2)
 
@@ -213,8 +213,10 @@ def sync(
     console.print(f"synced {sweep_dir} to {uri}: {replayed} trials replayed")
 
 
-def _print_ranking(document: dict) -> None:
-    """The report's ranking and claims tables, as the report has them."""
+def _print_ranking(document: dict | None) -> None:
+    """The report's ranking and claims tables, as the report has them (none when the analysis failed)."""
+    if document is None:
+        return
     from sweeper.report import claims_section, ranking_section
 
     for section in (ranking_section(document), claims_section(document)):

@@ -76,7 +76,8 @@ class Diagnosis:
     reason: str
 
 
-def _number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
+    """Whether a report value is a number (NaN and infinities included; a bool, None or text is not)."""
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
@@ -84,21 +85,23 @@ def check_divergence(history: Sequence[dict[str, Any]], metric: str, limits: Thr
     """`non_finite` or `exploding` if the LAST report of the history shows it, else None.
 
     Called inside the trial after every report, so a diverged trial stops at once rather than running to
-    its end; `diagnose` calls it on every prefix of a finished history.
+    its end; `diagnose` calls it on every prefix of a finished history. None for an empty history.
     """
+    if not history:
+        return None
     report = history[-1]
     step = report.get("step")
     for key in (*WATCHED, metric):
         value = report.get(key)
-        if _number(value) and not math.isfinite(value):
+        if is_number(value) and not math.isfinite(value):
             return Diagnosis("non_finite", f"{key} is {value} at step {step}")
     for key in WATCHED:
         value = report.get(key)
-        if not _number(value):
+        if not is_number(value):
             continue
         if abs(value) > limits.exploding_bound:
             return Diagnosis("exploding", f"|{key}| = {abs(value):.3g} > {limits.exploding_bound:.0e} at step {step}")
-        earlier = [abs(r[key]) for r in history[-limits.growth_window - 1 : -1] if _number(r.get(key))]
+        earlier = [abs(r[key]) for r in history[-limits.growth_window - 1 : -1] if is_number(r.get(key))]
         if earlier:
             start = max(min(earlier), limits.growth_floor)
             if abs(value) >= limits.growth_factor * start:
@@ -110,16 +113,16 @@ def check_divergence(history: Sequence[dict[str, Any]], metric: str, limits: Thr
 
 def _collapse(final: dict[str, Any], metric: str, mode: str, limits: Thresholds) -> str | None:
     value = final.get(metric)
-    if not _number(value):
+    if not is_number(value):
         return None
     floor = limits.metric_floor
     if floor is not None and (value < floor if mode == "max" else value > floor):
         return f"final {metric} {value:.4g} misses the workload's floor {floor:.4g}"
     chance = final.get("chance")
-    if not _number(chance):
+    if not is_number(chance):
         return None
     oracle = final.get("oracle")
-    margin = limits.collapse_margin * abs(oracle - chance) if _number(oracle) else 0.0
+    margin = limits.collapse_margin * abs(oracle - chance) if is_number(oracle) else 0.0
     if not (value > chance + margin if mode == "max" else value < chance - margin):
         return f"final {metric} {value:.4g} does not beat chance {chance:.4g} by {margin:.3g}"
     return None
@@ -144,7 +147,7 @@ def diagnose(
             return diverged
 
     collapse = _collapse(history[-1], metric, mode, limits)
-    losses = [r["loss"] for r in history if _number(r.get("loss"))]
+    losses = [r["loss"] for r in history if is_number(r.get("loss"))]
     if losses and all(abs(loss) <= limits.zero_loss_atol for loss in losses):
         return Diagnosis("stuck_zero", f"|loss| <= {limits.zero_loss_atol:g} at all {len(losses)} reports")
     tail = losses[-max(1, math.ceil(limits.stuck_tail * len(losses))) :]
@@ -154,7 +157,7 @@ def diagnose(
             f"|loss| <= {limits.near_zero_loss:g} over the last {len(tail)} of {len(losses)} reports; {collapse}",
         )
 
-    norms = [r["grad_norm"] for r in history if _number(r.get("grad_norm"))]
+    norms = [r["grad_norm"] for r in history if is_number(r.get("grad_norm"))]
     if norms and all(abs(norm) <= limits.no_signal_grad_norm for norm in norms):
         return Diagnosis("no_signal", f"gradient norm <= {limits.no_signal_grad_norm:g} at all {len(norms)} reports")
 

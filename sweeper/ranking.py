@@ -14,14 +14,22 @@ Per grid point:
                       one half: the Mann-Whitney U statistic over n*m;
   verdict             VERDICT_RULE.
 Per knob: the main effect of each value (mean over every trial with that value, all other knobs
-marginalised) and the knob's importance, the share of score variance its values explain (eta squared).
+marginalised) and the knob's importance: eta squared, the share of the variance of the scores' RANKS that
+its values explain (the Kruskal-Wallis H over n - 1). Ranks, not the scores themselves: the fallback score
+of an unhealthy trial is the sweep's worst final metric, which can be -1e297 (an R^2 of a diverging run),
+and its squared deviation would overflow and, finite or not, make the knob that holds it explain all the
+variance. On ranks importance depends on the order of the scores only, as P(beats baseline) does.
+
+Every number here is finite or None for any input, values near +-1e308 included: means, medians, IQMs and
+percentiles are computed on values scaled by a power of two (`scaled_statistic`), which is exact, so
+ordinary inputs give the same numbers bit for bit and huge ones do not overflow.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,10 +67,25 @@ def _finite(value: float | None) -> bool:
     return value is not None and math.isfinite(value)
 
 
+def scaled_statistic(statistic: Callable[..., Any], values: np.ndarray, **kwargs: Any) -> Any:
+    """`statistic(values, **kwargs)` (a mean, median, trimmed mean, percentile: anything that scales with its
+    values) computed on `values` times 2**-e and scaled back by 2**e, with e >= 0 the smallest exponent that
+    brings every finite magnitude below 1/2 (0 for values already below it).
+
+    Sums and interpolations of float64 values near 1e308 overflow (the mean of two 1e308 is inf); of values
+    below 1/2 they cannot, and the result scaled back stays below the largest magnitude, so it is finite.
+    Scaling by a power of two is exact for normal numbers, so wherever the plain statistic did not overflow
+    the result is the same bit for bit. Infinities and NaN pass through as they would.
+    """
+    finite = np.abs(values[np.isfinite(values)])
+    e = max(0, int(np.frexp(finite.max())[1]) + 1) if finite.size else 0
+    return np.ldexp(statistic(np.ldexp(values, -e), **kwargs), e)
+
+
 def finite_median(values: Sequence[float | None]) -> float | None:
     """The median of the finite values; None when there are none."""
-    finite = [float(v) for v in values if _finite(v)]
-    return float(np.median(finite)) if finite else None
+    finite = np.array([float(v) for v in values if _finite(v)])
+    return float(scaled_statistic(np.median, finite)) if finite.size else None
 
 
 def fill_missing_chance(outcomes: Sequence[TrialOutcome]) -> list[TrialOutcome]:
@@ -71,12 +94,12 @@ def fill_missing_chance(outcomes: Sequence[TrialOutcome]) -> list[TrialOutcome]:
     known = [o for o in outcomes if _finite(o.chance)]
     if not known:
         return list(outcomes)
-    overall = float(np.median([o.chance for o in known]))
+    overall = finite_median([o.chance for o in known])
     by_seed: dict[int, list[float]] = {}
     for o in known:
         by_seed.setdefault(o.seed, []).append(o.chance)
     return [
-        o if _finite(o.chance) else dataclasses.replace(o, chance=float(np.median(by_seed.get(o.seed, [overall]))))
+        o if _finite(o.chance) else dataclasses.replace(o, chance=finite_median(by_seed.get(o.seed, [overall])))
         for o in outcomes
     ]
 
@@ -127,18 +150,25 @@ def prob_improvement(candidate: np.ndarray, reference: np.ndarray) -> float:
 
 
 def iqm(values: np.ndarray, axis: int = -1) -> np.ndarray | float:
-    """Interquartile mean: the mean of the middle half (scipy's 25% trimmed mean)."""
-    return stats.trim_mean(values, 0.25, axis=axis)
+    """Interquartile mean: the mean of the middle half (scipy's 25% trimmed mean), overflow-free
+    (`scaled_statistic`)."""
+    return scaled_statistic(stats.trim_mean, values, proportiontocut=0.25, axis=axis)
 
 
 def bootstrap_iqm_interval(values: np.ndarray, seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
-    """95% percentile bootstrap interval of the IQM (degenerate for one value or identical values)."""
+    """95% percentile bootstrap interval of the IQM of the finite values (degenerate for one value or
+    identical values; NaN for none). The resampling, the IQMs and the percentiles all run on the scaled
+    values of `scaled_statistic`, so that neither a sum nor an interpolation between two IQMs overflows."""
     values = values[np.isfinite(values)]
     if values.size == 0:
         return math.nan, math.nan
-    rng = np.random.default_rng(seed)
-    resamples = rng.choice(values, size=(BOOTSTRAP_RESAMPLES, values.size), replace=True)
-    low, high = np.percentile(iqm(resamples, axis=1), [2.5, 97.5])
+
+    def interval(scaled: np.ndarray) -> np.ndarray:
+        rng = np.random.default_rng(seed)
+        resamples = rng.choice(scaled, size=(BOOTSTRAP_RESAMPLES, scaled.size), replace=True)
+        return np.percentile(iqm(resamples, axis=1), [2.5, 97.5])
+
+    low, high = scaled_statistic(interval, values)
     return float(low), float(high)
 
 
@@ -153,7 +183,8 @@ def summarize_point(group: Sequence[TrialOutcome], baseline: Sequence[TrialOutco
     values = metric_scores(group, mode, fallback)
     finite = values[np.isfinite(values)]
     is_baseline = group[0].is_baseline
-    beats = None if is_baseline else prob_improvement(comparison_scores(group, mode), comparison_scores(baseline, mode))
+    # NaN (None) when the sweep holds no baseline trial to compare with
+    beats = None if is_baseline else _optional(prob_improvement(comparison_scores(group, mode), comparison_scores(baseline, mode)))
     return {
         "label": group[0].label,
         "knobs": group[0].knobs,
@@ -167,7 +198,7 @@ def summarize_point(group: Sequence[TrialOutcome], baseline: Sequence[TrialOutco
         "healthy_rate_ci": [low, high],
         "median": finite_median(values),
         "iqm": _optional(float(iqm(finite))) if finite.size else None,
-        "iqm_ci": list(bootstrap_iqm_interval(values)) if finite.size else [None, None],
+        "iqm_ci": [_optional(end) for end in bootstrap_iqm_interval(values)],
         "median_loss": finite_median([o.final_loss for o in group]),
         "prob_beats_baseline": beats,
         "verdict": "baseline" if is_baseline else verdict_of(beats, healthy / len(group)),
@@ -198,7 +229,7 @@ def rank_points(outcomes: Sequence[TrialOutcome], mode: str) -> list[dict[str, A
         iqm_value = summary["iqm"]
         return (
             -summary["healthy_rate"],
-            -float(np.median(comparison_scores(group, mode))),
+            -float(scaled_statistic(np.median, comparison_scores(group, mode))),
             -sign * iqm_value if iqm_value is not None else math.inf,
             summary["label"],
         )
@@ -208,8 +239,9 @@ def rank_points(outcomes: Sequence[TrialOutcome], mode: str) -> list[dict[str, A
 
 
 def main_effects(outcomes: Sequence[TrialOutcome], grid: dict[str, list[Any]], mode: str) -> list[dict[str, Any]]:
-    """Per knob: each value's trial count, healthy rate and mean score; the knob's eta squared on the score
-    and on healthiness. Knobs with a single value are left out. Most important knob first."""
+    """Per knob: each value's trial count, healthy rate and mean score; the knob's eta squared on the ranks of
+    the score and on healthiness (see `_eta_squared`). Knobs with a single value are left out. Most important
+    knob first."""
     fallback = worst_metric(outcomes, mode)
     scores = metric_scores(outcomes, mode, fallback)
     healthy = np.array([o.healthy for o in outcomes], dtype=float)
@@ -220,13 +252,13 @@ def main_effects(outcomes: Sequence[TrialOutcome], grid: dict[str, list[Any]], m
             continue
         rows = []
         for value in values:
-            mask = np.array([o.knobs.get(knob) == value for o in outcomes]) & usable
+            mask = np.array([o.knobs.get(knob) == value for o in outcomes], dtype=bool) & usable
             rows.append(
                 {
                     "value": value,
                     "trials": int(mask.sum()),
                     "healthy_rate": float(healthy[mask].mean()) if mask.any() else None,
-                    "mean_score": float(scores[mask].mean()) if mask.any() else None,
+                    "mean_score": float(scaled_statistic(np.mean, scores[mask])) if mask.any() else None,
                 }
             )
         labels = np.array([repr(o.knobs.get(knob)) for o in outcomes])
@@ -243,12 +275,19 @@ def main_effects(outcomes: Sequence[TrialOutcome], grid: dict[str, list[Any]], m
 
 
 def _eta_squared(values: np.ndarray, labels: np.ndarray) -> float | None:
-    """Between-group sum of squares over total sum of squares; None when the values do not vary."""
-    total = float(((values - values.mean()) ** 2).sum()) if values.size else 0.0
+    """Between-group over total sum of squares of the RANKS of the values (ties get their average rank): the
+    share of the ranks' variance the labels explain, the Kruskal-Wallis H (tie-corrected) over n - 1; None
+    when the values do not vary.
+
+    Ranks lie in 1..n, so no square overflows whatever the values, and an outlier (a fallback score of
+    -1e297) weighs as one rank, not as all the variance. For a 0/1 variable such as healthiness the ranks
+    are an affine map of the values, so its eta squared is the classical one."""
+    ranks = stats.rankdata(values)
+    total = float(((ranks - ranks.mean()) ** 2).sum()) if ranks.size else 0.0
     if total == 0.0:
         return None
     between = sum(
-        float((labels == label).sum()) * (float(values[labels == label].mean()) - float(values.mean())) ** 2
+        float((labels == label).sum()) * (float(ranks[labels == label].mean()) - float(ranks.mean())) ** 2
         for label in np.unique(labels)
     )
     return between / total

@@ -103,6 +103,8 @@ def _trial_file(sweep_dir: Path, key: str) -> Path:
 
 
 def save_trial(sweep_dir: Path, record: TrialRecord) -> None:
+    if record.diagnosis is None:
+        raise ValueError(f"{record.key}: a trial is saved once it is diagnosed")
     (sweep_dir / TRIALS_DIR).mkdir(exist_ok=True)
     document = {
         "key": record.key,

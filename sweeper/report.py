@@ -2,6 +2,11 @@
 
 `analyze` turns records into the ranking document (pure); `write_outputs` writes every file, each whole or
 not at all. The markdown and the HTML report are rendered from the same sections, so they say the same.
+
+Whatever the trials reported (NaN, infinities, values near +-1e308, missing keys), every number in
+ranking.json is finite or null and every number in trials.csv finite or an empty cell; the plots clip what
+they draw to +-PLOT_LIMIT and leave out what is not a finite number. Only the trial files (trials/*.json)
+keep a NaN or an infinity, as reported.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import io
 import json
 import math
 import statistics
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from sweeper import ranking
-from sweeper.health import DIVERGED
+from sweeper.health import DIVERGED, is_number
 from sweeper.records import TrialRecord, write_atomically
 from sweeper.spec import SweepSpec
 from sweeper.workload import Workload
@@ -36,6 +42,10 @@ VERDICT_COLOURS = {
 }
 CURVE_POINTS = 3  # remedies drawn beside the baseline in the learning curves
 RANKING_PLOT_POINTS = 40
+PLOT_LIMIT = 1e100
+"""Drawn values are clipped to +-PLOT_LIMIT: matplotlib's transforms and tick arithmetic overflow near 1e308
+(a symlog axis from about 1e300), and a point at 1e100 is as far off a chart of ordinary values as one at
+1e300 would be."""
 
 
 # --- analysis (pure) ---
@@ -55,16 +65,22 @@ def outcomes_of(records: list[TrialRecord], metric: str) -> list[ranking.TrialOu
     ])
 
 
+def _train_seconds(record: TrialRecord) -> float | None:
+    """The trial's training seconds; None where the record holds no finite number (a store that lost it)."""
+    return record.train_seconds if math.isfinite(record.train_seconds) else None
+
+
 def compute_summary(records: list[TrialRecord]) -> dict[str, Any]:
     """Training seconds spent, and those saved by stopping diverged trials: each stopped trial would have
-    run as many steps as the median trial that ran to its end, at its own seconds per step."""
+    run as many steps as the median trial that ran to its end, at its own seconds per step. A trial without
+    a finite number of seconds counts as 0 s."""
     finished_steps = [len(r.history) for r in records if r.history and r.diagnosis.verdict not in (*DIVERGED, "error")]
     full = statistics.median(finished_steps) if finished_steps else None
     stopped = [r for r in records if r.diagnosis.verdict in DIVERGED and r.history]
     saved = 0.0
     if full is not None:
-        saved = sum(max(0.0, full - len(r.history)) * r.train_seconds / len(r.history) for r in stopped)
-    spent = sum(r.train_seconds for r in records)
+        saved = sum(max(0.0, full - len(r.history)) * (_train_seconds(r) or 0.0) / len(r.history) for r in stopped)
+    spent = sum(_train_seconds(r) or 0.0 for r in records)
     return {
         "train_seconds": round(spent, 3),
         "stopped_early": len(stopped),
@@ -109,6 +125,8 @@ def analyze(spec: SweepSpec, workload: Workload, records: list[TrialRecord], swe
 
 
 def trial_rows(spec: SweepSpec, metric: str, records: list[TrialRecord]) -> list[dict[str, Any]]:
+    """One row of trials.csv per trial. A final loss or metric that is NaN or infinite is None (an empty
+    cell): the verdict and its reason say what it was."""
     return [
         {
             "trial_key": r.key,
@@ -121,11 +139,11 @@ def trial_rows(spec: SweepSpec, metric: str, records: list[TrialRecord]) -> list
             "reason": r.diagnosis.reason,
             "steps": len(r.history),
             "stopped_early": r.diagnosis.verdict in DIVERGED,
-            "final_loss": r.final("loss"),
-            "final_metric": r.final(metric),
+            "final_loss": r.finite_final("loss"),
+            "final_metric": r.finite_final(metric),
             "chance": r.finite_final("chance"),
             "oracle": r.finite_final("oracle"),
-            "train_seconds": round(r.train_seconds, 3),
+            "train_seconds": None if _train_seconds(r) is None else round(r.train_seconds, 3),
             "worker": r.worker,
             "attempts": r.attempts,
             "mlflow_run_id": r.run_id,
@@ -163,8 +181,8 @@ def sections(document: dict, rows: list[dict[str, Any]], context: dict[str, str]
         Section("Learning curves", ["The baseline beside the best remedies; one line per seed."], image="learning_curves.png"),
         Section(
             "Gradient norms",
-            ["Distribution of the reported gradient norms over all trials; the line marks the clipping threshold "
-             "that would clip 10% of the reports."],
+            [("Distribution of the reported gradient norms over all trials; the line marks the clipping threshold "
+              "that would clip 10% of the reports.")],
             image="grad_norms.png",
         ),
         Section("Files", ["trials.csv: every trial with its MLflow run id. ranking.json: every number above."]),
@@ -249,8 +267,9 @@ def ranking_section(document: dict) -> Section:
 def effects_section(document: dict) -> Section:
     section = Section(
         "What each knob does",
-        ["Main effect of each knob value over the rest of the grid; importance = share of the variance of the "
-         "score (eta squared) that the knob's values explain."],
+        [("Main effect of each knob value over the rest of the grid; importance = share of the variance of the "
+          "ranks of the score (eta squared on ranks) that the knob's values explain: the order of the scores "
+          "counts, not their size, so one far-off score cannot take all of it.")],
         ["knob", "importance (score)", "importance (healthy)", "value: healthy rate, mean score"],
         image="main_effects.png",
     )
@@ -334,9 +353,12 @@ def plots(document: dict, records: list[TrialRecord]) -> dict[str, bytes]:
     for y, p in enumerate(shown):
         if p["iqm"] is None:
             continue
-        low, high = p["iqm_ci"]
+        centre, low, high = _plottable([p["iqm"], *p["iqm_ci"]])
+        # An interval end that is missing, or on the wrong side of the IQM after rounding, is drawn at the
+        # IQM: matplotlib refuses a NaN or negative error bar.
+        low, high = np.fmin(low, centre), np.fmax(high, centre)
         colour = VERDICT_COLOURS["healthy" if p["healthy"] == len(p["seeds"]) else "collapsed" if p["healthy"] else "error"]
-        axis.errorbar(p["iqm"], y, xerr=[[p["iqm"] - low], [high - p["iqm"]]], fmt="o", color=colour, capsize=3)
+        axis.errorbar(centre, y, xerr=[[centre - low], [high - centre]], fmt="o", color=colour, capsize=3)
         axis.annotate(f"{p['healthy']}/{len(p['seeds'])} healthy · {p['verdict']}", (1.01, y),
                       xycoords=("axes fraction", "data"), va="center", fontsize=8)
     _reference_lines(axis, records, vertical=True)
@@ -355,7 +377,8 @@ def plots(document: dict, records: list[TrialRecord]) -> dict[str, bytes]:
     axis.set_yticks(range(len(shown)), [p["label"] for p in shown], fontsize=8)
     axis.invert_yaxis()
     axis.set_xlabel("seeds")
-    axis.legend(fontsize=8, loc="lower right")
+    if shown:
+        axis.legend(fontsize=8, loc="lower right")
     images["failure_modes.png"] = png(figure)
 
     effects = document["main_effects"]
@@ -375,33 +398,37 @@ def plots(document: dict, records: list[TrialRecord]) -> dict[str, bytes]:
         by_label.setdefault(record.point.label, []).append(record)
     curve_labels = [p["label"] for p in points if p["is_baseline"]]
     curve_labels += [p["label"] for p in points if not p["is_baseline"]][:CURVE_POINTS]
-    figure, axes = plt.subplots(2, len(curve_labels), figsize=(3.6 * len(curve_labels), 5.5), squeeze=False)
+    columns = max(1, len(curve_labels))  # a sweep without a single trial gets one empty panel
+    figure, axes = plt.subplots(2, columns, figsize=(3.6 * columns, 5.5), squeeze=False)
     for column, label in enumerate(curve_labels):
-        for record in sorted(by_label.get(label, []), key=lambda r: r.seed):
-            steps = [r.get("step", i + 1) for i, r in enumerate(record.history)]
+        group = sorted(by_label.get(label, []), key=lambda r: r.seed)
+        for record in group:
+            steps = _plottable([r.get("step", i + 1) for i, r in enumerate(record.history)])
             colour = VERDICT_COLOURS.get(record.diagnosis.verdict, "#000")
             for row, key in enumerate((metric, "loss")):
-                values = [r.get(key, math.nan) for r in record.history]
+                values = _plottable([r.get(key) for r in record.history])
                 axes[row][column].plot(steps, values, color=colour, alpha=0.8, label=f"seed {record.seed}: {record.diagnosis.verdict}")
         axes[0][column].set_title(label, fontsize=9)
-        _reference_lines(axes[0][column], by_label.get(label, []), vertical=False)
-        losses = np.abs([r.get("loss", math.nan) for rec in by_label.get(label, []) for r in rec.history], dtype=float)
+        _reference_lines(axes[0][column], group, vertical=False)
+        losses = np.abs(_plottable([r.get("loss") for rec in group for r in rec.history]))
         losses = losses[np.isfinite(losses)]
-        if losses.size and (losses.min() == 0.0 or losses.max() / losses.min() > 100):
+        if losses.size and (losses.min() == 0.0 or losses.max() > 100 * losses.min()):
             axes[1][column].set_yscale("symlog", linthresh=1e-3)  # zero, or orders of magnitude apart
         axes[1][column].set_xlabel("step")
-        axes[0][column].legend(fontsize=7)
+        if group:
+            axes[0][column].legend(fontsize=7)
     axes[0][0].set_ylabel(metric)
     axes[1][0].set_ylabel("loss")
     images["learning_curves.png"] = png(figure)
 
-    norms = np.array([r["grad_norm"] for rec in records for r in rec.history if isinstance(r.get("grad_norm"), int | float)], dtype=float)
+    norms = np.array([r["grad_norm"] for rec in records for r in rec.history if is_number(r.get("grad_norm"))], dtype=float)
     figure, axis = plt.subplots(figsize=(7, 3))
-    positive = norms[np.isfinite(norms) & (norms > 0)]
+    finite = norms[np.isfinite(norms)]
+    positive = finite[finite > 0]
     zeros = int(np.sum(norms == 0))
     if positive.size:
         axis.hist(np.log10(positive), bins=40, color="#b0bec5")
-        threshold = float(np.percentile(norms[np.isfinite(norms)], 90))
+        threshold = float(ranking.scaled_statistic(np.percentile, finite, q=90))
         if threshold > 0:
             axis.axvline(math.log10(threshold), color="#c62828")
             axis.annotate(f"clip at {threshold:.3g}: 10% of reports", (math.log10(threshold), 0.9),
@@ -415,14 +442,26 @@ def plots(document: dict, records: list[TrialRecord]) -> dict[str, bytes]:
 
 def _reference_lines(axis, records: list[TrialRecord], vertical: bool) -> None:
     for key, style in (("chance", ":"), ("oracle", "--")):
-        values = [r.finite_final(key) for r in records if r.finite_final(key) is not None]
-        if values:
+        (level,) = _plottable([ranking.finite_median([r.finite_final(key) for r in records])])
+        if not math.isnan(level):
             line = axis.axvline if vertical else axis.axhline
-            line(float(np.median(values)), color="#555", linestyle=style, linewidth=1, label=key)
+            line(level, color="#555", linestyle=style, linewidth=1, label=key)
+
+
+def _plottable(values: Iterable[Any]) -> np.ndarray:
+    """Values to draw: numbers clipped to +-PLOT_LIMIT; NaN, which matplotlib leaves out, for NaN, infinities
+    and whatever is not a number (a key missing from a report, an interval end that is None)."""
+    return np.array(
+        [min(max(float(v), -PLOT_LIMIT), PLOT_LIMIT) if is_number(v) and math.isfinite(v) else math.nan for v in values],
+        dtype=float,
+    )
 
 
 # --- files ---
 def trials_csv(rows: list[dict[str, Any]]) -> str:
+    """The rows as CSV, None as an empty cell; nothing at all for no rows."""
+    if not rows:
+        return ""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
     writer.writeheader()

@@ -164,10 +164,10 @@ class _SweepCallback(tune.Callback):
 
 def _last_line(path: str | None) -> str:
     try:
-        lines = [line for line in Path(path).read_text().splitlines() if line.strip()]
-        return lines[-1][:500] if lines else "the trial failed in Ray"
-    except (OSError, TypeError):
-        return "the trial failed in Ray"
+        lines = [line for line in Path(path).read_text().splitlines() if line.strip()] if path else []
+    except OSError:
+        lines = []
+    return lines[-1][:500] if lines else "the trial failed in Ray"
 
 
 def start_ray(address: str | None) -> None:

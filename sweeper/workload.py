@@ -287,7 +287,8 @@ def _check_contract(name: str, module: ModuleType) -> dict[str, Knob]:
         if not hasattr(module, attribute):
             raise broken(f"it does not define {attribute}")
     config = module.Config
-    if not (dataclasses.is_dataclass(config) and config.__dataclass_params__.frozen):
+    if not (isinstance(config, type) and dataclasses.is_dataclass(config)
+            and getattr(config, "__dataclass_params__").frozen):
         raise broken("Config is not a frozen dataclass")
     if module.MODE not in ("max", "min"):
         raise broken(f"MODE is {module.MODE!r}; valid: max, min")
@@ -358,8 +359,9 @@ def knobs_of(config_cls: type) -> dict[str, Knob]:
 
 def _attribute_docstrings(cls: type) -> dict[str, str]:
     """Field name -> the string literal that follows its declaration in the class body."""
-    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
-    body = tree.body[0].body
+    (definition,) = ast.parse(textwrap.dedent(inspect.getsource(cls))).body
+    assert isinstance(definition, ast.ClassDef)  # the source of a class is its class statement
+    body = definition.body
     docs = {}
     for declaration, following in zip(body, body[1:]):
         if (

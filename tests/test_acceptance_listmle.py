@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+from conftest import sweep_dirs
+
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,7 +28,7 @@ def sweep(tmp_path_factory):
         capture_output=True, text=True, timeout=3600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    (sweep_dir,) = (work / "sweeps").iterdir()
+    (sweep_dir,) = sweep_dirs(work / "sweeps")
     rows = list(csv.DictReader((sweep_dir / "trials.csv").open()))
     ranking = json.loads((sweep_dir / "ranking.json").read_text())
     return MlflowClient(f"sqlite:///{work / 'mlflow.db'}"), rows, ranking

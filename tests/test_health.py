@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from sweeper.health import DEFAULT, Thresholds, check_divergence, diagnose
+from sweeper.health import DEFAULT, Thresholds, check_divergence, diagnose, is_number
 
 T = DEFAULT
 
@@ -108,6 +108,18 @@ def test_check_divergence_looks_at_the_last_report_and_says_why():
     assert stop.verdict == "non_finite" and "step 2" in stop.reason
     assert check_divergence(reports([1.0, 3e6]), "ndcg").verdict == "exploding"
     assert check_divergence(reports([math.nan, 1.0]), "ndcg") is None
+    assert check_divergence([], "ndcg") is None  # nothing reported yet: nothing diverged
+
+
+def test_values_near_the_float_limit_are_judged_like_any_other():
+    assert verdict(reports([1.0], grad_norm=1.7e308)) == "exploding"
+    assert verdict(reports([1.0], metric=-1e297, chance=-1e308, oracle=1e308)) == "collapsed"  # margin: inf
+    assert verdict([{"step": 1, "loss": 1.0, "grad_norm": 1.0, "ndcg": -1e297}]) == "healthy"  # no chance level
+
+
+def test_a_report_value_is_a_number_or_not():
+    assert all(is_number(v) for v in (0, 1.5, math.nan, -math.inf, 1e308))
+    assert not any(is_number(v) for v in (None, True, "1.0", [1.0]))
 
 
 def test_thresholds_overrides_are_checked():

@@ -11,6 +11,7 @@ from sweeper.ranking import (
     compare_sweeps,
     comparison_scores,
     fill_missing_chance,
+    finite_median,
     iqm,
     judge_claim,
     main_effects,
@@ -18,6 +19,7 @@ from sweeper.ranking import (
     paired_effect,
     prob_improvement,
     rank_points,
+    scaled_statistic,
     wilson_interval,
 )
 
@@ -55,6 +57,18 @@ def test_iqm_and_its_bootstrap_interval():
     assert bootstrap_iqm_interval(np.array([0.1, 0.5, 0.9])) == (low, high)  # seeded: reproducible
 
 
+def test_statistics_of_values_near_the_float_limit_do_not_overflow():
+    big = 1.7e308  # 2 * big is inf in float64, so the plain mean or median of [big, big] would be
+    assert np.mean(np.array([1.0, 3.0])) == scaled_statistic(np.mean, np.array([1.0, 3.0])) == 2.0
+    assert scaled_statistic(np.mean, np.array([big, big])) == big
+    assert scaled_statistic(np.median, np.array([-np.inf, big, big, 0.0])) == big / 2  # infinities take part
+    assert finite_median([1e308, big, None, math.inf]) == pytest.approx(1.35e308)
+    assert iqm(np.array([-big, big, big, big])) == big  # the middle half: big and big
+    assert bootstrap_iqm_interval(np.array([big, big, big])) == (pytest.approx(big), pytest.approx(big))
+    low, high = bootstrap_iqm_interval(np.array([-big, 0.0, big]))
+    assert -big <= low < 0.0 < high <= big
+
+
 def test_prob_improvement_counts_pairs_and_half_ties():
     assert prob_improvement(np.array([2.0, 3.0]), np.array([1.0, 1.0])) == 1.0
     assert prob_improvement(np.array([1.0]), np.array([1.0])) == 0.5
@@ -85,6 +99,11 @@ def test_rank_points_orders_and_judges_remedies():
     assert by_label["baseline"]["scores"] == [0.4, 0.4, 0.4]
 
 
+def test_without_a_baseline_trial_there_is_no_evidence():
+    (point,) = rank_points([outcome("a", s, "healthy", 0.8) for s in range(3)], "max")
+    assert point["prob_beats_baseline"] is None and point["verdict"] == "no_evidence"
+
+
 def test_a_remedy_that_breaks_a_healthy_baseline_is_harmful():
     trials = [outcome("baseline", s, "healthy", 0.8, is_baseline=True) for s in range(3)]
     trials += [outcome("bad", s, "non_finite", None) for s in range(3)]
@@ -112,6 +131,22 @@ def test_main_effects_say_which_knob_carries_the_fix():
     assert [v["healthy_rate"] for v in shape["values"]] == [0.0, 1.0]
     assert [v["mean_score"] for v in shape["values"]] == [pytest.approx(0.4), pytest.approx(0.9)]
     assert act["eta_squared_score"] == pytest.approx(0.0)
+
+
+def test_importance_is_eta_squared_on_the_ranks_of_the_scores():
+    # scores 1, 2 with k=x and 3, 100 with k=y: ranks 1, 2 | 3, 4 around 2.5: total 2.25 + 0.25 + 0.25 + 2.25 = 5,
+    # between 2 * 1^2 + 2 * 1^2 = 4. On the scores themselves it would be 2500 / 7205 = 0.35, the 100 weighing most.
+    def trials(far):
+        return [outcome(f"k={k}", s, "healthy", metric, k=k) for s, (k, metric) in enumerate(
+            [("x", 1.0), ("x", 2.0), ("y", 3.0), ("y", far)])]
+
+    (effect,) = main_effects(trials(100.0), {"k": ["x", "y"]}, "max")
+    assert effect["eta_squared_score"] == pytest.approx(0.8)
+    assert effect["eta_squared_healthy"] is None  # every trial healthy: nothing to explain
+    # a score near the float limit changes no rank, and its value's mean score stays finite
+    (effect,) = main_effects(trials(1.7e308), {"k": ["x", "y"]}, "max")
+    assert effect["eta_squared_score"] == pytest.approx(0.8)
+    assert [v["mean_score"] for v in effect["values"]] == [1.5, pytest.approx(0.85e308)]
 
 
 def test_paired_effect_compares_twins_that_differ_only_in_the_change():

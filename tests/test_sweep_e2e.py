@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
+from conftest import sweep_dirs
+
 SPEC = """
 name: e2e-listmle
 workload: listmle
@@ -37,7 +39,7 @@ def sweep(tmp_path_factory):
         [str(sweeper), "run", "spec.yaml", "--max-concurrent", "2"], cwd=work, capture_output=True, text=True, timeout=600, env=env
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    (sweep_dir,) = (work / "sweeps").iterdir()
+    (sweep_dir,) = sweep_dirs(work / "sweeps")
     return work, sweep_dir, result.stdout
 
 
@@ -127,7 +129,7 @@ def test_report_rebuilds_the_same_ranking_from_mlflow_alone(sweep, tmp_path):
         cwd=elsewhere, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    (rebuilt,) = (elsewhere / "sweeps").iterdir()
+    (rebuilt,) = sweep_dirs(elsewhere / "sweeps")
     assert (rebuilt / "ranking.json").read_text() == (sweep_dir / "ranking.json").read_text()
     assert (rebuilt / "trials.csv").read_text() == (sweep_dir / "trials.csv").read_text()
     assert {p.name for p in (rebuilt / "plots").iterdir()} == {p.name for p in (sweep_dir / "plots").iterdir()}
@@ -184,7 +186,7 @@ def test_report_judges_claims_added_after_the_run(sweep, tmp_path):
                              str(tmp_path / "claims.yaml"), "--out", str(tmp_path / "out")],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    (rebuilt,) = (tmp_path / "out").iterdir()
+    (rebuilt,) = sweep_dirs(tmp_path / "out")
     (claim,) = json.loads((rebuilt / "ranking.json").read_text())["claims"]
     assert claim["claim"] == "Grouping fixes it" and claim["measured"]["pairs"] == 2 and claim["holds"] is not None
     assert "Grouping fixes it" in (rebuilt / "report.md").read_text()

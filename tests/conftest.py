@@ -1,0 +1,53 @@
+"""Helpers the test files share: the console scripts, a clean environment, free ports, waiting."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SWEEPER = str(Path(sys.executable).with_name("sweeper"))
+RAY = str(Path(sys.executable).with_name("ray"))
+TEST_WORKLOADS = Path(__file__).resolve().parent / "workloads"
+"""One-file workloads made for tests (specs name them by path)."""
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without a tracking URI of the caller's, TensorFlow quiet, plus `extra`."""
+    base = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
+    return {**base, "TF_CPP_MIN_LOG_LEVEL": "3", **extra}
+
+
+def run_sweeper(*args: str, cwd: Path, timeout: float = 600, **extra_env: str) -> subprocess.CompletedProcess:
+    """The real `sweeper` console script, its output captured as text."""
+    return subprocess.run([SWEEPER, *args], cwd=cwd, env=clean_env(**extra_env), capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.5)
+
+
+@pytest.fixture
+def sgd_workload() -> str:
+    """The path of the plain-SGD regression workload whose baseline runs to infinity."""
+    return str(TEST_WORKLOADS / "sgd_regression.py")
+
+
+def sweep_dirs(out: Path) -> list[Path]:
+    """The folders under a `--out` folder: sweeps, or reports rebuilt from MLflow (beside them lie the runs'
+    plan files)."""
+    return sorted(path for path in out.iterdir() if path.is_dir())

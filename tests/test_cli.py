@@ -1,0 +1,115 @@
+"""The command line's ways out: one line on stderr, a documented exit status, no traceback."""
+
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+
+from conftest import SWEEPER, clean_env, run_sweeper, wait_for
+
+
+def no_traceback(result: subprocess.CompletedProcess) -> bool:
+    return "Traceback" not in result.stdout + result.stderr
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path):
+    for command in (f"{SWEEPER} run --help | head -1", f"{SWEEPER} list | head -1", f"{SWEEPER} --help | head -2"):
+        result = subprocess.run(["bash", "-c", f"set -o pipefail; {command}"], capture_output=True, text=True,
+                                env=clean_env(), cwd=tmp_path, timeout=120)
+        assert result.stderr == "", f"{command}: {result.stderr}"
+        assert result.returncode in (0, 1), command
+
+
+def test_usage_errors_are_one_line_with_status_2(tmp_path):
+    for args in (["run", "--bogus"], ["run"], ["resume"], ["nosuchcommand"], ["run", "x.yaml", "--seeds", "many"]):
+        result = run_sweeper(*args, cwd=tmp_path)
+        assert result.returncode == 2, (args, result.stderr)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), (args, result.stderr)
+
+
+def test_sweeper_alone_shows_the_help_with_status_2(tmp_path):
+    result = run_sweeper(cwd=tmp_path)
+    assert result.returncode == 2 and "Usage" in result.stdout and no_traceback(result)
+
+
+def test_an_unexpected_error_is_one_line_and_debug_shows_the_traceback(tmp_path):
+    (tmp_path / "not-a-sweep").mkdir()
+    (tmp_path / "not-a-sweep" / "sweep.json").write_text("{broken")  # a sweep folder whose metadata is cut short
+    plain = run_sweeper("resume", "not-a-sweep", cwd=tmp_path)
+    assert plain.returncode == 1 and no_traceback(plain)
+    (line,) = plain.stderr.strip().splitlines()
+    assert line.startswith("error: unexpected JSONDecodeError") and "--debug" in line
+    debug = run_sweeper("--debug", "resume", "not-a-sweep", cwd=tmp_path)
+    assert debug.returncode == 1 and "Traceback" in debug.stderr
+    assert run_sweeper("resume", "not-a-sweep", cwd=tmp_path, SWEEPER_DEBUG="1").stderr.count("Traceback") == 1
+
+
+SPEC = """
+name: {name}
+workload: {workload}
+seeds: 2
+grid:
+  feature_scaling: [raw, standardized]
+"""
+
+
+def test_a_failed_analysis_keeps_the_trials_and_the_later_sweeps_run(tmp_path, sgd_workload):
+    """The analysis of the first sweep raises (a fault injected into the real CLI process): one line names its
+    folder and `sweeper report DIR`; the second sweep still runs; exit status 1; `sweeper report DIR` then
+    writes the first sweep's outputs from the trials it kept."""
+    (tmp_path / "spec.yaml").write_text("---".join(SPEC.format(name=n, workload=sgd_workload) for n in ("a", "b")))
+    inject = textwrap.dedent("""
+        import sys
+        import sweeper.report as report
+        analyze = report.analyze
+        def failing(spec, *args):
+            if spec.name == "a":
+                raise OverflowError("(34, 'Numerical result out of range')")
+            return analyze(spec, *args)
+        report.analyze = failing
+        from sweeper.cli import main
+        sys.argv = ["sweeper", *sys.argv[1:]]
+        main()
+    """)
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = subprocess.run([sys.executable, "-c", inject, "run", "spec.yaml", "--out", "out", "--tracking-uri", store],
+                            cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert no_traceback(result)
+    (failed,) = (tmp_path / "out").glob("a-*")
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert "OverflowError" in line and f"sweeper report {failed.relative_to(tmp_path)}" in line
+    assert len(list((failed / "trials").glob("*.json"))) == 4 and not (failed / "ranking.json").exists()
+    (later,) = (tmp_path / "out").glob("b-*")
+    assert json.loads((later / "ranking.json").read_text())["points"]
+
+    retried = run_sweeper("report", str(failed), cwd=tmp_path)
+    assert retried.returncode == 0, retried.stderr[-2000:]
+    verdicts = {p["label"]: p["verdict"] for p in json.loads((failed / "ranking.json").read_text())["points"]}
+    assert verdicts == {"baseline": "baseline", "feature_scaling=standardized": "fixes"}
+
+
+LISTMLE_SPEC = """
+name: interrupted
+workload: listmle
+seeds: 3
+smoke: true
+grid:
+  list_shape: [flattened, grouped]
+"""
+
+
+def test_ctrl_c_during_a_sweep_is_one_line_and_status_130(tmp_path):
+    (tmp_path / "spec.yaml").write_text(LISTMLE_SPEC)
+    driver = subprocess.Popen([SWEEPER, "run", "spec.yaml", "--out", "out", "--max-concurrent", "1",
+                               "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"], cwd=tmp_path, env=clean_env(),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: len(list(tmp_path.glob("out/*/trials/*.json"))) >= 1, 300, "a finished trial")
+    driver.send_signal(signal.SIGINT)
+    stdout, stderr = driver.communicate(timeout=300)
+    assert driver.returncode == 130, stderr[-2000:]
+    assert "Traceback" not in stdout + stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "sweeper resume out" in errors[0]
