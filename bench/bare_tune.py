@@ -44,8 +44,10 @@ def main() -> None:
     import ray
     from ray import tune
 
-    configs = [{"workload": name, "overrides": overrides, "one_thread": args.one_thread}
-               for name, overrides, _ in trial_list(args.spec)]
+    configs = [
+        {"workload": name, "overrides": overrides, "one_thread": args.one_thread}
+        for name, overrides, _ in trial_list(args.spec)
+    ]
     ray.init(address="local", include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
     started = time.perf_counter()
     tune.Tuner(

@@ -27,8 +27,22 @@ def run(spec: Path, only: str, seeds: int, workdir: Path, *extra: str) -> tuple[
     from sweeper.records import is_sweep_folder
 
     out = workdir / ("stopped" if not extra else "full")
-    command = [sys.executable, "-m", "sweeper", "run", str(spec), "--only", only, "--seeds", str(seeds),
-               "--out", str(out), "--tracking-uri", f"sqlite:///{workdir / 'mlflow.db'}", *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "sweeper",
+        "run",
+        str(spec),
+        "--only",
+        only,
+        "--seeds",
+        str(seeds),
+        "--out",
+        str(out),
+        "--tracking-uri",
+        f"sqlite:///{workdir / 'mlflow.db'}",
+        *extra,
+    ]
     started = time.perf_counter()
     with open(workdir / "sweeper.log", "a") as log:
         done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT)
@@ -39,8 +53,11 @@ def run(spec: Path, only: str, seeds: int, workdir: Path, *extra: str) -> tuple[
     trials = {}
     for path in (sweep_dir / "trials").glob("*.json"):
         trial = json.loads(path.read_text())
-        trials[trial["key"]] = {"verdict": trial["verdict"], "seconds": trial["train_seconds"],
-                                "reports": len(trial["history"])}
+        trials[trial["key"]] = {
+            "verdict": trial["verdict"],
+            "seconds": trial["train_seconds"],
+            "reports": len(trial["history"]),
+        }
     return wall, trials
 
 
@@ -64,7 +81,9 @@ def main() -> None:
     print(f"{'':<20} {'trial-seconds':>14} {'wall s':>8}")
     print(f"{'run to the end':<20} {full_seconds:14.1f} {full_wall:8.1f}")
     print(f"{'early stopping':<20} {stopped_seconds:14.1f} {stopped_wall:8.1f}")
-    print(f"saved: {1 - stopped_seconds / full_seconds:.0%} of trial-seconds, {1 - stopped_wall / full_wall:.0%} of wall")
+    print(
+        f"saved: {1 - stopped_seconds / full_seconds:.0%} of trial-seconds, {1 - stopped_wall / full_wall:.0%} of wall"
+    )
     if changed:
         print(f"verdicts that differ ({len(changed)}):")
         for key in sorted(changed):

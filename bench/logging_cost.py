@@ -50,10 +50,21 @@ def fake_trials(count: int, steps: int):
 
     records = []
     for index in range(count):
-        point = GridPoint(knobs={"hidden_activation": "tanh", "list_shape": "grouped"}, label=f"point{index}",
-                          is_baseline=False)
-        history = [{"step": s, "loss": 15.0 - s * 0.1, "val_loss": 15.1 - s * 0.1, "grad_norm": 1.0 / s,
-                    "ndcg5": 0.5 + s * 0.01, "chance": 0.41, "oracle": 0.91} for s in range(1, steps + 1)]
+        point = GridPoint(
+            knobs={"hidden_activation": "tanh", "list_shape": "grouped"}, label=f"point{index}", is_baseline=False
+        )
+        history = [
+            {
+                "step": s,
+                "loss": 15.0 - s * 0.1,
+                "val_loss": 15.1 - s * 0.1,
+                "grad_norm": 1.0 / s,
+                "ndcg5": 0.5 + s * 0.01,
+                "chance": 0.41,
+                "oracle": 0.91,
+            }
+            for s in range(1, steps + 1)
+        ]
         record = TrialRecord(key=f"point{index}|seed=0", point=point, seed=0, history=history, train_seconds=5.0)
         record.diagnosis = diagnose(history, "ndcg5", "max", None)
         records.append(record)
@@ -121,10 +132,14 @@ def main() -> None:
     trial_seconds = interval * args.steps
     print(f"a grid48 trial: {interval * 1000:.0f} ms per report ({args.steps} reports, {trial_seconds:.1f} s)")
     print(f"MLflow, on the trial's path: {on_path * 1e6:7.1f} us per report = {on_path / interval:.3%} of trial time")
-    print(f"MLflow, all writes:          {in_all * 1e3:7.2f} ms per report = {in_all / interval:.2%} of trial time "
-          "(on the writer thread, beside the trials)")
-    print(f"progress display: {per_trial * 1e3:.2f} ms per finished trial = {per_trial / trial_seconds:.3%} of trial "
-          f"time; live refresh {idle_share:.2%} of one CPU")
+    print(
+        f"MLflow, all writes:          {in_all * 1e3:7.2f} ms per report = {in_all / interval:.2%} of trial time "
+        "(on the writer thread, beside the trials)"
+    )
+    print(
+        f"progress display: {per_trial * 1e3:.2f} ms per finished trial = {per_trial / trial_seconds:.3%} of trial "
+        f"time; live refresh {idle_share:.2%} of one CPU"
+    )
 
 
 if __name__ == "__main__":

@@ -48,26 +48,63 @@ def timed(command: list[str], workdir: Path, log: str) -> float:
 
 def own_seconds(spec: Path, workdir: Path) -> list[float]:
     """Each trial's training seconds with no harness: one warm process, one thread, one trial at a time."""
-    timed([sys.executable, str(ROOT / "bench/trials.py"), str(spec), "all", "--warm", "--threads", "1",
-           ], workdir, "reference.log")
-    return [json.loads(line)["seconds"] for line in (workdir / "reference.log").read_text().splitlines()
-            if line.startswith("{")]
+    timed(
+        [
+            sys.executable,
+            str(ROOT / "bench/trials.py"),
+            str(spec),
+            "all",
+            "--warm",
+            "--threads",
+            "1",
+        ],
+        workdir,
+        "reference.log",
+    )
+    return [
+        json.loads(line)["seconds"]
+        for line in (workdir / "reference.log").read_text().splitlines()
+        if line.startswith("{")
+    ]
 
 
 def run_harness(name: str, spec: Path, trials: int, workdir: Path) -> dict[str, float]:
     python = sys.executable
     if name == "sweeper":
-        wall = timed([python, "-m", "sweeper", "run", str(spec), "--out", "sweeps", "--yes",
-                      "--tracking-uri", f"sqlite:///{workdir / 'mlflow.db'}"], workdir, "sweeper.log")
+        wall = timed(
+            [
+                python,
+                "-m",
+                "sweeper",
+                "run",
+                str(spec),
+                "--out",
+                "sweeps",
+                "--yes",
+                "--tracking-uri",
+                f"sqlite:///{workdir / 'mlflow.db'}",
+            ],
+            workdir,
+            "sweeper.log",
+        )
         return {"wall": wall, "recorded": recorded_train_seconds(spec, workdir / "sweeps")}
     if name == "tune":
-        return {"wall": timed([python, str(ROOT / "bench/bare_tune.py"), str(spec), "--reuse-actors", "--one-thread"],
-                              workdir, "tune.log")}
+        return {
+            "wall": timed(
+                [python, str(ROOT / "bench/bare_tune.py"), str(spec), "--reuse-actors", "--one-thread"],
+                workdir,
+                "tune.log",
+            )
+        }
     if name == "tune-defaults":
         return {"wall": timed([python, str(ROOT / "bench/bare_tune.py"), str(spec)], workdir, "tune-defaults.log")}
     # the loop: a fresh python (and TensorFlow) per trial, one after another
-    return {"wall": sum(timed([python, str(ROOT / "bench/trials.py"), str(spec), str(index)], workdir, "loop.log")
-                        for index in range(trials))}
+    return {
+        "wall": sum(
+            timed([python, str(ROOT / "bench/trials.py"), str(spec), str(index)], workdir, "loop.log")
+            for index in range(trials)
+        )
+    }
 
 
 def recorded_train_seconds(spec_path: Path, sweeps: Path) -> float:
@@ -107,13 +144,18 @@ def main() -> None:
         own = own_seconds(spec, workdir)
         slots = min(args.slots, len(own))
         ideal = sum(own) / slots
-        print(f"{spec.name}: {len(own)} trials, own training time {sum(own):.1f} s "
-              f"(median {sorted(own)[len(own) // 2]:.2f} s), {slots} slots: ideal wall {ideal:.1f} s", flush=True)
+        print(
+            f"{spec.name}: {len(own)} trials, own training time {sum(own):.1f} s "
+            f"(median {sorted(own)[len(own) // 2]:.2f} s), {slots} slots: ideal wall {ideal:.1f} s",
+            flush=True,
+        )
         results = {}
         for name in harnesses:
             results[name] = run_harness(name, spec, len(own), workdir)
-            print(f"  {name:<14} wall {results[name]['wall']:7.1f} s   efficiency {ideal / results[name]['wall']:.2f}",
-                  flush=True)
+            print(
+                f"  {name:<14} wall {results[name]['wall']:7.1f} s   efficiency {ideal / results[name]['wall']:.2f}",
+                flush=True,
+            )
     finally:
         if args.keep:
             print(f"logs and sweeps kept in {workdir}")
@@ -127,11 +169,23 @@ def main() -> None:
         print(f"{name:<14} {result['wall']:8.1f} {ideal / result['wall']:11.2f} {relative:>15}")
     if "sweeper" in results:
         recorded = results["sweeper"]["recorded"]
-        print(f"\nsweeper's trials recorded {recorded:.1f} training seconds (vs {sum(own):.1f} s alone): slot "
-              f"efficiency {recorded / slots / results['sweeper']['wall']:.2f}")
+        print(
+            f"\nsweeper's trials recorded {recorded:.1f} training seconds (vs {sum(own):.1f} s alone): slot "
+            f"efficiency {recorded / slots / results['sweeper']['wall']:.2f}"
+        )
     if args.json:
-        args.json.write_text(json.dumps({"spec": str(args.spec), "trials": len(own), "slots": slots,
-                                         "own_seconds": sum(own), "results": results}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "spec": str(args.spec),
+                    "trials": len(own),
+                    "slots": slots,
+                    "own_seconds": sum(own),
+                    "results": results,
+                },
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":

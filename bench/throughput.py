@@ -62,9 +62,10 @@ import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 import types  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Any, Callable  # noqa: E402
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the working tree's experiments/, installed or not
@@ -155,7 +156,12 @@ def plain_listmle(config: listmle.Config, clock: Clock) -> None:
     model = listmle.make_model(config)
     model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate), loss=tfr.keras.losses.ListMLELoss())
     model.fit(
-        train_x, train_y, batch_size=config.batch_size, epochs=config.epochs, shuffle=True, verbose=0,
+        train_x,
+        train_y,
+        batch_size=config.batch_size,
+        epochs=config.epochs,
+        shuffle=True,
+        verbose=0,
         callbacks=[EpochClock(clock, config.n_train_queries)],
     )
 
@@ -173,8 +179,9 @@ def extras_listmle(config: listmle.Config) -> dict[str, float]:
         listmle.ndcg5(test_y_t, scores)
 
     return {
-        f"per trial: chance ({listmle.CHANCE_DRAWS} random rankings) and oracle NDCG@5":
-            timed(lambda: listmle.reference_ndcg5(test_y, test_relevance, config.seed)),
+        f"per trial: chance ({listmle.CHANCE_DRAWS} random rankings) and oracle NDCG@5": timed(
+            lambda: listmle.reference_ndcg5(test_y, test_relevance, config.seed)
+        ),
         "per epoch: test scores, val_loss and NDCG@5": timed(evaluation),
     }
 
@@ -196,7 +203,7 @@ def plain_plrank(config: plrank.Config, clock: Clock) -> None:
     for step in range(1, config.steps + 1):
         if position + config.batch_size > n_queries:
             order, position = order_rng.permutation(n_queries), 0
-        idx = order[position:position + config.batch_size]
+        idx = order[position : position + config.batch_size]
         position += config.batch_size
         loss, _, _ = train_step(train_x[idx], train_gains[idx], train_mask[idx])
         # TF runs a tf.function call on CPU synchronously, so the stamp comes after the step's work.
@@ -210,10 +217,11 @@ def extras_plrank(config: plrank.Config) -> dict[str, float]:
     test_gains = plrank.gains_of(test[1])
     evaluate = plrank.make_evaluate(plrank.make_model(config), config, test)
     return {
-        "per trial: chance and oracle NDCG (NumPy)":
-            timed(lambda: plrank.reference_ndcg(test_gains, test[2], test[3], config.cutoff)),
-        f"per report: evaluate() (NDCG, expected NDCG over {plrank.EVAL_SAMPLES} sampled rankings, score statistics)":
-            timed(evaluate),
+        "per trial: chance and oracle NDCG (NumPy)": timed(
+            lambda: plrank.reference_ndcg(test_gains, test[2], test[3], config.cutoff)
+        ),
+        f"per report: evaluate() (NDCG, expected NDCG over {plrank.EVAL_SAMPLES} sampled rankings, "
+        "score statistics)": timed(evaluate),
     }
 
 
@@ -254,7 +262,9 @@ def plain_dqn(config: dqn.Config, clock: Clock) -> None:
             since_train = 0
             batch = buffer.sample(rng, config.gradient_steps, config.batch_size)
             # The agent's cosine learning-rate schedule is part of the update, not of the harness.
-            optimizer.learning_rate.assign(config.learning_rate * 0.5 * (1.0 + np.cos(np.pi * step / config.total_steps)))
+            optimizer.learning_rate.assign(
+                config.learning_rate * 0.5 * (1.0 + np.cos(np.pi * step / config.total_steps))
+            )
             train_call(*(tf.constant(x) for x in batch), tf.constant(updates))
             updates += config.gradient_steps
             weights = q_net.get_weights()
@@ -270,10 +280,11 @@ def extras_dqn(config: dqn.Config) -> dict[str, float]:
     env.close()
     weights = dqn.make_q_network(config, obs_dim, n_actions).get_weights()
     return {
-        f"per trial: chance return ({config.eval_episodes} random-policy episodes)":
-            timed(lambda: dqn.chance_return(config, n_actions)),
-        f"per report: eval_return ({config.eval_episodes} greedy episodes; of an untrained net, as short as the defaults')":
-            timed(lambda: dqn.greedy_return(config, weights)),
+        f"per trial: chance return ({config.eval_episodes} random-policy episodes)": timed(
+            lambda: dqn.chance_return(config, n_actions)
+        ),
+        f"per report: eval_return ({config.eval_episodes} greedy episodes; "
+        "of an untrained net, as short as the defaults')": timed(lambda: dqn.greedy_return(config, weights)),
     }
 
 
@@ -285,7 +296,12 @@ def plain_bilstm(config: bilstm.Config, clock: Clock) -> None:
     model = bilstm.make_model(config)
     model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate), loss=bilstm.make_loss(config))
     model.fit(
-        train_x, train_y, batch_size=config.batch_size, epochs=config.epochs, shuffle=True, verbose=0,
+        train_x,
+        train_y,
+        batch_size=config.batch_size,
+        epochs=config.epochs,
+        shuffle=True,
+        verbose=0,
         callbacks=[EpochClock(clock, config.dataset_size)],
     )
 
@@ -303,8 +319,9 @@ def extras_bilstm(config: bilstm.Config) -> dict[str, float]:
 
     return {
         # A new function each time, so every call pays the tracing.
-        "per trial: compiling the validation pass (first call)":
-            timed(lambda: bilstm.make_validation_pass(model, val_x)(), repeats=1),
+        "per trial: compiling the validation pass (first call)": timed(
+            lambda: bilstm.make_validation_pass(model, val_x)(), repeats=1
+        ),
         "per epoch: validation outputs, val_loss and kappa": timed(evaluation),
     }
 
@@ -328,38 +345,49 @@ class Bench:
 
 BENCH = {
     "listmle": Bench(
-        listmle, "queries/s",
+        listmle,
+        "queries/s",
         # The default 20 epochs (a run of a few seconds already). `grouped` because the plain idiom is
         # ListMLELoss on (batch, list_size) lists: with the default `flattened` shape (about as costly per
         # step, ~2 ms either way) the two variants would not compute the same loss.
-        {"list_shape": "grouped"}, "epochs",
+        {"list_shape": "grouped"},
+        "epochs",
         lambda config, step: step * config.n_train_queries,
-        plain_listmle, extras_listmle,
+        plain_listmle,
+        extras_listmle,
         "per step: float(loss) and float(grad_norm) (microseconds: TF runs the step synchronously on CPU, "
         "so nothing waits) and the batch copied into two tensors (~0.05 ms each)",
     ),
     "plrank": Bench(
-        plrank, "queries/s",
-        {"steps": 1000}, "steps",  # of 1500; a report every 50 steps as by default
+        plrank,
+        "queries/s",
+        {"steps": 1000},
+        "steps",  # of 1500; a report every 50 steps as by default
         lambda config, step: step * config.batch_size,
-        plain_plrank, extras_plrank,
+        plain_plrank,
+        extras_plrank,
         "per step: three float() of the step's outputs (microseconds)",
     ),
     "dqn": Bench(
-        dqn, "env steps/s",
+        dqn,
+        "env steps/s",
         # 10,000 of 50,000 steps, a report every 2,500 as by default. Training starts at step 1,000, so the
         # first report's steps are cheaper than steady ones and "setup" reads low, alike in both variants.
-        {"total_steps": 10_000}, "total_steps",
+        {"total_steps": 10_000},
+        "total_steps",
         lambda config, step: step,
-        plain_dqn, extras_dqn,
-        "per training call: its statistics fetched with .numpy(); per step: reward shaping and counting "
-        "(microseconds)",
+        plain_dqn,
+        extras_dqn,
+        "per training call: its statistics fetched with .numpy(); per step: reward shaping and counting (microseconds)",
     ),
     "bilstm": Bench(
-        bilstm, "sequences/s",
-        {"epochs": 3}, "epochs",  # of 25; an epoch takes ~1 s, tracing the BiLSTM a few seconds
+        bilstm,
+        "sequences/s",
+        {"epochs": 3},
+        "epochs",  # of 25; an epoch takes ~1 s, tracing the BiLSTM a few seconds
         lambda config, step: step * config.dataset_size,
-        plain_bilstm, extras_bilstm,
+        plain_bilstm,
+        extras_bilstm,
         "per step: float(loss) and float(grad_norm) (microseconds) and the batch copied into two tensors",
     ),
 }
@@ -372,7 +400,11 @@ def module_at(ref: str, name: str) -> types.ModuleType:
     `tf.range`) only when it can read the function's source.
     """
     source = subprocess.run(
-        ["git", "show", f"{ref}:experiments/{name}.py"], cwd=ROOT, capture_output=True, text=True, check=True,
+        ["git", "show", f"{ref}:experiments/{name}.py"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     folder = tempfile.mkdtemp(prefix="throughput-")
     atexit.register(shutil.rmtree, folder, ignore_errors=True)  # autograph reads it while the runs trace
@@ -423,7 +455,8 @@ def bench_one(name: str, repeats: int, ref: str | None) -> tuple[dict[str, list[
                 f"  {name:8s} {label:10s} {'repeat ' + str(round_) if kept else 'warm-up ':9s} "
                 f"whole {run.whole_s:5.2f} s ({run.whole_rate:8.0f} {bench.unit})  "
                 f"steady {run.steady_rate:8.0f} {bench.unit}  setup {run.setup_s:5.2f} s",
-                file=sys.stderr, flush=True,
+                file=sys.stderr,
+                flush=True,
             )
     return runs, bench.extras(config), config
 
@@ -474,14 +507,26 @@ def print_results(results: dict) -> None:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workloads", nargs="+", choices=list(BENCH), default=list(BENCH), help="which workloads (default: all)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs per variant after the warm-up (default 3, at least 3 recommended)")
-    parser.add_argument("--ref", help="also time train() as it was at this git revision (e.g. HEAD), interleaved with the others")
+    parser.add_argument(
+        "--workloads", nargs="+", choices=list(BENCH), default=list(BENCH), help="which workloads (default: all)"
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="timed runs per variant after the warm-up (default 3, at least 3 recommended)",
+    )
+    parser.add_argument(
+        "--ref", help="also time train() as it was at this git revision (e.g. HEAD), interleaved with the others"
+    )
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
-    print(f"TensorFlow {tf.__version__}, TF_NUM_INTRAOP_THREADS={os.environ['TF_NUM_INTRAOP_THREADS']}, "
-          f"TF_NUM_INTEROP_THREADS={os.environ['TF_NUM_INTEROP_THREADS']}", file=sys.stderr)
+    print(
+        f"TensorFlow {tf.__version__}, TF_NUM_INTRAOP_THREADS={os.environ['TF_NUM_INTRAOP_THREADS']}, "
+        f"TF_NUM_INTEROP_THREADS={os.environ['TF_NUM_INTEROP_THREADS']}",
+        file=sys.stderr,
+    )
     results = {name: bench_one(name, args.repeats, args.ref) for name in args.workloads}
     print_results(results)
 

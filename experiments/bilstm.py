@@ -40,8 +40,9 @@ module can be imported for spec validation without paying for TensorFlow.
 
 import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Callable, Literal
+from typing import Annotated, Literal
 
 import numpy as np
 
@@ -52,21 +53,28 @@ from sweeper.workload import Range
 class Config:
     # --- the task ---
     task: Literal["classification", "regression"] = "classification"
-    """`classification`: XOR of the signs at the two ends of each sequence; `regression`: a target of ~0..200 from the two ends."""
+    """`classification`: XOR of the signs at the two ends of each sequence; `regression`: a target of ~0..200 from the
+    two ends."""
 
     # --- the folk remedies (defaults reproduce the question) ---
     padding: Literal["post", "pre"] = "post"
-    """Where the zeros go: `post` after the valid steps (as `np.pad(..., 'constant')` at the end in the question), `pre` before them."""
+    """Where the zeros go: `post` after the valid steps (as `np.pad(..., 'constant')` at the end in the question), `pre`
+    before them."""
     padding_impl: Literal["np_pad", "pad_sequences"] = "np_pad"
-    """How the batch is padded: `np.pad` per sequence or `tf.keras.utils.pad_sequences`; both build the identical array."""
+    """How the batch is padded: `np.pad` per sequence or `tf.keras.utils.pad_sequences`; both build the
+    identical array."""
     masking: Literal["none", "masking_layer"] = "none"
-    """`none`: padded zeros are read as data; `masking_layer`: a `Masking(mask_value=0.0)` layer makes both LSTM directions skip them."""
+    """`none`: padded zeros are read as data; `masking_layer`: a `Masking(mask_value=0.0)` layer makes both LSTM
+    directions skip them."""
     feature_scaling: Literal["raw", "standardized"] = "raw"
-    """`raw` (scales ~1, ~1000, ~0.01) or `standardized` per feature with training statistics over valid steps, before padding so pads stay 0."""
+    """`raw` (scales ~1, ~1000, ~0.01) or `standardized` per feature with training statistics over valid steps, before
+    padding so pads stay 0."""
     output_activation: Literal["sigmoid", "linear"] = "sigmoid"
-    """Activation of the output unit. Classification trains with binary cross-entropy on probabilities (sigmoid) or on logits (linear); regression with MSE on the output as is."""
+    """Activation of the output unit. Classification trains with binary cross-entropy on probabilities (sigmoid) or on
+    logits (linear); regression with MSE on the output as is."""
     target_scaling: Literal["raw", "standardized"] = "raw"
-    """Regression only: fit the raw target or its standardised version (training mean/std); R^2 is computed on the raw scale either way."""
+    """Regression only: fit the raw target or its standardised version (training mean/std); R^2 is computed on the raw
+    scale either way."""
 
     # --- capacity and optimisation ---
     units: Annotated[int, Range(1, 2048)] = 16
@@ -213,7 +221,7 @@ def make_train_step(model, optimizer, loss_fn, config: Config):
         grads = tape.gradient(loss, model.trainable_variables)
         # Saturated gates show up as a vanishing norm; taken before the update.
         grad_norm = tf.linalg.global_norm(grads)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
         return loss, grad_norm
 
     return train_step
@@ -286,7 +294,7 @@ def train(config: Config, report: Callable[[dict], None]) -> None:
         order = order_rng.permutation(config.dataset_size)
         losses, norms = [], []
         for start in range(0, config.dataset_size, config.batch_size):
-            idx = order[start:start + config.batch_size]
+            idx = order[start : start + config.batch_size]
             loss, grad_norm = train_step(tf.constant(train_x[idx]), tf.constant(fit_train_y[idx]))
             losses.append(float(loss))
             norms.append(float(grad_norm))
@@ -294,16 +302,18 @@ def train(config: Config, report: Callable[[dict], None]) -> None:
         val_out = val_outputs()
         val_loss = loss_fn(tf.constant(fit_val_y), val_out)
         pred = val_out.numpy().astype(np.float64) * scale + shift
-        report({
-            "step": epoch,
-            "loss": float(np.mean(losses)),
-            "val_loss": float(val_loss),
-            "grad_norm": float(np.mean(norms)),
-            "val_score": val_score(val_y.astype(np.float64), pred, config),
-            "chance": 0.0,
-            "oracle": 1.0,
-            "output_scale": float(np.mean(np.abs(pred))),
-        })
+        report(
+            {
+                "step": epoch,
+                "loss": float(np.mean(losses)),
+                "val_loss": float(val_loss),
+                "grad_norm": float(np.mean(norms)),
+                "val_score": val_score(val_y.astype(np.float64), pred, config),
+                "chance": 0.0,
+                "oracle": 1.0,
+                "output_scale": float(np.mean(np.abs(pred))),
+            }
+        )
 
 
 if __name__ == "__main__":

@@ -46,8 +46,9 @@ TensorFlow.
 
 import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Callable, Literal
+from typing import Annotated, Literal
 
 import gymnasium as gym
 import numpy as np
@@ -59,15 +60,23 @@ from sweeper.workload import Range
 class Config:
     # --- the folk remedies (defaults reproduce the question) ---
     reward_shape: Literal["env", "zero", "wrong_condition", "alive_penalty"] = "env"
-    """Reward the agent trains on: `env` (the environment's own reward), `zero` (the reward function returns 0 for every transition, the answer's trivial reward), `wrong_condition` (the answer's buggy condition: 1 if the next state's `state[2] > 0.1`, i.e. the pole leans right by more than 0.1 rad, else 0; CartPole only), `alive_penalty` (the answer's fix: +1 per step, -1 on termination)."""
+    """Reward the agent trains on: `env` (the environment's own reward), `zero` (the reward function returns 0 for every
+    transition, the answer's trivial reward), `wrong_condition` (the answer's buggy condition: 1 if the next state's
+    `state[2] > 0.1`, i.e. the pole leans right by more than 0.1 rad, else 0; CartPole only), `alive_penalty` (the
+    answer's fix: +1 per step, -1 on termination)."""
     loss: Literal["regress_to_zero", "td"] = "regress_to_zero"
-    """Training loss: `regress_to_zero` (the answer's broken loss: Huber loss between Q(s, a) and 0, whatever the reward) or `td` (Huber loss between Q(s, a) and the Double DQN target r + gamma * Q_target(s', argmax_a' Q(s', a')), no bootstrap past a terminal s')."""
+    """Training loss: `regress_to_zero` (the answer's broken loss: Huber loss between Q(s, a) and 0, whatever the
+    reward) or `td` (Huber loss between Q(s, a) and the Double DQN target r + gamma * Q_target(s', argmax_a' Q(s',
+    a')), no bootstrap past a terminal s')."""
     exploration: Literal["decay", "none", "fixed"] = "decay"
-    """Behaviour policy: `decay` (epsilon linear from 1.0 to 0.04 over the first 16% of the training steps, the usual DQN schedule), `none` (greedy, epsilon = 0, the answer's "never explores"), `fixed` (epsilon = 0.1 throughout)."""
+    """Behaviour policy: `decay` (epsilon linear from 1.0 to 0.04 over the first 16% of the training steps, the usual
+    DQN schedule), `none` (greedy, epsilon = 0, the answer's "never explores"), `fixed` (epsilon = 0.1 throughout)."""
     reward_transform: Literal["none", "clip", "normalize"] = "none"
-    """Applied to the shaped reward before it is stored: `none`, `clip` (to [-1, 1]) or `normalize` (running z-score: (r - running mean) / running std, the statistics updated with every reward seen so far)."""
+    """Applied to the shaped reward before it is stored: `none`, `clip` (to [-1, 1]) or `normalize` (running z-score: (r
+    - running mean) / running std, the statistics updated with every reward seen so far)."""
     target_network: bool = True
-    """True: TD targets come from a target network, a copy of the Q-network refreshed every `target_update_every` gradient steps; False: from the Q-network itself (gradient stopped)."""
+    """True: TD targets come from a target network, a copy of the Q-network refreshed every `target_update_every`
+    gradient steps; False: from the Q-network itself (gradient stopped)."""
     env: Literal["CartPole-v1", "MountainCar-v0"] = "CartPole-v1"
     """Gymnasium environment (its standard time limit, 500 and 200 steps)."""
 
@@ -101,7 +110,8 @@ class Config:
     eval_episodes: Annotated[int, Range(1, 1000)] = 8
     """Seeded evaluation episodes per report (the same ones every report and for `chance`)."""
     seed: int = 0
-    """Seeds the environments' resets, the exploration and replay sampling, the weight initialisation and the evaluation episodes."""
+    """Seeds the environments' resets, the exploration and replay sampling, the weight initialisation and the evaluation
+    episodes."""
 
 
 METRIC = "eval_return"
@@ -201,12 +211,14 @@ class ReplayBuffer:
 def make_q_network(config: Config, obs_dim: int, n_actions: int):
     import tensorflow as tf
 
-    return tf.keras.Sequential([
-        tf.keras.Input(shape=(obs_dim,)),
-        tf.keras.layers.Dense(config.hidden_units, activation="relu"),
-        tf.keras.layers.Dense(config.hidden_units, activation="relu"),
-        tf.keras.layers.Dense(n_actions),
-    ])
+    return tf.keras.Sequential(
+        [
+            tf.keras.Input(shape=(obs_dim,)),
+            tf.keras.layers.Dense(config.hidden_units, activation="relu"),
+            tf.keras.layers.Dense(config.hidden_units, activation="relu"),
+            tf.keras.layers.Dense(n_actions),
+        ]
+    )
 
 
 def numpy_q_values(weights, obs):
@@ -255,9 +267,9 @@ def make_train_call(q_net, target_net, optimizer, config: Config):
                     loss = huber(tf.zeros_like(q_taken), q_taken)
             grads = tape.gradient(loss, q_net.trainable_variables)
             grad_norm = tf.linalg.global_norm(grads)
-            optimizer.apply_gradients(zip(grads, q_net.trainable_variables))
+            optimizer.apply_gradients(zip(grads, q_net.trainable_variables, strict=True))
             if config.target_network and (updates + k + 1) % config.target_update_every == 0:
-                for target_w, w in zip(target_net.trainable_variables, q_net.trainable_variables):
+                for target_w, w in zip(target_net.trainable_variables, q_net.trainable_variables, strict=True):
                     target_w.assign(w)
             # |TD error| is measured against the real TD target even when the loss ignores it.
             td_error = tf.reduce_mean(tf.abs(td_target - q_taken))
@@ -281,7 +293,7 @@ def episode_returns(config: Config, choose_actions) -> float:
     while live:
         actions = choose_actions(np.stack([obs[i] for i in live]))
         still_live = []
-        for i, action in zip(live, actions):
+        for i, action in zip(live, actions, strict=True):
             obs[i], reward, terminated, truncated, _ = envs[i].step(int(action))
             returns[i] += float(reward)
             if not (terminated or truncated):
@@ -319,9 +331,13 @@ def train(config: Config, report: Callable[[dict], None]) -> None:
     tf.keras.utils.set_random_seed(config.seed)
 
     if config.reward_shape == "wrong_condition" and config.env != "CartPole-v1":
-        raise ValueError(f"reward_shape=wrong_condition reads state[2], CartPole's pole angle; {config.env} has no such state")
+        raise ValueError(
+            f"reward_shape=wrong_condition reads state[2], CartPole's pole angle; {config.env} has no such state"
+        )
     if config.learning_starts + config.train_every > config.report_every:
-        raise ValueError("learning_starts + train_every must not exceed report_every: the first report needs a training call")
+        raise ValueError(
+            "learning_starts + train_every must not exceed report_every: the first report needs a training call"
+        )
 
     envs = [gym.make(config.env) for _ in range(config.n_envs)]
     obs = np.stack([env.reset(seed=config.seed * 1000 + i)[0] for i, env in enumerate(envs)])
@@ -375,25 +391,29 @@ def train(config: Config, report: Callable[[dict], None]) -> None:
             batch = buffer.sample(rng, config.gradient_steps, config.batch_size)
             # Cosine decay to 0: the late updates that used to undo a balancing policy (DQN's oscillating
             # return on CartPole) shrink towards the end of the budget. A variable, so no retrace.
-            optimizer.learning_rate.assign(config.learning_rate * 0.5 * (1.0 + np.cos(np.pi * step / config.total_steps)))
+            optimizer.learning_rate.assign(
+                config.learning_rate * 0.5 * (1.0 + np.cos(np.pi * step / config.total_steps))
+            )
             stats.append(train_call(*(tf.constant(x) for x in batch), tf.constant(updates)).numpy())
             updates += config.gradient_steps
             weights = q_net.get_weights()
 
         if step % config.report_every < config.n_envs:
             loss, td_error, output_scale, grad_norm = np.mean(stats, axis=0)
-            report({
-                "step": step,
-                "loss": float(loss),
-                "td_error": float(td_error),
-                "output_scale": float(output_scale),
-                "grad_norm": float(grad_norm),
-                "nonzero_reward_frac": nonzero / collected,
-                "epsilon": epsilon_at(config, step),
-                METRIC: greedy_return(config, weights),
-                "chance": chance,
-                "oracle": oracle,
-            })
+            report(
+                {
+                    "step": step,
+                    "loss": float(loss),
+                    "td_error": float(td_error),
+                    "output_scale": float(output_scale),
+                    "grad_norm": float(grad_norm),
+                    "nonzero_reward_frac": nonzero / collected,
+                    "epsilon": epsilon_at(config, step),
+                    METRIC: greedy_return(config, weights),
+                    "chance": chance,
+                    "oracle": oracle,
+                }
+            )
             stats, nonzero, collected = [], 0, 0
     for env in envs:
         env.close()

@@ -22,8 +22,9 @@ import dataclasses
 import functools
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Callable, Literal
+from typing import Annotated, Literal
 
 import numpy as np
 
@@ -34,15 +35,21 @@ from sweeper.workload import Range
 class Config:
     # --- the folk remedies (defaults reproduce the question) ---
     list_shape: Literal["flattened", "grouped", "vector"] = "flattened"
-    """Shape of what reaches the loss: `flattened` (batch*list_size, 1) as in the question, `grouped` (batch, list_size), `vector` (batch*list_size,)."""
+    """Shape of what reaches the loss: `flattened` (batch*list_size, 1) as in the question, `grouped` (batch,
+    list_size), `vector` (batch*list_size,)."""
     labels: Literal["graded", "constant"] = "graded"
-    """Training labels: `graded` (0..4 from the hidden scoring function) or `constant` (every training label set to the same grade, the answer's "invariant labels"); test labels stay graded."""
+    """Training labels: `graded` (0..4 from the hidden scoring function) or `constant` (every training label set to the
+    same grade, the answer's "invariant labels"); test labels stay graded."""
     hidden_activation: Literal["relu", "tanh", "elu", "swish", "sigmoid"] = "relu"
     """Activation of the two hidden Dense layers of the scoring network."""
-    kernel_initializer: Literal["glorot_uniform", "glorot_normal", "he_normal", "he_uniform", "lecun_normal", "zeros"] = "glorot_uniform"
-    """Kernel initializer of every Dense layer; `zeros` gives every document the same score (the answer's "homogeneous scores")."""
+    kernel_initializer: Literal[
+        "glorot_uniform", "glorot_normal", "he_normal", "he_uniform", "lecun_normal", "zeros"
+    ] = "glorot_uniform"
+    """Kernel initializer of every Dense layer; `zeros` gives every document the same score (the answer's "homogeneous
+    scores")."""
     feature_norm: Literal["none", "batch", "layer"] = "none"
-    """Normalisation of the per-document features before the hidden layers: none, BatchNormalization or LayerNormalization."""
+    """Normalisation of the per-document features before the hidden layers: none, BatchNormalization or
+    LayerNormalization."""
 
     # --- optimisation ---
     learning_rate: Annotated[float, Range(0.0, 10.0, low_open=True)] = 1e-3
@@ -180,7 +187,7 @@ def make_train_step(model, optimizer, loss_fn, config: Config):
         # A zero loss with a zero gradient is the signature of one-item lists;
         # the norm is taken before the update, on the gradient the loss produced.
         grad_norm = tf.linalg.global_norm(grads)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
         return loss, grad_norm
 
     return train_step
@@ -198,7 +205,10 @@ def _ndcg5_per_list():
     from tensorflow_ranking.python import metrics_impl
 
     return metrics_impl.NDCGMetric(
-        name="ndcg5", topn=5, gain_fn=tfr.keras.utils.pow_minus_1, rank_discount_fn=tfr.keras.utils.log2_inverse,
+        name="ndcg5",
+        topn=5,
+        gain_fn=tfr.keras.utils.pow_minus_1,
+        rank_discount_fn=tfr.keras.utils.log2_inverse,
     )
 
 
@@ -225,10 +235,9 @@ def reference_ndcg5(test_y, test_relevance, seed: int):
     # One ndcg5 call per draw, not one on all draws stacked, although that would be faster: every call
     # takes TF's next eager op seeds for its tie-breaking shuffle, and the val_loss and NDCG@5 of every
     # epoch take theirs after these, so fewer calls here would change how they break ties.
-    chance = float(np.mean([
-        ndcg5(test_y, rng.standard_normal(test_y.shape).astype(np.float32))
-        for _ in range(CHANCE_DRAWS)
-    ]))
+    chance = float(
+        np.mean([ndcg5(test_y, rng.standard_normal(test_y.shape).astype(np.float32)) for _ in range(CHANCE_DRAWS)])
+    )
     oracle = ndcg5(test_y, test_relevance)
     return chance, oracle
 
@@ -262,7 +271,7 @@ def train(config: Config, report: Callable[[dict], None]) -> None:
         order = order_rng.permutation(config.n_train_queries)
         losses, norms = [], []
         for start in range(0, config.n_train_queries, config.batch_size):
-            idx = order[start:start + config.batch_size]
+            idx = order[start : start + config.batch_size]
             loss, grad_norm = train_step(tf.constant(train_x[idx]), tf.constant(train_y[idx]))
             losses.append(float(loss))
             norms.append(float(grad_norm))
@@ -274,15 +283,17 @@ def train(config: Config, report: Callable[[dict], None]) -> None:
             to_loss_shape(test_y_t, config.list_shape),
             to_loss_shape(test_scores, config.list_shape),
         )
-        report({
-            "step": epoch,
-            "loss": float(np.mean(losses)),
-            "val_loss": float(val_loss),
-            "grad_norm": float(np.mean(norms)),
-            "ndcg5": ndcg5(test_y_t, test_scores),
-            "chance": chance,
-            "oracle": oracle,
-        })
+        report(
+            {
+                "step": epoch,
+                "loss": float(np.mean(losses)),
+                "val_loss": float(val_loss),
+                "grad_norm": float(np.mean(norms)),
+                "ndcg5": ndcg5(test_y_t, test_scores),
+                "chance": chance,
+                "oracle": oracle,
+            }
+        )
 
 
 if __name__ == "__main__":

@@ -36,8 +36,9 @@ standard library and numpy are imported at module level.
 import dataclasses
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Callable, Literal
+from typing import Annotated, Literal
 
 import numpy as np
 
@@ -48,21 +49,29 @@ from sweeper.workload import Range
 class Config:
     # --- the folk remedies (defaults reproduce the question) ---
     clip: Literal["none", "value", "norm", "global_norm"] = "none"
-    """Gradient clipping before the update: none, each element to +-clip_value, each variable's gradient to norm clip_value, or all gradients together to global norm clip_value."""
+    """Gradient clipping before the update: none, each element to +-clip_value, each variable's gradient to norm
+    clip_value, or all gradients together to global norm clip_value."""
     clip_value: Annotated[float, Range(0.0, 1e6, low_open=True)] = 1.0
     """Threshold of `clip` (the answer's "typical value 1")."""
     hidden_activation: Literal["relu", "relu6", "swish", "gelu", "tanh", "sigmoid"] = "relu"
     """Activation of the two hidden Dense layers."""
-    kernel_initializer: Literal["glorot_uniform", "glorot_normal", "he_normal", "he_uniform", "lecun_normal"] = "glorot_uniform"
+    kernel_initializer: Literal["glorot_uniform", "glorot_normal", "he_normal", "he_uniform", "lecun_normal"] = (
+        "glorot_uniform"
+    )
     """Kernel initializer of every Dense layer (Keras' default is glorot_uniform)."""
     weight_constraint: Literal["none", "unit_norm"] = "none"
-    """Kernel constraint of every Dense layer: none, or UnitNorm (each unit's incoming weight vector rescaled to norm 1 after every update)."""
+    """Kernel constraint of every Dense layer: none, or UnitNorm (each unit's incoming weight vector rescaled to norm 1
+    after every update)."""
     reward_norm: Literal["none", "centred", "ndcg", "ndcg_centred"] = "none"
-    """What the estimator's weights are made of: `none` the PL-Rank-2 weights of DCG@k as-is; `centred` minus their per-query mean (still unbiased, sums to 0); `ndcg` the weights of NDCG@k (gains divided by the query's ideal DCG); `ndcg_centred` both."""
+    """What the estimator's weights are made of: `none` the PL-Rank-2 weights of DCG@k as-is; `centred` minus their
+    per-query mean (still unbiased, sums to 0); `ndcg` the weights of NDCG@k (gains divided by the query's ideal
+    DCG); `ndcg_centred` both."""
     batch_norm: bool = False
     """BatchNormalization (over the documents of the batch) after each hidden Dense layer, before its activation."""
     estimator_numerics: Literal["logsumexp", "epsilon"] = "epsilon"
-    """How the PL normaliser of each rank is computed: a masked log-sum-exp over the unplaced documents (exact at any score scale), or "total mass minus placed mass" floored at EPSILON (the authors' 2022 PL-Rank-2; silently wrong once scores spread by ~20)."""
+    """How the PL normaliser of each rank is computed: a masked log-sum-exp over the unplaced documents (exact at any
+    score scale), or "total mass minus placed mass" floored at EPSILON (the authors' 2022 PL-Rank-2; silently wrong
+    once scores spread by ~20)."""
 
     # --- optimisation (nuisance knobs) ---
     optimizer: Literal["adam", "sgd"] = "adam"
@@ -80,7 +89,8 @@ class Config:
     hidden_units: Annotated[int, Range(1, 4096)] = 32
     """Width of each of the two hidden Dense layers."""
     cutoff: Annotated[int, Range(1, 100)] = 5
-    """k of DCG@k / NDCG@k (the reference's --cutoff 5); at most `min_docs`, or a short query's top k takes in padding."""
+    """k of DCG@k / NDCG@k (the reference's --cutoff 5); at most `min_docs`, or a short query's top k takes in
+    padding."""
 
     # --- data ---
     n_train_queries: Annotated[int, Range(1, 100_000)] = 400
@@ -279,7 +289,9 @@ def make_model(config: Config):
             h = tf.keras.layers.BatchNormalization()(h)
         h = tf.keras.layers.Activation(config.hidden_activation)(h)
     scores = tf.keras.layers.Dense(
-        1, kernel_initializer=config.kernel_initializer, kernel_constraint=constraint,
+        1,
+        kernel_initializer=config.kernel_initializer,
+        kernel_constraint=constraint,
     )(h)
     return tf.keras.Model(inputs, tf.keras.layers.Reshape(())(scores))
 
@@ -289,8 +301,9 @@ def tf_sample_rankings(generator, scores, mask, k: int, n: int):
     """(queries, n, k) Gumbel top-k samples of padded (queries, docs) scores; padding is never drawn."""
     import tensorflow as tf
 
-    uniform = generator.uniform(tf.concat([tf.shape(scores)[:1], [n], tf.shape(scores)[1:]], 0),
-                                minval=1e-12, maxval=1.0, dtype=scores.dtype)
+    uniform = generator.uniform(
+        tf.concat([tf.shape(scores)[:1], [n], tf.shape(scores)[1:]], 0), minval=1e-12, maxval=1.0, dtype=scores.dtype
+    )
     gumbel = -tf.math.log(-tf.math.log(uniform))
     perturbed = tf.where(mask[:, None, :], scores[:, None, :] + gumbel, tf.constant(-np.inf, scores.dtype))
     return tf.math.top_k(perturbed, k).indices
@@ -336,7 +349,9 @@ def tf_plrank2_weights(scores, gains, mask, rankings, numerics: str):
 
     placed_term = tf.einsum("qnkd,qnk->qd", one_hot, after)
     possible_term = tf.einsum(
-        "qnkd,qnkd->qd", pi, theta[None, None, :, None] * gains[:, None, None, :] - to_go[..., None],
+        "qnkd,qnkd->qd",
+        pi,
+        theta[None, None, :, None] * gains[:, None, None, :] - to_go[..., None],
     )
     n_samples = tf.cast(tf.shape(rankings)[1], dtype)
     return (placed_term + possible_term) / n_samples
@@ -386,7 +401,7 @@ def make_train_step(model, optimizer, generator, config: Config):
             loss = -tf.reduce_mean(tf.reduce_sum(weights * scores, axis=1))
         grads = tape.gradient(loss, model.trainable_variables)
         grad_norm = tf.linalg.global_norm(grads)
-        optimizer.apply_gradients(zip(clip_gradients(grads, config), model.trainable_variables))
+        optimizer.apply_gradients(zip(clip_gradients(grads, config), model.trainable_variables, strict=True))
         return loss, tf.reduce_mean(tf.reduce_sum(weights, axis=1)), grad_norm
 
     return train_step
@@ -409,10 +424,10 @@ def make_evaluate(model, config: Config, test):
         doc_scores = model(flat_x, training=False)
         scores = tf.cast(tf.scatter_nd(where, doc_scores, shape), tf.float64)
         padded = np.where(mask, scores.numpy(), -np.inf)
-        deterministic = np.argsort(-padded, axis=1, kind="stable")[:, :config.cutoff]
+        deterministic = np.argsort(-padded, axis=1, kind="stable")[:, : config.cutoff]
         samples = tf_sample_rankings(generator, scores, tf.constant(mask), config.cutoff, EVAL_SAMPLES).numpy()
         valid = padded[mask]
-        per_query = [row[m] for row, m in zip(padded, mask)]
+        per_query = [row[m] for row, m in zip(padded, mask, strict=True)]
         return {
             "ndcg": ndcg_of_rankings(gains, deterministic, config.cutoff),
             "expected_ndcg": ndcg_of_rankings(gains, samples, config.cutoff),
@@ -460,7 +475,7 @@ def train(config: Config, report: Callable[[dict], None]) -> None:
     for step in range(1, config.steps + 1):
         if position + config.batch_size > n_queries:
             order, position = order_rng.permutation(n_queries), 0
-        idx = order[position:position + config.batch_size]
+        idx = order[position : position + config.batch_size]
         position += config.batch_size
         loss, weight_sum, grad_norm = train_step(train_x[idx], train_gains[idx], train_mask[idx])
         losses.append(float(loss))
@@ -471,16 +486,18 @@ def train(config: Config, report: Callable[[dict], None]) -> None:
             # Means over the steps since the last report (a non-finite step
             # stays non-finite), but the largest gradient norm, so that one
             # huge step is not averaged away.
-            report({
-                "step": step,
-                "loss": float(np.mean(losses)),
-                "weight_sum": float(np.mean(sums)),
-                "abs_weight_sum": float(np.mean(np.abs(sums))),
-                "grad_norm": float(np.max(norms)),
-                **evaluate(),
-                "chance": chance,
-                "oracle": oracle,
-            })
+            report(
+                {
+                    "step": step,
+                    "loss": float(np.mean(losses)),
+                    "weight_sum": float(np.mean(sums)),
+                    "abs_weight_sum": float(np.mean(np.abs(sums))),
+                    "grad_norm": float(np.max(norms)),
+                    **evaluate(),
+                    "chance": chance,
+                    "oracle": oracle,
+                }
+            )
             losses, sums, norms = [], [], []
 
 

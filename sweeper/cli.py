@@ -8,7 +8,7 @@ import subprocess
 import sys
 import traceback
 from pathlib import Path
-from typing import Annotated, NoReturn, Optional
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -31,7 +31,9 @@ DEBUG_VARIABLE = "SWEEPER_DEBUG"
 
 @app.callback()
 def _options(
-    debug: Annotated[bool, typer.Option("--debug", help=f"Show the traceback of an unexpected error (or set {DEBUG_VARIABLE}=1).")] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help=f"Show the traceback of an unexpected error (or set {DEBUG_VARIABLE}=1).")
+    ] = False,
 ) -> None:
     if debug:
         os.environ[DEBUG_VARIABLE] = "1"
@@ -82,26 +84,35 @@ def list_workloads() -> None:
         console.print(table)
 
 
-TrackingUri = Annotated[Optional[str], typer.Option(help="MLflow tracking URI; default: MLFLOW_TRACKING_URI or ./mlflow.db.")]
-Address = Annotated[Optional[str], typer.Option(help="Address of a running Ray cluster; default: Ray on this machine.")]
+TrackingUri = Annotated[
+    str | None, typer.Option(help="MLflow tracking URI; default: MLFLOW_TRACKING_URI or ./mlflow.db.")
+]
+Address = Annotated[str | None, typer.Option(help="Address of a running Ray cluster; default: Ray on this machine.")]
 
 
 @app.command()
 def run(
     spec: SpecPath,
     out: Annotated[Path, typer.Option(help="Folder that receives one new sub-folder per sweep.")] = Path("sweeps"),
-    seeds: Annotated[Optional[int], typer.Option(help="Run seeds 0..N-1 instead of the spec's `seeds`.")] = None,
+    seeds: Annotated[int | None, typer.Option(help="Run seeds 0..N-1 instead of the spec's `seeds`.")] = None,
     address: Address = None,
     tracking_uri: TrackingUri = None,
-    max_concurrent: Annotated[Optional[int], typer.Option(min=1, help="At most this many trials at once.")] = None,
-    max_retries: Annotated[int, typer.Option(min=0, max=100, help="Retries of a trial whose worker or node was lost.")] = 2,
+    max_concurrent: Annotated[int | None, typer.Option(min=1, help="At most this many trials at once.")] = None,
+    max_retries: Annotated[
+        int, typer.Option(min=0, max=100, help="Retries of a trial whose worker or node was lost.")
+    ] = 2,
     max_trials: Annotated[int, typer.Option(min=1, help="A sweep with more trials needs --yes.")] = 1000,
     yes: Annotated[bool, typer.Option("--yes", help="Run sweeps larger than --max-trials.")] = False,
-    only: Annotated[Optional[list[str]], typer.Option("--only", help="Run only the sweep of this name (repeatable).")] = None,
-    early_stop: Annotated[bool, typer.Option(
-        "--early-stop/--no-early-stop",
-        help="Stop a trial as soon as it diverges (the verdict is the same); --no-early-stop runs it to its end.",
-    )] = True,
+    only: Annotated[
+        list[str] | None, typer.Option("--only", help="Run only the sweep of this name (repeatable).")
+    ] = None,
+    early_stop: Annotated[
+        bool,
+        typer.Option(
+            "--early-stop/--no-early-stop",
+            help="Stop a trial as soon as it diverges (the verdict is the same); --no-early-stop runs it to its end.",
+        ),
+    ] = True,
 ) -> None:
     """Run every sweep in SPEC: reproduce the failure, sweep the remedies over seeds, rank them."""
     specs = _specs(spec, seeds)  # everything is validated before anything is written or started
@@ -113,8 +124,10 @@ def run(
         specs = [sweep for sweep in specs if sweep.name in only]
     for sweep in specs:
         if sweep.trial_count > max_trials and not yes:
-            _fail(f"{spec}: {sweep.name}: {len(sweep.points)} grid points x {sweep.seeds} seeds = {sweep.trial_count} "
-                  f"trials, more than --max-trials {max_trials}; pass --yes to run them")
+            _fail(
+                f"{spec}: {sweep.name}: {len(sweep.points)} grid points x {sweep.seeds} seeds = {sweep.trial_count} "
+                f"trials, more than --max-trials {max_trials}; pass --yes to run them"
+            )
     if out.exists() and not out.is_dir():
         _fail(f"--out: {out} exists and is not a folder")
     from sweeper.stores import check_tracking_uri, default_tracking_uri
@@ -149,8 +162,11 @@ def _run_all(folders: list[Path], *, address: str | None, tracking_uri: str | No
         if outcome.analysis_error is not None:
             failed.append(outcome)
         if outcome.unfinished:
-            _stop(130, f"interrupted: {outcome.unfinished} trials of {outcome.sweep_id} did not finish; "
-                       f"`sweeper resume {resume_from}` finishes every sweep of this run")
+            _stop(
+                130,
+                f"interrupted: {outcome.unfinished} trials of {outcome.sweep_id} did not finish; "
+                f"`sweeper resume {resume_from}` finishes every sweep of this run",
+            )
     if failed:
         raise typer.Exit(1)
 
@@ -160,7 +176,9 @@ def _print_outcome(outcome, uri: str) -> None:
         exc = outcome.analysis_error
         errors.print(
             f"error: the analysis of {outcome.sweep_id} failed ({_one_line(exc)}); its trials are safe in "
-            f"{outcome.sweep_dir}/trials; `sweeper report {outcome.sweep_dir}` tries again", markup=False)
+            f"{outcome.sweep_dir}/trials; `sweeper report {outcome.sweep_dir}` tries again",
+            markup=False,
+        )
         if _debugging():
             traceback.print_exception(exc)
         return
@@ -179,8 +197,13 @@ def _graceful_sigterm() -> None:
 
 @app.command()
 def resume(
-    folder: Annotated[Path, typer.Argument(help="A sweep folder (sweeps/<name>-<time>), or the --out folder of a "
-                                                "killed `sweeper run` to finish every unfinished sweep of it.")],
+    folder: Annotated[
+        Path,
+        typer.Argument(
+            help="A sweep folder (sweeps/<name>-<time>), or the --out folder of a "
+            "killed `sweeper run` to finish every unfinished sweep of it."
+        ),
+    ],
     address: Address = None,
     tracking_uri: TrackingUri = None,
 ) -> None:
@@ -231,11 +254,23 @@ def _print_ranking(document: dict | None) -> None:
 
 @app.command()
 def report(
-    sweep: Annotated[str, typer.Argument(help="A sweep folder (its outputs are rewritten in place), or a sweep id "
-                                              "(its output folder's name) or MLflow parent run id to rebuild from MLflow.")],
-    tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow tracking URI; default: MLFLOW_TRACKING_URI or ./mlflow.db.")] = None,
-    out: Annotated[Path, typer.Option(help="Folder that receives the sweep folder rebuilt from MLflow.")] = Path("sweeps"),
-    claims_from: Annotated[Optional[Path], typer.Option(help="Judge the claims of this spec file's sweep of the same name (claims added after the run).")] = None,
+    sweep: Annotated[
+        str,
+        typer.Argument(
+            help="A sweep folder (its outputs are rewritten in place), or a sweep id "
+            "(its output folder's name) or MLflow parent run id to rebuild from MLflow."
+        ),
+    ],
+    tracking_uri: Annotated[
+        str | None, typer.Option(help="MLflow tracking URI; default: MLFLOW_TRACKING_URI or ./mlflow.db.")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Folder that receives the sweep folder rebuilt from MLflow.")] = Path(
+        "sweeps"
+    ),
+    claims_from: Annotated[
+        Path | None,
+        typer.Option(help="Judge the claims of this spec file's sweep of the same name (claims added after the run)."),
+    ] = None,
 ) -> None:
     """Analyse a sweep again: from its folder, or from MLflow alone (on any machine that reaches the store)."""
     from sweeper.records import is_sweep_folder
@@ -246,36 +281,39 @@ def report(
         if is_sweep_folder(Path(sweep)):
             outcome = report_folder(Path(sweep), tracking_uri=tracking_uri, claims_from=claims_from)
         else:
-            outcome = rebuild_sweep(sweep, tracking_uri=tracking_uri or default_tracking_uri(), out_root=out,
-                                    claims_from=claims_from)
+            outcome = rebuild_sweep(
+                sweep, tracking_uri=tracking_uri or default_tracking_uri(), out_root=out, claims_from=claims_from
+            )
     except SweeperError as exc:
         _fail(str(exc))
-    _print_ranking(outcome.ranking)
-    console.print(f"outputs: {outcome.sweep_dir}/ (report.md, report.html, ranking.json, trials.csv, plots/)")
+    _print_outcome(outcome, tracking_uri or "the sweep's store")
+    if outcome.analysis_error is not None:
+        raise typer.Exit(1)
 
 
 @app.command()
 def compare(
     before: Annotated[str, typer.Argument(help="A sweep folder, or a sweep id / parent run id in MLflow.")],
     after: Annotated[str, typer.Argument(help="The sweep to compare with it (e.g. after a code change).")],
-    tracking_uri: Annotated[Optional[str], typer.Option(help="MLflow tracking URI for sweep ids.")] = None,
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI for sweep ids.")] = None,
 ) -> None:
     """The grid points two sweeps share, side by side: verdicts, healthy seeds, IQM, P(after beats before)."""
     import json
     import tempfile
 
     from sweeper.ranking import compare_sweeps
+    from sweeper.records import RANKING_FILE
     from sweeper.report import number
 
     def ranking_of(ref: str, scratch: Path) -> dict:
-        local = Path(ref) / "ranking.json"
+        local = Path(ref) / RANKING_FILE
         if local.is_file():
             return json.loads(local.read_text())
         from sweeper.stores import default_tracking_uri
         from sweeper.tracking import download_file
 
         uri = tracking_uri or default_tracking_uri()
-        path = download_file(uri, ref, "ranking.json", scratch)
+        path = download_file(uri, ref, RANKING_FILE, scratch)
         if path is None:
             _fail(f"{ref}: neither a sweep folder with ranking.json nor a sweep in {uri}")
         return json.loads(path.read_text())
@@ -303,7 +341,9 @@ def compare(
     console.print(table)
 
 
-Host = Annotated[str, typer.Option(help="Interface to bind; 127.0.0.1 keeps it off the network, 0.0.0.0 opens it to a cluster.")]
+Host = Annotated[
+    str, typer.Option(help="Interface to bind; 127.0.0.1 keeps it off the network, 0.0.0.0 opens it to a cluster.")
+]
 Port = Annotated[int, typer.Option(min=1, max=65535)]
 
 
@@ -322,7 +362,9 @@ def ui(tracking_uri: TrackingUri = None, host: Host = "127.0.0.1", port: Port = 
 
 @app.command()
 def server(
-    store: Annotated[Path, typer.Option(help="Folder for the server's SQLite database and its artifacts.")] = Path("mlflow-server"),
+    store: Annotated[Path, typer.Option(help="Folder for the server's SQLite database and its artifacts.")] = Path(
+        "mlflow-server"
+    ),
     host: Host = "127.0.0.1",
     port: Port = 5000,
 ) -> None:
@@ -340,8 +382,19 @@ def _serve(uri: str, artifact_options: list[str], host: str, port: int, what: st
     if mlflow is None:
         _fail("the `mlflow` command is not installed in this environment")
     console.print(f"{what}: http://{host}:{port}  (store {uri}; Ctrl-C stops it)")
-    command = [mlflow, "server", "--backend-store-uri", uri, *artifact_options, "--host", host, "--port", str(port),
-               "--workers", "1"]
+    command = [
+        mlflow,
+        "server",
+        "--backend-store-uri",
+        uri,
+        *artifact_options,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
     try:
         subprocess.run(command, check=False, env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
     except KeyboardInterrupt:

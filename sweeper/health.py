@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, TypeGuard
 
 VERDICTS = ("healthy", "stuck_zero", "no_signal", "non_finite", "exploding", "collapsed", "error")
 DIVERGED = ("non_finite", "exploding")  # the verdicts that stop a trial early
@@ -76,7 +76,7 @@ class Diagnosis:
     reason: str
 
 
-def is_number(value: Any) -> bool:
+def is_number(value: Any) -> TypeGuard[float]:
     """Whether a report value is a number (NaN and infinities included; a bool, None or text is not)."""
     return isinstance(value, int | float) and not isinstance(value, bool)
 
@@ -106,7 +106,8 @@ def check_divergence(history: Sequence[dict[str, Any]], metric: str, limits: Thr
             start = max(min(earlier), limits.growth_floor)
             if abs(value) >= limits.growth_factor * start:
                 return Diagnosis(
-                    "exploding", f"|{key}| grew from {start:.3g} to {abs(value):.3g} within {len(earlier)} reports at step {step}"
+                    "exploding",
+                    f"|{key}| grew from {start:.3g} to {abs(value):.3g} within {len(earlier)} reports at step {step}",
                 )
     return None
 

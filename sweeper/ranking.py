@@ -29,9 +29,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 from scipy import stats
@@ -60,10 +60,15 @@ class TrialOutcome:
 
     @property
     def healthy(self) -> bool:
-        return self.verdict == "healthy" and _finite(self.final_metric)
+        return self.healthy_metric is not None
+
+    @property
+    def healthy_metric(self) -> float | None:
+        """The final metric of a healthy trial; None for any other."""
+        return self.final_metric if self.verdict == "healthy" and _finite(self.final_metric) else None
 
 
-def _finite(value: float | None) -> bool:
+def _finite(value: float | None) -> TypeGuard[float]:
     return value is not None and math.isfinite(value)
 
 
@@ -82,7 +87,7 @@ def scaled_statistic(statistic: Callable[..., Any], values: np.ndarray, **kwargs
     return np.ldexp(statistic(np.ldexp(values, -e), **kwargs), e)
 
 
-def finite_median(values: Sequence[float | None]) -> float | None:
+def finite_median(values: Iterable[float | None]) -> float | None:
     """The median of the finite values; None when there are none."""
     finite = np.array([float(v) for v in values if _finite(v)])
     return float(scaled_statistic(np.median, finite)) if finite.size else None
@@ -91,13 +96,13 @@ def finite_median(values: Sequence[float | None]) -> float | None:
 def fill_missing_chance(outcomes: Sequence[TrialOutcome]) -> list[TrialOutcome]:
     """Give a trial that reported no chance level (it raised, or diverged at once) the median chance level
     of the trials with the same seed (same data), else of the whole sweep."""
-    known = [o for o in outcomes if _finite(o.chance)]
+    known = [(o.seed, o.chance) for o in outcomes if _finite(o.chance)]
     if not known:
         return list(outcomes)
-    overall = finite_median([o.chance for o in known])
+    overall = finite_median([chance for _, chance in known])
     by_seed: dict[int, list[float]] = {}
-    for o in known:
-        by_seed.setdefault(o.seed, []).append(o.chance)
+    for seed, chance in known:
+        by_seed.setdefault(seed, []).append(chance)
     return [
         o if _finite(o.chance) else dataclasses.replace(o, chance=finite_median(by_seed.get(o.seed, [overall])))
         for o in outcomes
@@ -117,7 +122,8 @@ def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float,
 def comparison_scores(outcomes: Sequence[TrialOutcome], mode: str) -> np.ndarray:
     """Higher is better; unhealthy trials get -inf, so they tie with each other and lose to any healthy one."""
     sign = 1.0 if mode == "max" else -1.0
-    return np.array([sign * o.final_metric if o.healthy else -np.inf for o in outcomes], dtype=float)
+    metrics = [o.healthy_metric for o in outcomes]
+    return np.array([sign * m if m is not None else -np.inf for m in metrics], dtype=float)
 
 
 def metric_scores(outcomes: Sequence[TrialOutcome], mode: str, fallback: float | None) -> np.ndarray:
@@ -176,7 +182,9 @@ def _optional(value: float) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def summarize_point(group: Sequence[TrialOutcome], baseline: Sequence[TrialOutcome], mode: str, fallback: float | None) -> dict[str, Any]:
+def summarize_point(
+    group: Sequence[TrialOutcome], baseline: Sequence[TrialOutcome], mode: str, fallback: float | None
+) -> dict[str, Any]:
     group = sorted(group, key=lambda o: o.seed)
     healthy = sum(o.healthy for o in group)
     low, high = wilson_interval(healthy, len(group))
@@ -184,7 +192,11 @@ def summarize_point(group: Sequence[TrialOutcome], baseline: Sequence[TrialOutco
     finite = values[np.isfinite(values)]
     is_baseline = group[0].is_baseline
     # NaN (None) when the sweep holds no baseline trial to compare with
-    beats = None if is_baseline else _optional(prob_improvement(comparison_scores(group, mode), comparison_scores(baseline, mode)))
+    beats = (
+        None
+        if is_baseline
+        else _optional(prob_improvement(comparison_scores(group, mode), comparison_scores(baseline, mode)))
+    )
     return {
         "label": group[0].label,
         "knobs": group[0].knobs,
@@ -246,7 +258,7 @@ def main_effects(outcomes: Sequence[TrialOutcome], grid: dict[str, list[Any]], m
     scores = metric_scores(outcomes, mode, fallback)
     healthy = np.array([o.healthy for o in outcomes], dtype=float)
     usable = np.isfinite(scores)
-    effects = []
+    effects: list[dict[str, Any]] = []
     for knob, values in grid.items():
         if len(values) < 2:
             continue
@@ -308,7 +320,9 @@ def paired_effect(
         return (o.seed, tuple(sorted((k, repr(v)) for k, v in o.knobs.items() if k not in change)))
 
     twins = {twin_key(o): o for o in outcomes if matches(o, where) and matches(o, {k: defaults[k] for k in change})}
-    pairs = [(o, twins[twin_key(o)]) for o in outcomes if matches(o, where) and matches(o, change) and twin_key(o) in twins]
+    pairs = [
+        (o, twins[twin_key(o)]) for o in outcomes if matches(o, where) and matches(o, change) and twin_key(o) in twins
+    ]
     if not pairs:
         return {"pairs": 0}
     with_change = [a for a, _ in pairs]
@@ -358,8 +372,13 @@ def compare_sweeps(before: dict[str, Any], after: dict[str, Any]) -> list[dict[s
     sign = 1.0 if before["mode"] == "max" else -1.0
 
     def scores(point: dict[str, Any]) -> np.ndarray:
-        return np.array([sign * m if v == "healthy" and m is not None else -np.inf
-                         for v, m in zip(point["verdicts"], point["final_metrics"])], dtype=float)
+        return np.array(
+            [
+                sign * m if v == "healthy" and m is not None else -np.inf
+                for v, m in zip(point["verdicts"], point["final_metrics"], strict=True)
+            ],
+            dtype=float,
+        )
 
     earlier = {p["label"]: p for p in before["points"]}
     return [

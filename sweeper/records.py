@@ -39,8 +39,8 @@ SWEEP_FILE = "sweep.json"
 TRIALS_DIR = "trials"
 TUNE_DIR = "tune"
 PLOTS_DIR = "plots"
-RANKING_FILE = "ranking.json"
-OUTPUT_FILES = ("trials.csv", RANKING_FILE, "report.md", "report.html")
+TRIALS_CSV, RANKING_FILE, REPORT_MD, REPORT_HTML = "trials.csv", "ranking.json", "report.md", "report.html"
+OUTPUT_FILES = (TRIALS_CSV, RANKING_FILE, REPORT_MD, REPORT_HTML)
 PLAN_SUFFIX = ".plan.json"
 
 
@@ -65,6 +65,19 @@ class TrialRecord:
     """How many times the trial was started (more than one after a lost worker or node)."""
     run_id: str | None = None
     diagnosis: Diagnosis | None = None
+
+    @property
+    def verdict(self) -> str:
+        return self._diagnosed().verdict
+
+    @property
+    def reason(self) -> str:
+        return self._diagnosed().reason
+
+    def _diagnosed(self) -> Diagnosis:
+        if self.diagnosis is None:
+            raise ValueError(f"{self.key}: the trial is read before it is diagnosed")
+        return self.diagnosis
 
     def final(self, name: str) -> float | None:
         value = self.history[-1].get(name) if self.history else None
@@ -103,15 +116,13 @@ def _trial_file(sweep_dir: Path, key: str) -> Path:
 
 
 def save_trial(sweep_dir: Path, record: TrialRecord) -> None:
-    if record.diagnosis is None:
-        raise ValueError(f"{record.key}: a trial is saved once it is diagnosed")
     (sweep_dir / TRIALS_DIR).mkdir(exist_ok=True)
     document = {
         "key": record.key,
         "label": record.point.label,
         "seed": record.seed,
-        "verdict": record.diagnosis.verdict,
-        "reason": record.diagnosis.reason,
+        "verdict": record.verdict,
+        "reason": record.reason,
         "error": record.error,
         "train_seconds": record.train_seconds,
         "worker": record.worker,
@@ -128,14 +139,20 @@ def load_trials(sweep_dir: Path, spec: SweepSpec) -> dict[str, TrialRecord]:
     a crash on a filesystem without atomic rename) is named in a warning and left out: its trial runs again."""
     points = {point.label: point for point in spec.points}
     found = {}
-    for path, document in _trial_documents(sweep_dir):
+    for _, document in _trial_documents(sweep_dir):
         point = points.get(document["label"])
         if point is None:
             continue
         found[document["key"]] = TrialRecord(
-            key=document["key"], point=point, seed=document["seed"], history=document["history"],
-            error=document["error"], train_seconds=document["train_seconds"], worker=document["worker"],
-            attempts=document["attempts"], run_id=document["run_id"],
+            key=document["key"],
+            point=point,
+            seed=document["seed"],
+            history=document["history"],
+            error=document["error"],
+            train_seconds=document["train_seconds"],
+            worker=document["worker"],
+            attempts=document["attempts"],
+            run_id=document["run_id"],
             diagnosis=Diagnosis(document["verdict"], document["reason"]),
         )
     return found
@@ -146,8 +163,19 @@ def finished_keys(sweep_dir: Path) -> set[str]:
     return {document["key"] for _, document in _trial_documents(sweep_dir, quiet=True)}
 
 
-_TRIAL_FIELDS = ("key", "label", "seed", "verdict", "reason", "error", "train_seconds", "worker", "attempts",
-                 "run_id", "history")
+_TRIAL_FIELDS = (
+    "key",
+    "label",
+    "seed",
+    "verdict",
+    "reason",
+    "error",
+    "train_seconds",
+    "worker",
+    "attempts",
+    "run_id",
+    "history",
+)
 
 
 def _trial_documents(sweep_dir: Path, quiet: bool = False) -> Iterable[tuple[Path, dict[str, Any]]]:
@@ -158,8 +186,11 @@ def _trial_documents(sweep_dir: Path, quiet: bool = False) -> Iterable[tuple[Pat
                 raise ValueError("fields are missing")
         except (OSError, UnicodeDecodeError, ValueError) as exc:
             if not quiet:
-                print(f"warning: {path}: unreadable trial file ({str(exc).splitlines()[0][:120]}); its trial "
-                      "counts as not finished and runs again on `sweeper resume`", file=sys.stderr)
+                print(
+                    f"warning: {path}: unreadable trial file ({str(exc).splitlines()[0][:120]}); its trial "
+                    "counts as not finished and runs again on `sweeper resume`",
+                    file=sys.stderr,
+                )
             continue
         yield path, document
 

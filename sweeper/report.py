@@ -27,7 +27,15 @@ import numpy as np
 
 from sweeper import ranking
 from sweeper.health import DIVERGED, is_number
-from sweeper.records import TrialRecord, write_atomically
+from sweeper.records import (
+    PLOTS_DIR,
+    RANKING_FILE,
+    REPORT_HTML,
+    REPORT_MD,
+    TRIALS_CSV,
+    TrialRecord,
+    write_atomically,
+)
 from sweeper.spec import SweepSpec
 from sweeper.workload import Workload
 
@@ -50,19 +58,21 @@ PLOT_LIMIT = 1e100
 
 # --- analysis (pure) ---
 def outcomes_of(records: list[TrialRecord], metric: str) -> list[ranking.TrialOutcome]:
-    return ranking.fill_missing_chance([
-        ranking.TrialOutcome(
-            label=r.point.label,
-            is_baseline=r.point.is_baseline,
-            seed=r.seed,
-            verdict=r.diagnosis.verdict,
-            final_metric=r.finite_final(metric),
-            final_loss=r.finite_final("loss"),
-            chance=r.finite_final("chance"),
-            knobs=r.point.knobs,
-        )
-        for r in records
-    ])
+    return ranking.fill_missing_chance(
+        [
+            ranking.TrialOutcome(
+                label=r.point.label,
+                is_baseline=r.point.is_baseline,
+                seed=r.seed,
+                verdict=r.verdict,
+                final_metric=r.finite_final(metric),
+                final_loss=r.finite_final("loss"),
+                chance=r.finite_final("chance"),
+                knobs=r.point.knobs,
+            )
+            for r in records
+        ]
+    )
 
 
 def _train_seconds(record: TrialRecord) -> float | None:
@@ -74,9 +84,9 @@ def compute_summary(records: list[TrialRecord]) -> dict[str, Any]:
     """Training seconds spent, and those saved by stopping diverged trials: each stopped trial would have
     run as many steps as the median trial that ran to its end, at its own seconds per step. A trial without
     a finite number of seconds counts as 0 s."""
-    finished_steps = [len(r.history) for r in records if r.history and r.diagnosis.verdict not in (*DIVERGED, "error")]
+    finished_steps = [len(r.history) for r in records if r.history and r.verdict not in (*DIVERGED, "error")]
     full = statistics.median(finished_steps) if finished_steps else None
-    stopped = [r for r in records if r.diagnosis.verdict in DIVERGED and r.history]
+    stopped = [r for r in records if r.verdict in DIVERGED and r.history]
     saved = 0.0
     if full is not None:
         saved = sum(max(0.0, full - len(r.history)) * (_train_seconds(r) or 0.0) / len(r.history) for r in stopped)
@@ -135,10 +145,10 @@ def trial_rows(spec: SweepSpec, metric: str, records: list[TrialRecord]) -> list
             "is_baseline": r.point.is_baseline,
             **{knob: r.point.knobs[knob] for knob in spec.grid},
             "seed": r.seed,
-            "verdict": r.diagnosis.verdict,
-            "reason": r.diagnosis.reason,
+            "verdict": r.verdict,
+            "reason": r.reason,
             "steps": len(r.history),
-            "stopped_early": r.diagnosis.verdict in DIVERGED,
+            "stopped_early": r.verdict in DIVERGED,
             "final_loss": r.finite_final("loss"),
             "final_metric": r.finite_final(metric),
             "chance": r.finite_final("chance"),
@@ -177,12 +187,24 @@ def sections(document: dict, rows: list[dict[str, Any]], context: dict[str, str]
         claims_section(document),
         ranking_section(document),
         effects_section(document),
-        Section("Failure modes per grid point", ["Verdict counts over the seeds, in ranking order."], image="failure_modes.png"),
-        Section("Learning curves", ["The baseline beside the best remedies; one line per seed."], image="learning_curves.png"),
+        Section(
+            "Failure modes per grid point",
+            ["Verdict counts over the seeds, in ranking order."],
+            image="failure_modes.png",
+        ),
+        Section(
+            "Learning curves",
+            ["The baseline beside the best remedies; one line per seed."],
+            image="learning_curves.png",
+        ),
         Section(
             "Gradient norms",
-            [("Distribution of the reported gradient norms over all trials; the line marks the clipping threshold "
-              "that would clip 10% of the reports.")],
+            [
+                (
+                    "Distribution of the reported gradient norms over all trials; the line marks the clipping "
+                    "threshold that would clip 10% of the reports."
+                )
+            ],
             image="grad_norms.png",
         ),
         Section("Files", ["trials.csv: every trial with its MLflow run id. ranking.json: every number above."]),
@@ -213,8 +235,16 @@ def baseline_section(document: dict, rows: list[dict[str, Any]]) -> Section:
     )
     for row in (r for r in rows if r["is_baseline"]):
         section.rows.append(
-            [str(row["seed"]), row["verdict"], row["reason"], str(row["steps"]), number(row["final_loss"]),
-             number(row["final_metric"]), number(row["chance"]), number(row["oracle"])]
+            [
+                str(row["seed"]),
+                row["verdict"],
+                row["reason"],
+                str(row["steps"]),
+                number(row["final_loss"]),
+                number(row["final_metric"]),
+                number(row["chance"]),
+                number(row["oracle"]),
+            ]
         )
     return section
 
@@ -247,19 +277,40 @@ def ranking_section(document: dict) -> Section:
     metric = document["metric"]
     section = Section(
         "Ranking",
-        [f"Verdict rule: {document['verdict_rule']}",
-         "Metric statistics count an unhealthy seed at its chance level. IQM interval: 95% bootstrap."],
-        ["rank", "grid point", "verdict", "healthy", "healthy 95% CI", f"median {metric}", f"IQM {metric} [95% CI]",
-         "median final loss", "P(beats baseline)", "verdicts by seed"],
+        [
+            f"Verdict rule: {document['verdict_rule']}",
+            "Metric statistics count an unhealthy seed at its chance level. IQM interval: 95% bootstrap.",
+        ],
+        [
+            "rank",
+            "grid point",
+            "verdict",
+            "healthy",
+            "healthy 95% CI",
+            f"median {metric}",
+            f"IQM {metric} [95% CI]",
+            "median final loss",
+            "P(beats baseline)",
+            "verdicts by seed",
+        ],
         image="ranking.png",
     )
     for rank, p in enumerate(document["points"], 1):
         low, high = p["healthy_rate_ci"]
         beats = "–" if p["prob_beats_baseline"] is None else f"{p['prob_beats_baseline']:.2f}"
         section.rows.append(
-            [str(rank), p["label"], p["verdict"], f"{p['healthy']}/{len(p['seeds'])}", f"[{low:.2f}, {high:.2f}]",
-             number(p["median"]), f"{number(p['iqm'])} [{number(p['iqm_ci'][0])}, {number(p['iqm_ci'][1])}]", number(p["median_loss"]),
-             beats, ", ".join(p["verdicts"])]
+            [
+                str(rank),
+                p["label"],
+                p["verdict"],
+                f"{p['healthy']}/{len(p['seeds'])}",
+                f"[{low:.2f}, {high:.2f}]",
+                number(p["median"]),
+                f"{number(p['iqm'])} [{number(p['iqm_ci'][0])}, {number(p['iqm_ci'][1])}]",
+                number(p["median_loss"]),
+                beats,
+                ", ".join(p["verdicts"]),
+            ]
         )
     return section
 
@@ -267,9 +318,13 @@ def ranking_section(document: dict) -> Section:
 def effects_section(document: dict) -> Section:
     section = Section(
         "What each knob does",
-        [("Main effect of each knob value over the rest of the grid; importance = share of the variance of the "
-          "ranks of the score (eta squared on ranks) that the knob's values explain: the order of the scores "
-          "counts, not their size, so one far-off score cannot take all of it.")],
+        [
+            (
+                "Main effect of each knob value over the rest of the grid; importance = share of the variance of the "
+                "ranks of the score (eta squared on ranks) that the knob's values explain: the order of the scores "
+                "counts, not their size, so one far-off score cannot take all of it."
+            )
+        ],
         ["knob", "importance (score)", "importance (healthy)", "value: healthy rate, mean score"],
         image="main_effects.png",
     )
@@ -303,7 +358,8 @@ def render_html(parts: list[Section], images: dict[str, bytes]) -> str:
         "<!doctype html><html><head><meta charset='utf-8'>",
         f"<title>{html.escape(parts[0].title)}</title><style>",
         "body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;padding:0 1em;color:#222}",
-        "table{border-collapse:collapse;font-size:13px;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 6px;text-align:left}",
+        "table{border-collapse:collapse;font-size:13px;margin:1em 0}",
+        "td,th{border:1px solid #ccc;padding:3px 6px;text-align:left}",
         "th{background:#f3f3f3}img{max-width:100%;border:1px solid #eee}",
         "</style></head><body>",
     ]
@@ -357,10 +413,17 @@ def plots(document: dict, records: list[TrialRecord]) -> dict[str, bytes]:
         # An interval end that is missing, or on the wrong side of the IQM after rounding, is drawn at the
         # IQM: matplotlib refuses a NaN or negative error bar.
         low, high = np.fmin(low, centre), np.fmax(high, centre)
-        colour = VERDICT_COLOURS["healthy" if p["healthy"] == len(p["seeds"]) else "collapsed" if p["healthy"] else "error"]
+        colour = VERDICT_COLOURS[
+            "healthy" if p["healthy"] == len(p["seeds"]) else "collapsed" if p["healthy"] else "error"
+        ]
         axis.errorbar(centre, y, xerr=[[centre - low], [high - centre]], fmt="o", color=colour, capsize=3)
-        axis.annotate(f"{p['healthy']}/{len(p['seeds'])} healthy · {p['verdict']}", (1.01, y),
-                      xycoords=("axes fraction", "data"), va="center", fontsize=8)
+        axis.annotate(
+            f"{p['healthy']}/{len(p['seeds'])} healthy · {p['verdict']}",
+            (1.01, y),
+            xycoords=("axes fraction", "data"),
+            va="center",
+            fontsize=8,
+        )
     _reference_lines(axis, records, vertical=True)
     axis.set_yticks(range(len(shown)), [p["label"] for p in shown], fontsize=8)
     axis.invert_yaxis()
@@ -384,7 +447,7 @@ def plots(document: dict, records: list[TrialRecord]) -> dict[str, bytes]:
     effects = document["main_effects"]
     if effects:
         figure, axes = plt.subplots(1, len(effects), figsize=(3.2 * len(effects), 3), squeeze=False)
-        for axis, effect in zip(axes[0], effects):
+        for axis, effect in zip(axes[0], effects, strict=True):
             values = effect["values"]
             axis.bar(range(len(values)), [v["healthy_rate"] or 0.0 for v in values], color="#90caf9")
             axis.set_xticks(range(len(values)), [str(v["value"]) for v in values], rotation=30, fontsize=8)
@@ -404,10 +467,12 @@ def plots(document: dict, records: list[TrialRecord]) -> dict[str, bytes]:
         group = sorted(by_label.get(label, []), key=lambda r: r.seed)
         for record in group:
             steps = _plottable([r.get("step", i + 1) for i, r in enumerate(record.history)])
-            colour = VERDICT_COLOURS.get(record.diagnosis.verdict, "#000")
+            colour = VERDICT_COLOURS.get(record.verdict, "#000")
             for row, key in enumerate((metric, "loss")):
                 values = _plottable([r.get(key) for r in record.history])
-                axes[row][column].plot(steps, values, color=colour, alpha=0.8, label=f"seed {record.seed}: {record.diagnosis.verdict}")
+                axes[row][column].plot(
+                    steps, values, color=colour, alpha=0.8, label=f"seed {record.seed}: {record.verdict}"
+                )
         axes[0][column].set_title(label, fontsize=9)
         _reference_lines(axes[0][column], group, vertical=False)
         losses = np.abs(_plottable([r.get("loss") for rec in group for r in rec.history]))
@@ -421,7 +486,9 @@ def plots(document: dict, records: list[TrialRecord]) -> dict[str, bytes]:
     axes[1][0].set_ylabel("loss")
     images["learning_curves.png"] = png(figure)
 
-    norms = np.array([r["grad_norm"] for rec in records for r in rec.history if is_number(r.get("grad_norm"))], dtype=float)
+    norms = np.array(
+        [r["grad_norm"] for rec in records for r in rec.history if is_number(r.get("grad_norm"))], dtype=float
+    )
     figure, axis = plt.subplots(figsize=(7, 3))
     finite = norms[np.isfinite(norms)]
     positive = finite[finite > 0]
@@ -431,11 +498,19 @@ def plots(document: dict, records: list[TrialRecord]) -> dict[str, bytes]:
         threshold = float(ranking.scaled_statistic(np.percentile, finite, q=90))
         if threshold > 0:
             axis.axvline(math.log10(threshold), color="#c62828")
-            axis.annotate(f"clip at {threshold:.3g}: 10% of reports", (math.log10(threshold), 0.9),
-                          xycoords=("data", "axes fraction"), fontsize=8, color="#c62828")
+            axis.annotate(
+                f"clip at {threshold:.3g}: 10% of reports",
+                (math.log10(threshold), 0.9),
+                xycoords=("data", "axes fraction"),
+                fontsize=8,
+                color="#c62828",
+            )
     axis.set_xlabel("log10 gradient norm")
-    axis.set_title(f"{norms.size} reports; {zeros} with a gradient norm of exactly 0; "
-                   f"{int(np.sum(~np.isfinite(norms)))} non-finite", fontsize=9)
+    axis.set_title(
+        f"{norms.size} reports; {zeros} with a gradient norm of exactly 0; "
+        f"{int(np.sum(~np.isfinite(norms)))} non-finite",
+        fontsize=9,
+    )
     images["grad_norms.png"] = png(figure)
     return images
 
@@ -452,7 +527,10 @@ def _plottable(values: Iterable[Any]) -> np.ndarray:
     """Values to draw: numbers clipped to +-PLOT_LIMIT; NaN, which matplotlib leaves out, for NaN, infinities
     and whatever is not a number (a key missing from a report, an interval end that is None)."""
     return np.array(
-        [min(max(float(v), -PLOT_LIMIT), PLOT_LIMIT) if is_number(v) and math.isfinite(v) else math.nan for v in values],
+        [
+            min(max(float(v), -PLOT_LIMIT), PLOT_LIMIT) if is_number(v) and math.isfinite(v) else math.nan
+            for v in values
+        ],
         dtype=float,
     )
 
@@ -469,14 +547,15 @@ def trials_csv(rows: list[dict[str, Any]]) -> str:
     return buffer.getvalue()
 
 
-def write_outputs(sweep_dir: Path, document: dict, records: list[TrialRecord], rows: list[dict[str, Any]],
-                  context: dict[str, str]) -> None:
+def write_outputs(
+    sweep_dir: Path, document: dict, records: list[TrialRecord], rows: list[dict[str, Any]], context: dict[str, str]
+) -> None:
     images = plots(document, records)
     parts = sections(document, rows, context)
-    (sweep_dir / "plots").mkdir(exist_ok=True)
+    (sweep_dir / PLOTS_DIR).mkdir(exist_ok=True)
     for name, data in images.items():
-        write_atomically(sweep_dir / "plots" / name, data)
-    write_atomically(sweep_dir / "trials.csv", trials_csv(rows))
-    write_atomically(sweep_dir / "ranking.json", json.dumps(document, indent=2, allow_nan=False) + "\n")
-    write_atomically(sweep_dir / "report.md", render_markdown(parts))
-    write_atomically(sweep_dir / "report.html", render_html(parts, images))
+        write_atomically(sweep_dir / PLOTS_DIR / name, data)
+    write_atomically(sweep_dir / TRIALS_CSV, trials_csv(rows))
+    write_atomically(sweep_dir / RANKING_FILE, json.dumps(document, indent=2, allow_nan=False) + "\n")
+    write_atomically(sweep_dir / REPORT_MD, render_markdown(parts))
+    write_atomically(sweep_dir / REPORT_HTML, render_html(parts, images))

@@ -155,11 +155,13 @@ class _SweepCallback(tune.Callback):
     def _finish(self, record: TrialRecord, ray_error: str | None) -> None:
         workload = self.workload
         record.error = record.error or ray_error
-        record.diagnosis = health.diagnose(record.history, workload.metric, workload.mode, record.error, workload.thresholds)
+        record.diagnosis = health.diagnose(
+            record.history, workload.metric, workload.mode, record.error, workload.thresholds
+        )
         save_trial(self.sweep_dir, record)  # the sweep folder first: it must hold every result
         self.mirror.trial_ended(record, workload.metric)
         if self.display is not None:
-            self.display.trial_finished(record.key, record.point.label, record.diagnosis.verdict, record.final(workload.metric))
+            self.display.trial_finished(record.key, record.point.label, record.verdict, record.final(workload.metric))
 
 
 def _last_line(path: str | None) -> str:
@@ -238,10 +240,15 @@ def run_trials(
         param_space={
             "workload": spec.workload,
             "base": spec.base_overrides(workload),
-            "trial": tune.grid_search([
-                {"point": {"knobs": point.knobs, "label": point.label, "is_baseline": point.is_baseline}, "seed": seed}
-                for point, seed in trials
-            ]),
+            "trial": tune.grid_search(
+                [
+                    {
+                        "point": {"knobs": point.knobs, "label": point.label, "is_baseline": point.is_baseline},
+                        "seed": seed,
+                    }
+                    for point, seed in trials
+                ]
+            ),
             "early_stop": early_stop,
         },
         tune_config=tune.TuneConfig(

@@ -57,6 +57,8 @@ class _SpecLoader(yaml.SafeLoader):
         raise yaml.constructor.ConstructorError(
             None, None, "anchors and aliases (*name) are not supported in a sweep spec", self.get_mark()
         )
+
+
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
@@ -209,7 +211,9 @@ def _parse(path: Path, doc: Any, index: int | None) -> SweepSpec:
     resources = _mapping(doc, "resources", fail)
     for key in resources:
         if key not in RESOURCE_KEYS:
-            raise fail(f"resources.{key}", f"unknown resource{did_you_mean(key, RESOURCE_KEYS)}; {one_of(RESOURCE_KEYS)}")
+            raise fail(
+                f"resources.{key}", f"unknown resource{did_you_mean(key, RESOURCE_KEYS)}; {one_of(RESOURCE_KEYS)}"
+            )
     cpu = _amount(resources.get("cpu", 1), "resources.cpu", fail, minimum_exclusive=True)
     gpu = _amount(resources.get("gpu", 0), "resources.gpu", fail, minimum_exclusive=False)
 
@@ -246,7 +250,10 @@ def _claim(workload: Workload, grid: dict[str, list[Any]], key: str, item: Any, 
         raise fail(f"{key}.claim", "missing; say the claim in words")
     expect = item.get("expect")
     if expect not in EXPECTATIONS:
-        raise fail(f"{key}.expect", f"{expect!r} is not an expectation{did_you_mean(expect, EXPECTATIONS)}; {one_of(EXPECTATIONS)}")
+        raise fail(
+            f"{key}.expect",
+            f"{expect!r} is not an expectation{did_you_mean(expect, EXPECTATIONS)}; {one_of(EXPECTATIONS)}",
+        )
     change, where = _mapping(item, "set", fail, f"{key}."), _mapping(item, "where", fail, f"{key}.")
     if not change:
         raise fail(f"{key}.set", "missing; name the knob values the claim is about")
@@ -261,7 +268,9 @@ def _claim(workload: Workload, grid: dict[str, list[Any]], key: str, item: Any, 
         if knob in where:
             raise fail(f"{key}.where.{knob}", "is also in `set`; a claim changes a knob or filters on it, not both")
         if workload.knobs[knob].default not in grid[knob]:
-            raise fail(f"{key}.set.{knob}", f"the grid lacks the default {workload.knobs[knob].default!r} to compare with")
+            raise fail(
+                f"{key}.set.{knob}", f"the grid lacks the default {workload.knobs[knob].default!r} to compare with"
+            )
     return Claim(text=" ".join(text.split()), change=change, where=where, expect=expect)
 
 
@@ -294,7 +303,10 @@ def _knob_value(workload: Workload, key: str, knob_name: Any, value: Any, fail) 
     checked = knob.check(value)
     if checked is None:
         if knob.choices is not None:
-            raise fail(key, f"{value!r} is not a value of {knob_name}{did_you_mean(value, knob.choices)}; {one_of(knob.choices)}")
+            raise fail(
+                key,
+                f"{value!r} is not a value of {knob_name}{did_you_mean(value, knob.choices)}; {one_of(knob.choices)}",
+            )
         raise fail(key, f"{knob_name} expects {knob.kind.__name__}, got {value!r}")
     if isinstance(checked, float) and not math.isfinite(checked):
         raise fail(key, f"{knob_name} must be finite, got {value!r}")
@@ -315,7 +327,7 @@ def _amount(value: Any, key: str, fail, *, minimum_exclusive: bool) -> float:
 def grid_points(workload: Workload, grid: dict[str, list[Any]]) -> list[GridPoint]:
     """The cartesian product of the grid, baseline first (added if the product lacks it)."""
     defaults = {key: workload.knobs[key].default for key in grid}
-    points = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+    points = [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
     if defaults not in points:
         points.append(defaults)
     points.sort(key=lambda knobs: knobs != defaults)  # stable: the baseline moves to the front

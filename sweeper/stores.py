@@ -16,7 +16,7 @@ def default_tracking_uri() -> str:
 def local_store_path(uri: str) -> Path | None:
     """The database file of a `sqlite:///` URI, None for any other store."""
     prefix = "sqlite:///"
-    return Path(uri[len(prefix):]) if uri.startswith(prefix) else None
+    return Path(uri[len(prefix) :]) if uri.startswith(prefix) else None
 
 
 def is_local_store(uri: str) -> bool:

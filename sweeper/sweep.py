@@ -4,11 +4,12 @@ syncing and rebuilding a sweep."""
 from __future__ import annotations
 
 import dataclasses
+import sys
 import tempfile
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,20 +19,34 @@ from sweeper.errors import SweeperError
 from sweeper.health import diagnose
 from sweeper.progress import SweepProgress
 from sweeper.records import (
-    SWEEP_FILE,
+    OUTPUT_FILES,
+    PLAN_SUFFIX,
+    PLOTS_DIR,
+    SPEC_FILE,
     UNFINISHED,
     TrialRecord,
     in_grid_order,
+    is_complete,
+    is_sweep_folder,
     load_sweep_meta,
     load_trials,
+    planned_sweep_dirs,
     save_sweep_meta,
     trial_key,
     write_atomically,
+    write_plan,
 )
 from sweeper.spec import SweepSpec, load_specs
 from sweeper.workload import Workload, load
 
-OUTPUT_FILES = ("trials.csv", "ranking.json", "report.md", "report.html")
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a sweep's trials run; kept in sweep.json so `resume` runs the rest the same way."""
+
+    max_concurrent: int | None = None
+    max_retries: int = 2
+    early_stop: bool = True
 
 
 @dataclass(frozen=True)
@@ -39,13 +54,16 @@ class SweepOutcome:
     sweep_id: str
     sweep_dir: Path
     parent_run_id: str | None
-    ranking: dict[str, Any]
+    ranking: dict[str, Any] | None
+    """The ranking document; None when the analysis failed (`analysis_error`)."""
     unfinished: int = 0
+    analysis_error: Exception | None = None
+    """Why the analysis of the finished trials failed; the trials stay, `sweeper report DIR` retries."""
 
 
 def new_sweep_dir(out_root: Path, name: str) -> Path:
     """`<out_root>/<name>-<UTC time>`, never an existing folder: no earlier result is overwritten."""
-    stem = f"{name}-{datetime.now(timezone.utc).strftime('%Y%m%d-%H%M%S')}"
+    stem = f"{name}-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
     sweep_dir, suffix = out_root / stem, 1
     while sweep_dir.exists():
         suffix += 1
@@ -63,37 +81,102 @@ def _tracker(spec: SweepSpec, workload: Workload, tracking_uri: str, sweep_id: s
 def _parent_fields(spec: SweepSpec, sweep_dir: Path) -> tuple[dict[str, Any], dict[str, str]]:
     from sweeper.tracking import TAG_WORKLOAD
 
-    params = {"workload": spec.workload, "seeds": spec.seeds, "smoke": spec.smoke, "grid": spec.grid,
-              "fixed": spec.fixed, "spec_file": str(spec.path)}
+    params = {
+        "workload": spec.workload,
+        "seeds": spec.seeds,
+        "smoke": spec.smoke,
+        "grid": spec.grid,
+        "fixed": spec.fixed,
+        "spec_file": str(spec.path),
+    }
     return params, {TAG_WORKLOAD: spec.workload, "sweeper.output": str(sweep_dir.resolve())}
 
 
-def run_sweep(
-    spec: SweepSpec,
+def plan_sweeps(
+    specs: list[SweepSpec],
     *,
+    spec_file: Path,
     out_root: Path,
     tracking_uri: str,
-    address: str | None = None,
-    max_concurrent: int | None = None,
-    max_retries: int = 2,
-    early_stop: bool = True,
-) -> SweepOutcome:
-    workload = load(spec.workload)
+    address: str | None,
+    options: RunOptions,
+) -> list[Path]:
+    """Start Ray, check every sweep against the cluster, then make every sweep's folder and the plan file
+    that lists them, so a killed run can be resumed from `out_root`, sweeps never started included. Nothing
+    is written when a check fails."""
     runner = _start_ray(address)
-    runner.check_cluster(spec, tracking_uri)  # before anything is written
-    sweep_dir = new_sweep_dir(out_root, spec.name)
-    sweep_id = sweep_dir.name
-    write_atomically(sweep_dir / "spec.yaml", yaml.safe_dump(spec.document, sort_keys=False))
-    save_sweep_meta(sweep_dir, {"sweep_id": sweep_id, "name": spec.name, "workload": spec.workload,
-                                "tracking_uri": tracking_uri})
-    tracker = _tracker(spec, workload, tracking_uri, sweep_id)
-    wall_seconds = _run_trials(spec, workload, sweep_dir, tracker, max_concurrent=max_concurrent,
-                               max_retries=max_retries, early_stop=early_stop)
+    for spec in specs:
+        runner.check_cluster(spec, tracking_uri)
+    folders = []
+    for spec in specs:
+        sweep_dir = new_sweep_dir(out_root, spec.name)
+        write_atomically(sweep_dir / SPEC_FILE, yaml.safe_dump(_as_run(spec), sort_keys=False))
+        save_sweep_meta(
+            sweep_dir,
+            {
+                "sweep_id": sweep_dir.name,
+                "name": spec.name,
+                "workload": spec.workload,
+                "tracking_uri": tracking_uri,
+                "options": dataclasses.asdict(options),
+            },
+        )
+        folders.append(sweep_dir)
+    write_plan(out_root, f"{spec_file.stem}-{_utc_stamp()}", folders)
+    return folders
+
+
+def _as_run(spec: SweepSpec) -> dict[str, Any]:
+    """The spec's document with its name resolved (a document of a multi-sweep file may omit it)."""
+    return {"name": spec.name, **spec.document}
+
+
+def _utc_stamp() -> str:
+    return datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+
+
+def run_sweep(sweep_dir: Path, *, address: str | None = None, tracking_uri: str | None = None) -> SweepOutcome:
+    """Run every trial of a sweep folder that it does not hold yet (all of them in a new folder, the rest
+    after a killed driver), then analyse, report and bring MLflow up to date."""
+    spec, workload, tracker, options = _open_sweep(sweep_dir, tracking_uri)
+    runner = _start_ray(address)
+    runner.check_cluster(spec, tracker.tracking_uri)
+    found = load_trials(sweep_dir, spec)
+    missing = [
+        (point, seed)
+        for point in spec.points
+        for seed in range(spec.seeds)
+        if trial_key(point.label, seed) not in found
+    ]
+    wall_seconds = 0.0
+    if missing:
+        wall_seconds = _run_trials(spec, workload, sweep_dir, tracker, missing, done=len(found), options=options)
     return _finish(spec, workload, sweep_dir, tracker, wall_seconds)
 
 
-def _run_trials(spec: SweepSpec, workload: Workload, sweep_dir: Path, tracker, *, done: int = 0, **options) -> float:
-    """Run (or resume) the trials on Ray with the console display, MLflow written from a thread of its own
+def sweeps_to_resume(path: Path) -> list[Path]:
+    """A sweep folder itself, or the unfinished sweeps of every plan in an output folder."""
+    if is_sweep_folder(path):
+        return [path]
+    planned = planned_sweep_dirs(path) if path.is_dir() else []
+    if not planned:
+        raise SweeperError(
+            f"{path}: neither a sweep folder (no sweep.json) nor an output folder with plan files (*{PLAN_SUFFIX})"
+        )
+    return [folder for folder in planned if not _finished(folder)]
+
+
+def _finished(sweep_dir: Path) -> bool:
+    if not is_sweep_folder(sweep_dir):
+        raise SweeperError(f"{sweep_dir}: a plan names this sweep folder, but it is gone")
+    (spec,) = load_specs(sweep_dir / SPEC_FILE)
+    return is_complete(sweep_dir, spec)
+
+
+def _run_trials(
+    spec: SweepSpec, workload: Workload, sweep_dir: Path, tracker, trials: list, *, done: int, options: RunOptions
+) -> float:
+    """Run the trials on Ray with the console display, MLflow written from a thread of its own
     (`TrialMirror`); the wall seconds it took."""
     from sweeper import runner
     from sweeper.tracking import TrialMirror
@@ -102,7 +185,9 @@ def _run_trials(spec: SweepSpec, workload: Workload, sweep_dir: Path, tracker, *
     mirror = TrialMirror(tracker, sweep_dir, _parent_fields(spec, sweep_dir))
     try:
         with SweepProgress(tracker.sweep_id, spec.trial_count, workload.metric, workload.mode, done=done) as display:
-            runner.run_trials(spec, sweep_dir=sweep_dir, mirror=mirror, display=display, **options)
+            runner.run_trials(
+                spec, trials, sweep_dir=sweep_dir, mirror=mirror, display=display, **dataclasses.asdict(options)
+            )
     finally:
         mirror.close()
     return time.perf_counter() - started
@@ -129,114 +214,145 @@ def _import_driver_modules() -> None:
 
 
 def _open_sweep(sweep_dir: Path, tracking_uri: str | None):
-    """An existing sweep folder's spec, workload and MLflow tracker (its own store unless told otherwise)."""
-    if not (sweep_dir / SWEEP_FILE).is_file():
-        raise SweeperError(f"{sweep_dir}: not a sweep folder (no {SWEEP_FILE})")
+    """An existing sweep folder's spec, workload, MLflow tracker (its own store unless told otherwise) and
+    run options."""
+    if not is_sweep_folder(sweep_dir):
+        raise SweeperError(f"{sweep_dir}: not a sweep folder (no sweep.json)")
     meta = load_sweep_meta(sweep_dir)
-    (spec,) = load_specs(sweep_dir / "spec.yaml")
+    (spec,) = load_specs(sweep_dir / SPEC_FILE)
     workload = load(spec.workload)
-    return spec, workload, _tracker(spec, workload, tracking_uri or meta["tracking_uri"], meta["sweep_id"])
-
-
-def resume_sweep(sweep_dir: Path, *, address: str | None = None, tracking_uri: str | None = None) -> SweepOutcome:
-    """Finish a sweep whose driver died: finished trials are kept, the rest run; MLflow gets no duplicates."""
-    spec, workload, tracker = _open_sweep(sweep_dir, tracking_uri)
-    runner = _start_ray(address)
-    runner.check_cluster(spec, tracker.tracking_uri)
-    done = len(load_trials(sweep_dir, spec))
-    wall_seconds = 0.0
-    if done < spec.trial_count:
-        if not runner.can_resume(sweep_dir):
-            raise SweeperError(f"{sweep_dir}: Ray Tune left no experiment state to resume from")
-        wall_seconds = _run_trials(spec, workload, sweep_dir, tracker, done=done, resume=True)
-    return _finish(spec, workload, sweep_dir, tracker, wall_seconds)
+    options = RunOptions(**meta.get("options", {}))
+    return spec, workload, _tracker(spec, workload, tracking_uri or meta["tracking_uri"], meta["sweep_id"]), options
 
 
 def sync_sweep(sweep_dir: Path, *, tracking_uri: str | None = None) -> tuple[int, str]:
-    """Replay into MLflow whatever a sweep folder has and MLflow lacks; (trials replayed, tracking URI)."""
-    spec, workload, tracker = _open_sweep(sweep_dir, tracking_uri)
-    replayed = _mirror(spec, workload, sweep_dir, tracker, load_trials(sweep_dir, spec))
-    if replayed is None:
+    """Bring MLflow to exactly what a sweep folder holds: every trial run that is missing, incomplete or
+    duplicated is written again from its trial file; (trials replayed, tracking URI)."""
+    spec, workload, tracker, _ = _open_sweep(sweep_dir, tracking_uri)
+    replayed = _sync_trials(spec, workload, sweep_dir, tracker, load_trials(sweep_dir, spec))
+    if replayed is None or not _attach_outputs(sweep_dir, tracker):
         raise SweeperError(f"--tracking-uri: MLflow at {tracker.tracking_uri} cannot be reached; nothing was replayed")
     return replayed, tracker.tracking_uri
 
 
-def _mirror(spec, workload, sweep_dir: Path, tracker, found: dict[str, TrialRecord]) -> int | None:
-    """Bring MLflow up to date with the sweep folder: parent run, missing trials, output files."""
+def _sync_trials(spec, workload, sweep_dir: Path, tracker, found: dict[str, TrialRecord]) -> int | None:
+    """Bring MLflow's trial runs up to date with the sweep folder: the parent run, every trial's run exactly as
+    its trial file (a run that differs is recreated, the record and its trial file get the new run id); the
+    number of runs written, or None when MLflow cannot be reached."""
     if tracker.ensure_parent(*_parent_fields(spec, sweep_dir)) is None:
         return None
-    replayed = tracker.sync([found[key] for key in sorted(found)], spec.workload, workload.metric)
-    if replayed is None:
-        return None
-    outputs = [sweep_dir / name for name in ("spec.yaml", *OUTPUT_FILES) if (sweep_dir / name).exists()]
-    plots = sweep_dir / "plots"
-    if not tracker.log_files(outputs, plots=plots if plots.is_dir() else None):
-        return None
-    return replayed
+    return tracker.sync([found[key] for key in sorted(found)], spec.workload, workload.metric, sweep_dir)
+
+
+def _attach_outputs(sweep_dir: Path, tracker) -> bool:
+    """The spec and whatever outputs the folder holds, as artifacts of the sweep's parent run."""
+    outputs = [sweep_dir / name for name in (SPEC_FILE, *OUTPUT_FILES) if (sweep_dir / name).exists()]
+    plots = sweep_dir / PLOTS_DIR
+    return tracker.log_files(outputs, plots=plots if plots.is_dir() else None)
+
+
+def _analyse(spec: SweepSpec, workload: Workload, sweep_dir: Path, tracker) -> SweepOutcome:
+    """MLflow's trial runs brought up to date first (so trials.csv gets every final run id, and the outputs
+    are newer than every trial file), then the analysis and its outputs, attached to the parent run. An
+    analysis that fails is returned, not raised: the trials are the expensive part, and they stay."""
+    found = load_trials(sweep_dir, spec)
+    synced = _sync_trials(spec, workload, sweep_dir, tracker, found)
+    records = in_grid_order(spec, found)
+    unfinished = sum(r.reason == UNFINISHED for r in records)
+    context = {"tracking": f"{tracker.tracking_uri}, experiment {spec.name}"}
+    document, analysis_error = None, None
+    try:
+        document = write_report(spec, workload, records, sweep_dir, tracker.sweep_id, context)
+    except Exception as exc:  # noqa: BLE001 - whatever went wrong, the trials must not be lost to it
+        analysis_error = exc
+    if synced is None or not _attach_outputs(sweep_dir, tracker):
+        _warn_behind(tracker, sweep_dir)
+    return SweepOutcome(tracker.sweep_id, sweep_dir, tracker.parent_run_id, document, unfinished, analysis_error)
+
+
+def _warn_behind(tracker, sweep_dir: Path) -> None:
+    print(
+        f"warning: MLflow at {tracker.tracking_uri} is behind this sweep; `sweeper sync {sweep_dir}` brings it "
+        "up to date",
+        file=sys.stderr,
+    )
 
 
 def _finish(spec: SweepSpec, workload: Workload, sweep_dir: Path, tracker, wall_seconds: float) -> SweepOutcome:
-    found = load_trials(sweep_dir, spec)
-    records = in_grid_order(spec, found)
-    unfinished = sum(r.diagnosis.reason == UNFINISHED for r in records)
-    context = {"tracking": f"{tracker.tracking_uri}, experiment {spec.name}"}
-    document = write_report(spec, workload, records, sweep_dir, tracker.sweep_id, context)
-    replayed = _mirror(spec, workload, sweep_dir, tracker, found)
-    summary = {"wall_seconds": wall_seconds, "trials": float(spec.trial_count), **document["compute"]}
-    status = "KILLED" if unfinished else "FINISHED"
-    if replayed is None or not tracker.end_sweep(status, summary):
-        print(f"warning: MLflow at {tracker.tracking_uri} is behind this sweep; `sweeper sync {sweep_dir}` "
-              "brings it up to date")
-    return SweepOutcome(tracker.sweep_id, sweep_dir, tracker.parent_run_id, document, unfinished)
+    outcome = _analyse(spec, workload, sweep_dir, tracker)
+    compute = (outcome.ranking or {}).get("compute", {})
+    summary = {"wall_seconds": wall_seconds, "trials": float(spec.trial_count), **compute}
+    status = "KILLED" if outcome.unfinished else "FAILED" if outcome.analysis_error else "FINISHED"
+    if not tracker.end_sweep(status, summary):
+        _warn_behind(tracker, sweep_dir)
+    return outcome
 
 
-def write_report(spec: SweepSpec, workload: Workload, records: list[TrialRecord], sweep_dir: Path, sweep_id: str,
-                 context: dict[str, str]) -> dict[str, Any]:
+def report_folder(sweep_dir: Path, *, tracking_uri: str | None = None, claims_from: Path | None = None) -> SweepOutcome:
+    """Analyse a sweep folder's trials again and rewrite its outputs in place (after a failed analysis, or
+    with claims added later), and attach them to the sweep's MLflow run."""
+    spec, workload, tracker, _ = _open_sweep(sweep_dir, tracking_uri)
+    if claims_from is not None:
+        spec = _with_claims_from(spec, claims_from)
+    return _analyse(spec, workload, sweep_dir, tracker)
+
+
+def write_report(
+    spec: SweepSpec,
+    workload: Workload,
+    records: list[TrialRecord],
+    sweep_dir: Path,
+    sweep_id: str,
+    context: dict[str, str],
+) -> dict[str, Any]:
     """Analyse the records and write every output file; returns the ranking document."""
     from sweeper import report  # numpy, scipy: loaded while Ray starts (`_start_ray`), not before
 
     document = report.analyze(spec, workload, records, sweep_id)
     rows = report.trial_rows(spec, workload.metric, records)
-    report.write_outputs(sweep_dir, document, records, rows,
-                         {"description": spec.description, "spec": str(spec.path), **context})
+    report.write_outputs(
+        sweep_dir, document, records, rows, {"description": spec.description, "spec": str(spec.path), **context}
+    )
     return document
 
 
 def rebuild_sweep(ref: str, *, tracking_uri: str, out_root: Path, claims_from: Path | None = None) -> SweepOutcome:
     """Every output of a sweep, rebuilt from its MLflow runs alone: the spec artifact of the parent run and
     each child run's params, tags and metric histories; every trial is diagnosed again from its history.
+    A finished trial whose run lacks reports is refused (`sweeper.tracking.run_is_complete`).
     `claims_from`: a spec file whose sweep of the same name brings claims to judge (added after the run)."""
-    from sweeper.tracking import TAG_ATTEMPTS, TAG_POINT, TAG_REASON, TAG_VERDICT, TAG_WORKER, load_sweep
+    from sweeper.tracking import load_sweep
 
     with tempfile.TemporaryDirectory() as scratch:
-        loaded = load_sweep(tracking_uri, ref, Path(scratch))
-        if loaded is None:
-            raise SweeperError(f"{ref}: no sweep with this sweep id or parent run id in {tracking_uri}")
-        parent, spec_path, stored = loaded
-        (spec,) = load_specs(spec_path)
+        stored = load_sweep(tracking_uri, ref, Path(scratch))
+    if stored is None:
+        raise SweeperError(f"{ref}: no sweep with this sweep id or parent run id in {tracking_uri}")
+    if stored.incomplete:
+        named = ", ".join(stored.incomplete[:3]) + (", ..." if len(stored.incomplete) > 3 else "")
+        count = len(stored.incomplete)
+        raise SweeperError(
+            f"{ref}: incomplete MLflow runs for {count} finished trial{'s' if count > 1 else ''} "
+            f"({named}) in {tracking_uri}; `sweeper sync <sweep folder>` completes them, or "
+            "`sweeper report <sweep folder>` reports from the folder itself"
+        )
+    spec = stored.spec
     if claims_from is not None:
         spec = _with_claims_from(spec, claims_from)
     workload = load(spec.workload)
-    points = {point.label: point for point in spec.points}
-    found = {}
-    for trial in stored:
-        point, seed = points.get(trial.tags.get(TAG_POINT)), int(trial.params["seed"])
-        verdict = trial.tags.get(TAG_VERDICT)
-        if point is None or verdict is None:  # a trial without a verdict never finished: in_grid_order says so
-            continue
-        record = TrialRecord(
-            key=trial_key(point.label, seed), point=point, seed=seed, history=trial.history,
-            error=trial.tags.get(TAG_REASON) if verdict == "error" else None,
-            train_seconds=trial.summary.get("train_seconds", 0.0), worker=trial.tags.get(TAG_WORKER, ""),
-            attempts=int(trial.tags.get(TAG_ATTEMPTS, 1)), run_id=trial.run_id,
-        )
+    for record in stored.trials.values():  # diagnosed again: the verdict tag is what an older version said
         record.diagnosis = diagnose(record.history, workload.metric, workload.mode, record.error, workload.thresholds)
-        found[record.key] = record
+    parent = stored.parent
     sweep_id = parent.info.run_name
     sweep_dir = new_sweep_dir(out_root, f"{sweep_id}-report")
-    write_atomically(sweep_dir / "spec.yaml", yaml.safe_dump(spec.document, sort_keys=False))
-    document = write_report(spec, workload, in_grid_order(spec, found), sweep_dir, sweep_id,
-                            {"rebuilt from": f"{tracking_uri}, parent run {parent.info.run_id}"})
+    write_atomically(sweep_dir / SPEC_FILE, yaml.safe_dump(_as_run(spec), sort_keys=False))
+    document = write_report(
+        spec,
+        workload,
+        in_grid_order(spec, stored.trials),
+        sweep_dir,
+        sweep_id,
+        {"rebuilt from": f"{tracking_uri}, parent run {parent.info.run_id}"},
+    )
     return SweepOutcome(sweep_id, sweep_dir, parent.info.run_id, document)
 
 
@@ -248,4 +364,6 @@ def _with_claims_from(spec: SweepSpec, path: Path) -> SweepSpec:
     (other,) = matching
     if (other.workload, other.grid, other.fixed, other.smoke) != (spec.workload, spec.grid, spec.fixed, spec.smoke):
         raise SweeperError(f"{path}: {spec.name}: its workload, grid or fixed knobs differ from the sweep as run")
-    return dataclasses.replace(spec, claims=other.claims, document={**spec.document, "claims": other.document.get("claims", [])})
+    return dataclasses.replace(
+        spec, claims=other.claims, document={**spec.document, "claims": other.document.get("claims", [])}
+    )

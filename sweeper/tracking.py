@@ -1,10 +1,14 @@
-"""MLflow tracking: the only module that imports MLflow.
+"""MLflow tracking: the only module that imports MLflow, and the one place that turns a trial into an
+MLflow run and back.
 
-One experiment per sweep name, one parent run per sweep, one child run per trial nested under it through
-the `mlflow.parentRunId` tag, found again by its `sweeper.trial_key` tag (so a retried or resumed trial
-never leaves a duplicate). Only the driver talks to MLflow, metrics are buffered and written with
-`log_batch`, and MLflow is a mirror of the sweep folder: when the store cannot be reached, the tracker
-stops trying for a while, the sweep goes on, and `sync` replays what is missing, idempotently.
+One experiment per sweep name, one parent run per sweep, one child run per trial. Runs are found by their
+tags alone (`sweeper.sweep` = the sweep id, `sweeper.kind` = "sweep" or "trial", `sweeper.trial_key`),
+never by `mlflow.parentRunId` (set only for the UI's nesting), so a retried or resumed trial never leaves
+a duplicate. Only the driver talks to MLflow; metrics are buffered and written with `log_batch`, and a
+report leaves the buffer only once MLflow has it. MLflow is a mirror of the sweep folder: when the store
+cannot be reached the tracker stops trying for a while and the sweep goes on; a trial's run gets its
+verdict tag last, once every report and summary metric arrived; and `sync` compares every run with its
+trial file and recreates the runs that differ, idempotently.
 """
 
 from __future__ import annotations
@@ -33,7 +37,9 @@ from mlflow.entities import Metric, Param, RunTag  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
-from sweeper.records import TrialRecord, save_trial  # noqa: E402
+from sweeper.health import Diagnosis  # noqa: E402
+from sweeper.records import PLOTS_DIR, SPEC_FILE, TrialRecord, save_trial, trial_key  # noqa: E402
+from sweeper.spec import SweepSpec, load_specs  # noqa: E402
 from sweeper.stores import local_store_path  # noqa: E402
 
 TAG_SWEEP = "sweeper.sweep"
@@ -53,22 +59,40 @@ logging.getLogger("mlflow").setLevel(logging.ERROR)  # not "Creating initial MLf
 
 _BATCH_LIMIT = 1000  # MLflow's maximum number of metrics in one log_batch call
 _FLUSH_EVERY_S = 5.0
+_PAGE = 50000  # MLflow's maximum page of search_runs
+LOCKED_RETRY_WAITS_S = (0.1, 0.3, 1.0, 3.0)
+"""Waits before trying an action again when SQLite answers "database is locked" (another writer's turn)."""
 RETRY_AFTER_S = 30.0
 """After a failed call the tracker leaves MLflow alone this long, so an outage does not stall the sweep."""
 _UNREACHABLE = (MlflowException, requests.RequestException, OSError)
 T = TypeVar("T")
+Row = tuple[str, int, float]  # one metric value of a report: key, step, value
 
 
 class SweepTracker:
-    """The MLflow side of one sweep: its parent run and its trials' child runs."""
+    """The MLflow side of one sweep: its parent run and its trials' child runs.
+
+    Nothing here drops a report: `_pending` keeps each run's metrics until MLflow has acknowledged them
+    (a failed batch stays, in order, for the next flush; MLflow ignores a row sent twice with the same
+    timestamp), and a trial that ended is closed, with its verdict tag last, by `catch_up` once every
+    metric arrived, however long MLflow was away. A trial whose run could not even be started gets its
+    whole run from its record then.
+    """
 
     def __init__(self, tracking_uri: str, experiment: str, sweep_id: str, base_params: dict[str, Any]):
         self.tracking_uri, self.experiment, self.sweep_id = tracking_uri, experiment, sweep_id
         self.base_params = base_params
         self.parent_run_id: str | None = None
         self.experiment_id: str | None = None
+        self._parent_fields: tuple[dict[str, Any], dict[str, str]] = ({}, {})
+        self._workload = ""
         self._pending: dict[str, list[Metric]] = {}
+        """Per run id, the metrics MLflow has not acknowledged yet, in the order they were reported."""
         self._last_flush: dict[str, float] = {}
+        self._unclosed: dict[str, tuple[TrialRecord, str]] = {}
+        """Per trial key, the ended trials whose runs are not closed yet (record, metric), in order."""
+        self._delivered: set[str] = set()
+        """Runs this tracker closed after MLflow acknowledged every one of their metrics."""
         self._down_until = 0.0
 
     @functools.cached_property
@@ -78,26 +102,42 @@ class SweepTracker:
         return MlflowClient(self.tracking_uri)
 
     def _call(self, action: Callable[[], T]) -> T | None:
-        """Run one MLflow action; None (and a pause) if the store cannot be reached."""
+        """Run one MLflow action; None (and a pause) if the store cannot be reached. A SQLite store that
+        another sweep holds locked for a moment is tried again a few times first (every action is safe to
+        repeat: a trial's run is started afresh, a metric batch carries its own timestamps)."""
         if time.monotonic() < self._down_until:
             return None
         try:
+            for wait in LOCKED_RETRY_WAITS_S:
+                try:
+                    return action()
+                except MlflowException as exc:
+                    if "database is locked" not in str(exc):
+                        raise
+                    time.sleep(wait)
             return action()
         except _UNREACHABLE as exc:
             self._down_until = time.monotonic() + RETRY_AFTER_S
             first_line = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
-            print(f"warning: MLflow at {self.tracking_uri} failed ({first_line}); the sweep goes on and its folder "
-                  f"keeps every result (`sweeper sync` replays them)", file=sys.stderr)
+            print(
+                f"warning: MLflow at {self.tracking_uri} failed ({first_line}); the sweep goes on and its folder "
+                f"keeps every result (`sweeper sync` replays them)",
+                file=sys.stderr,
+            )
             return None
 
     # --- the sweep's parent run ---
     def ensure_parent(self, params: dict[str, Any] | None = None, tags: dict[str, str] | None = None) -> str | None:
-        """The parent run's id, creating the experiment and the run if they do not exist yet."""
+        """The parent run's id, creating the experiment and the run if they do not exist yet (with the
+        params and tags of the first call that gave them, should that call have found MLflow down)."""
+        if params is not None or tags is not None:
+            self._parent_fields = (params or {}, tags or {})
         if self.parent_run_id is None:
-            self._call(lambda: self._find_or_create_parent(params or {}, tags or {}))
+            self._call(self._find_or_create_parent)
         return self.parent_run_id
 
-    def _find_or_create_parent(self, params: dict[str, Any], tags: dict[str, str]) -> None:
+    def _find_or_create_parent(self) -> None:
+        params, tags = self._parent_fields
         found = self.client.get_experiment_by_name(self.experiment)
         if found is not None:
             self.experiment_id = found.experiment_id
@@ -106,9 +146,15 @@ class SweepTracker:
             # A local store keeps artifacts beside its database rather than under whatever the working
             # directory happens to be; a server chooses its own artifact root.
             location = (store.parent / "mlartifacts" / self.experiment).as_uri() if store else None
-            self.experiment_id = self.client.create_experiment(self.experiment, artifact_location=location)
+            try:
+                self.experiment_id = self.client.create_experiment(self.experiment, artifact_location=location)
+            except MlflowException:  # another sweep of the same name created it first
+                created = self.client.get_experiment_by_name(self.experiment)
+                if created is None:
+                    raise
+                self.experiment_id = created.experiment_id
         existing = self.client.search_runs(
-            [self.experiment_id], f"tags.`{TAG_SWEEP}` = '{self.sweep_id}' and tags.`{TAG_KIND}` = 'sweep'"
+            [self.experiment_id], f"tags.`{TAG_SWEEP}` = '{_quoted(self.sweep_id)}' and tags.`{TAG_KIND}` = 'sweep'"
         )
         if existing:
             self.parent_run_id = existing[0].info.run_id
@@ -119,14 +165,27 @@ class SweepTracker:
         self.client.log_batch(run.info.run_id, params=[Param(k, _text(v)) for k, v in params.items()])
         self.parent_run_id = run.info.run_id
 
+    @property
+    def _parent(self) -> str:
+        """The parent run's id, for calls made once `ensure_parent` has found or made it."""
+        if self.parent_run_id is None:
+            raise MlflowException("the sweep's parent run is not known yet")
+        return self.parent_run_id
+
+    @property
+    def _experiment(self) -> str:
+        if self.experiment_id is None:
+            raise MlflowException("the sweep's experiment is not known yet")
+        return self.experiment_id
+
     def log_files(self, files: list[Path], plots: Path | None = None) -> bool:
         """Attach output files (and a folder of plots, shown in the MLflow UI) to the parent run."""
 
         def attach() -> bool:
             for path in files:
-                self.client.log_artifact(self.parent_run_id, str(path))
+                self.client.log_artifact(self._parent, str(path))
             if plots is not None:
-                self.client.log_artifacts(self.parent_run_id, str(plots), artifact_path="plots")
+                self.client.log_artifacts(self._parent, str(plots), artifact_path=PLOTS_DIR)
             return True
 
         return self.ensure_parent() is not None and bool(self._call(attach))
@@ -134,8 +193,8 @@ class SweepTracker:
     def end_sweep(self, status: str, summary: dict[str, float]) -> bool:
         def end() -> bool:
             metrics = [Metric(SUMMARY_PREFIX + k, float(v), _now_ms(), 0) for k, v in summary.items()]
-            self.client.log_batch(self.parent_run_id, metrics=metrics)
-            self.client.set_terminated(self.parent_run_id, status)
+            self.client.log_batch(self._parent, metrics=metrics)
+            self.client.set_terminated(self._parent, status)
             return True
 
         return self.ensure_parent() is not None and bool(self._call(end))
@@ -144,64 +203,111 @@ class SweepTracker:
     def start_trial(self, record: TrialRecord, workload: str) -> str | None:
         """A fresh child run for the trial; an earlier run of the same trial (an attempt on a lost node,
         or one cut short by a killed driver) is deleted first, so MLflow shows each trial once."""
+        self._workload = workload
+        self._unclosed.pop(record.key, None)  # a trial started again replaces its earlier attempt
+        if record.run_id is not None:
+            self._forget(record.run_id)
         if self.ensure_parent() is None:
             return None
+        return self._call(lambda: self._start(record, workload))
 
-        def start() -> str:
-            for stale in self._trial_runs(record.key):
-                self.client.delete_run(stale.info.run_id)
-            run = self.client.create_run(
-                self.experiment_id, run_name=record.key, tags={**self._trial_tags(record, workload), TAG_KIND: "trial"}
-            )
-            params = {**self.base_params, **record.point.knobs, "seed": record.seed}
-            self.client.log_batch(run.info.run_id, params=[Param(k, _text(v)) for k, v in params.items()])
-            return run.info.run_id
-
-        return self._call(start)
+    def _start(self, record: TrialRecord, workload: str, stale: list | None = None) -> str:
+        for run in self._trial_runs(record.key) if stale is None else stale:
+            self.client.delete_run(run.info.run_id)
+            self._forget(run.info.run_id)
+        run = self.client.create_run(
+            self._experiment, run_name=record.key, tags={**self._trial_tags(record, workload), TAG_KIND: "trial"}
+        )
+        params = {**self.base_params, **record.point.knobs, "seed": record.seed}
+        self.client.log_batch(run.info.run_id, params=[Param(k, _text(v)) for k, v in params.items()])
+        return run.info.run_id
 
     def log_step(self, run_id: str | None, step: int, metrics: dict[str, float]) -> None:
         """Buffer one report's metrics; they are written every few seconds and when the trial ends."""
-        if run_id is None:
+        if run_id is None:  # no run (MLflow was down at the start): the trial's run is written whole at its end
             return
         now = _now_ms()
         self._pending.setdefault(run_id, []).extend(Metric(k, v, now, step) for k, v in metrics.items())
         if now / 1000 - self._last_flush.get(run_id, 0.0) >= _FLUSH_EVERY_S:
             self._call(lambda: self._flush(run_id))
 
-    def end_trial(self, record: TrialRecord, metric: str) -> bool:
-        """Flush the trial's metrics and close its run with its verdict; False if MLflow did not get it all."""
+    def end_trial(self, record: TrialRecord, metric: str) -> None:
+        """The trial has ended: queue the closing of its run (its summary metrics, then its verdict tag),
+        which `catch_up` does as soon as MLflow has every report before it."""
+        if record.run_id is not None:
+            self._pending.setdefault(record.run_id, []).extend(_summary_metrics(record, metric, _now_ms()))
+        self._unclosed[record.key] = (record, metric)
+
+    def catch_up(self) -> list[TrialRecord]:
+        """Close the runs of ended trials, in order, while MLflow answers; the records now closed (their
+        `run_id` set), whose trial files the caller saves again."""
+        closed = []
+        for key, (record, metric) in list(self._unclosed.items()):
+            if not self._call(functools.partial(self._close, record, metric)):
+                break
+            del self._unclosed[key]
+            closed.append(record)
+        return closed
+
+    @property
+    def behind(self) -> bool:
+        """Whether an ended trial's run still waits to be closed."""
+        return bool(self._unclosed)
+
+    def _close(self, record: TrialRecord, metric: str) -> bool:
+        """Every pending metric of the trial's run, its status, and its outcome tags last (the verdict tag
+        says the run is complete); a trial that has no run yet gets one, with every report. Raises if
+        MLflow fails; what it had not acknowledged stays pending."""
         if record.run_id is None:
-            return False
+            if self.parent_run_id is None:
+                self._find_or_create_parent()
+            self._replay(record, metric, self._workload, stale=None)
+        run_id = record.run_id
+        assert run_id is not None and record.diagnosis is not None
+        self._flush(run_id)
+        self.client.set_terminated(run_id, _status(record))
+        self.client.log_batch(run_id, tags=[RunTag(k, _text(v)) for k, v in _outcome_tags(record).items()])
+        self._delivered.add(run_id)
+        self._pending.pop(run_id, None)
+        self._last_flush.pop(run_id, None)
+        return True
 
-        def end() -> bool:
-            self._flush(record.run_id)
-            self.client.log_batch(
-                record.run_id,
-                metrics=[Metric(SUMMARY_PREFIX + k, v, _now_ms(), 0) for k, v in trial_summary(record, metric).items()],
-                tags=[RunTag(k, _text(v)) for k, v in _outcome_tags(record).items()],
-            )
-            self.client.set_terminated(record.run_id, "FAILED" if record.diagnosis.verdict == "error" else "FINISHED")
-            return True
-
-        done = bool(self._call(end))
-        self._pending.pop(record.run_id, None)
-        return done
+    def _replay(self, record: TrialRecord, metric: str, workload: str, stale: list | None) -> None:
+        """A new run for the trial (its earlier runs deleted), with every report and summary metric pending."""
+        run_id = self._start(record, workload, stale)
+        record.run_id = run_id
+        now = _now_ms()
+        # Each value its own timestamp: MLflow would take two equal rows (key, value, time, step) for one.
+        self._pending[run_id] = [
+            Metric(key, value, now + index, step) for index, (key, step, value) in enumerate(report_rows(record))
+        ]
+        self._pending[run_id] += _summary_metrics(record, metric, now)
 
     def _flush(self, run_id: str) -> None:
-        pending = self._pending.pop(run_id, [])
-        for start in range(0, len(pending), _BATCH_LIMIT):
-            self.client.log_batch(run_id, metrics=pending[start : start + _BATCH_LIMIT])
+        """Write the run's pending metrics; each batch leaves the buffer only once MLflow has it."""
+        pending = self._pending.get(run_id, [])
+        while pending:
+            batch = pending[:_BATCH_LIMIT]
+            self.client.log_batch(run_id, metrics=batch)
+            del pending[: len(batch)]
         self._last_flush[run_id] = time.time()
 
+    def _forget(self, run_id: str) -> None:
+        """A run that is (or is about to be) deleted: nothing more is written to it."""
+        self._pending.pop(run_id, None)
+        self._last_flush.pop(run_id, None)
+        self._delivered.discard(run_id)
+
     def _trial_runs(self, key: str | None = None) -> list:
-        query = f"tags.`mlflow.parentRunId` = '{self.parent_run_id}'"
+        """The sweep's trial runs (of one trial), by their tags."""
+        query = f"tags.`{TAG_SWEEP}` = '{_quoted(self.sweep_id)}' and tags.`{TAG_KIND}` = 'trial'"
         if key is not None:
             query += f" and tags.`{TAG_TRIAL_KEY}` = '{_quoted(key)}'"
-        return self.client.search_runs([self.experiment_id], query, max_results=50000)
+        return _search_all(self.client, [self._experiment], query)
 
     def _trial_tags(self, record: TrialRecord, workload: str) -> dict[str, str]:
         return {
-            "mlflow.parentRunId": self.parent_run_id,
+            "mlflow.parentRunId": self._parent,  # the UI's nesting; runs are found by the tags below
             TAG_TRIAL_KEY: record.key,
             TAG_POINT: record.point.label,
             TAG_WORKLOAD: workload,
@@ -210,29 +316,78 @@ class SweepTracker:
         }
 
     # --- bringing MLflow up to date with the sweep folder ---
-    def sync(self, records: list[TrialRecord], workload: str, metric: str) -> int | None:
-        """Replay every finished trial MLflow lacks (no run with its verdict); the number replayed, or None
-        if MLflow cannot be reached. Running it twice replays nothing the second time."""
+    def sync(self, records: list[TrialRecord], workload: str, metric: str, sweep_dir: Path) -> int | None:
+        """Make every finished trial's run hold exactly its trial file: each run is compared with its
+        record (tags, summary, every report: the history of each metric key), and a run that differs in
+        any way, a missing run and duplicate runs are replaced by one new run written from the record,
+        whose trial file is saved again with the new run id. The number of trials whose runs changed, or
+        None if MLflow cannot be reached. Running it twice changes nothing the second time."""
+        self._down_until = 0.0  # one try now, whatever pause the live mirror was in
+        self._workload = workload
         if self.ensure_parent() is None:
             return None
 
-        def replay() -> int:
-            complete = {run.data.tags[TAG_TRIAL_KEY] for run in self._trial_runs() if TAG_VERDICT in run.data.tags}
-            replayed = 0
+        def bring_up_to_date() -> int:
+            while self._unclosed:  # runs the live mirror could not close yet: finish them first
+                key, (record, ended_metric) = next(iter(self._unclosed.items()))
+                self._close(record, ended_metric)
+                del self._unclosed[key]
+            runs: dict[str, list] = {}
+            for run in self._trial_runs():
+                runs.setdefault(run.data.tags.get(TAG_TRIAL_KEY), []).append(run)
+            changed = 0
             for record in records:
-                if record.key in complete or record.diagnosis is None:
+                if record.diagnosis is None:
                     continue
-                record.run_id = self.start_trial(record, workload)
-                if record.run_id is None:
-                    raise MlflowException(f"could not create a run for {record.key}")
-                for step, report in enumerate(record.history, 1):
-                    self.log_step(record.run_id, int(report.get("step", step)), report_metrics(report))
-                if not self.end_trial(record, metric):
-                    raise MlflowException(f"could not close the run of {record.key}")
-                replayed += 1
-            return replayed
+                found = runs.get(record.key, [])
+                keep = next((run for run in found if self._mirrors(run, record, metric)), None)
+                stale = [run for run in found if run is not keep]
+                if keep is not None:
+                    for run in stale:
+                        self.client.delete_run(run.info.run_id)
+                        self._forget(run.info.run_id)
+                    run_id = keep.info.run_id
+                else:
+                    self._replay(record, metric, workload, stale)
+                    self._close(record, metric)
+                    run_id = record.run_id
+                changed += bool(stale) or keep is None
+                if record.run_id != run_id or keep is None:
+                    record.run_id = run_id
+                    save_trial(sweep_dir, record)
+            return changed
 
-        return self._call(replay)
+        return self._call(bring_up_to_date)
+
+    def _mirrors(self, run, record: TrialRecord, metric: str) -> bool:
+        """Whether a run holds exactly what the trial's record says: its tags, params, status and summary,
+        and every report, each (key, step) once. The cheap checks on what the run search returned come
+        first; the metric histories (one call per report key) are read only when those pass, and not for
+        a run this tracker itself delivered in full."""
+        tags, params, metrics = run.data.tags, run.data.params, run.data.metrics
+        expected_tags = {TAG_POINT: record.point.label, **_outcome_tags(record)}
+        if any(tags.get(k) != _text(v) for k, v in expected_tags.items()):
+            return False
+        if any(params.get(k) != _text(v) for k, v in {**record.point.knobs, "seed": record.seed}.items()):
+            return False
+        if run.info.status != _status(record):
+            return False
+        summary = {SUMMARY_PREFIX + k: v for k, v in trial_summary(record, metric).items()}
+        if not _same_values(summary, {k: v for k, v in metrics.items() if k.startswith(SUMMARY_PREFIX)}):
+            return False
+        rows = report_rows(record)
+        latest: dict[str, tuple[int, float]] = {}
+        for key, step, value in rows:
+            if key not in latest or step >= latest[key][0]:
+                latest[key] = (step, value)
+        reported = {k: v for k, v in metrics.items() if not k.startswith(SUMMARY_PREFIX)}
+        if not _same_values({k: value for k, (_, value) in latest.items()}, reported):
+            return False
+        if run.info.run_id in self._delivered:
+            return True
+        history = self.client.get_metric_history
+        stored = [(m.key, m.step, m.value) for key in latest for m in history(run.info.run_id, key)]
+        return _canonical(stored) == _canonical(rows)
 
 
 class TrialMirror:
@@ -261,13 +416,11 @@ class TrialMirror:
         self._queue.put(lambda: self.tracker.log_step(record.run_id, step, report_metrics(report)))
 
     def trial_ended(self, record: TrialRecord, metric: str) -> None:
-        def end() -> None:
-            if self.tracker.end_trial(record, metric):
-                save_trial(self.sweep_dir, record)  # again, now with its MLflow run id
-
-        self._queue.put(end)
+        self._queue.put(lambda: self.tracker.end_trial(record, metric))
 
     def close(self) -> None:
+        """Wait for the queue to drain. Runs still unclosed then (MLflow down at the end) are left to the
+        `sync` that ends the sweep, which the same tracker does."""
         self._queue.put(None)
         self._thread.join()
 
@@ -275,13 +428,25 @@ class TrialMirror:
         while (action := self._queue.get()) is not None:
             try:
                 action()
+                if self.tracker.behind:  # ended trials close as soon as MLflow has all of their reports
+                    for record in self.tracker.catch_up():
+                        save_trial(self.sweep_dir, record)  # again, now with its MLflow run id
             except Exception as exc:  # never lose the sweep to its mirror: `sync` replays what is missing
-                print(f"warning: writing to MLflow failed ({type(exc).__name__}: {exc}); the sweep goes on",
-                      file=sys.stderr)
+                print(
+                    f"warning: writing to MLflow failed ({type(exc).__name__}: {exc}); the sweep goes on",
+                    file=sys.stderr,
+                )
 
 
+# --- a trial as an MLflow run ---
 def trial_summary(record: TrialRecord, metric: str) -> dict[str, float]:
-    summary = {"train_seconds": record.train_seconds, "steps": float(len(record.history))}
+    """The run's summary metrics (`sweeper.<name>`, at step 0); `steps` and `report_values` count its
+    reports and their metric values, so a run can be checked complete without the sweep folder."""
+    summary = {
+        "train_seconds": record.train_seconds,
+        "steps": float(len(record.history)),
+        "report_values": float(sum(len(report_metrics(report)) for report in record.history)),
+    }
     for name in ("loss", metric):
         value = record.final(name)
         if value is not None:
@@ -294,13 +459,63 @@ def report_metrics(report: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in report.items() if isinstance(v, int | float) and k != "step"}
 
 
+def report_rows(record: TrialRecord) -> list[Row]:
+    """Every metric value of the trial's reports, in order, as its run holds them."""
+    return [
+        (key, int(report.get("step", index)), value)
+        for index, report in enumerate(record.history, 1)
+        for key, value in report_metrics(report).items()
+    ]
+
+
+def _summary_metrics(record: TrialRecord, metric: str, timestamp: int) -> list[Metric]:
+    return [Metric(SUMMARY_PREFIX + k, float(v), timestamp, 0) for k, v in trial_summary(record, metric).items()]
+
+
+def _status(record: TrialRecord) -> str:
+    return "FAILED" if record.diagnosis is not None and record.verdict == "error" else "FINISHED"
+
+
 def _outcome_tags(record: TrialRecord) -> dict[str, Any]:
-    return {TAG_VERDICT: record.diagnosis.verdict, TAG_REASON: record.diagnosis.reason, TAG_WORKER: record.worker,
-            TAG_ATTEMPTS: record.attempts}
+    assert record.diagnosis is not None
+    return {
+        TAG_VERDICT: record.verdict,
+        TAG_REASON: record.reason,
+        TAG_WORKER: record.worker,
+        TAG_ATTEMPTS: record.attempts,
+    }
+
+
+def _stored(value: float) -> tuple[bool, float]:
+    """A value as MLflow's store gives it back (+-inf as +-max float), comparable even when NaN."""
+    if math.isnan(value):
+        return True, 0.0
+    if math.isinf(value):
+        return False, math.copysign(_STORED_INFINITY, value)
+    return False, value
+
+
+def _same_values(expected: dict[str, float], stored: dict[str, float]) -> bool:
+    return expected.keys() == stored.keys() and all(_stored(v) == _stored(stored[k]) for k, v in expected.items())
+
+
+def _canonical(rows: list[Row]) -> list[tuple[str, int, tuple[bool, float]]]:
+    return sorted((key, step, _stored(value)) for key, step, value in rows)
 
 
 def _quoted(value: str) -> str:
     return value.replace("'", "\\'")
+
+
+def _search_all(client: MlflowClient, experiment_ids: list[str], query: str) -> list:
+    runs: list = []
+    token = None
+    while True:
+        page = client.search_runs(experiment_ids, query, max_results=_PAGE, page_token=token)
+        runs += page
+        token = page.token
+        if not token:
+            return runs
 
 
 # --- reading a sweep back ---
@@ -322,40 +537,87 @@ def find_sweep(client: MlflowClient, ref: str):
 
 
 @dataclass(frozen=True)
-class StoredTrial:
-    run_id: str
-    params: dict[str, str]
-    tags: dict[str, str]
-    summary: dict[str, float]
-    history: list[dict[str, float]]
+class StoredSweep:
+    parent: Any
+    """The sweep's parent run."""
+    spec: SweepSpec
+    """The spec the sweep ran, from the parent run's spec.yaml."""
+    trials: dict[str, TrialRecord]
+    """The finished trials (runs with a verdict tag) of the spec's grid, by key, with their stored verdict."""
+    incomplete: list[str]
+    """Keys of finished trials whose runs do not hold all of their reports (see `run_is_complete`), or that
+    have more than one finished run."""
 
 
-def load_sweep(tracking_uri: str, ref: str, download_to: Path) -> tuple[Any, Path, list[StoredTrial]] | None:
-    """A sweep's parent run, its spec (downloaded into `download_to`) and every trial with its full report
-    history; None if the store has no such sweep."""
+def load_sweep(tracking_uri: str, ref: str, download_to: Path) -> StoredSweep | None:
+    """A sweep read back from its MLflow runs alone (the spec downloaded into `download_to`); None if the
+    store has no such sweep."""
     client = MlflowClient(tracking_uri)
     parent = find_sweep(client, ref)
     if parent is None:
         return None
-    spec_path = Path(client.download_artifacts(parent.info.run_id, "spec.yaml", str(download_to)))
-    children = client.search_runs(
-        [parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'", max_results=50000
+    (spec,) = load_specs(client.download_artifacts(parent.info.run_id, SPEC_FILE, str(download_to)))
+    points = {point.label: point for point in spec.points}
+    sweep_id = parent.data.tags.get(TAG_SWEEP, parent.info.run_name)
+    children = _search_all(
+        client,
+        [parent.info.experiment_id],
+        f"tags.`{TAG_SWEEP}` = '{_quoted(sweep_id)}' and tags.`{TAG_KIND}` = 'trial'",
     )
-    trials = []
+    trials: dict[str, TrialRecord] = {}
+    incomplete: set[str] = set()
     for child in children:
+        tags, params = child.data.tags, child.data.params
+        point, verdict = points.get(tags.get(TAG_POINT)), tags.get(TAG_VERDICT)
+        if point is None or verdict is None:  # a trial without a verdict never finished: in_grid_order says so
+            continue
+        if "seed" not in params:
+            incomplete.add(tags.get(TAG_TRIAL_KEY, child.info.run_id))
+            continue
+        seed = int(params["seed"])
+        key = trial_key(point.label, seed)
+        rows = [
+            (name, m.step, _from_store(m.value))
+            for name in child.data.metrics
+            if not name.startswith(SUMMARY_PREFIX)
+            for m in client.get_metric_history(child.info.run_id, name)
+        ]
+        summary = {k[len(SUMMARY_PREFIX) :]: v for k, v in child.data.metrics.items() if k.startswith(SUMMARY_PREFIX)}
+        if key in trials or not run_is_complete(rows, summary):
+            incomplete.add(key)
         steps: dict[int, dict[str, float]] = {}
-        for key in child.data.metrics:
-            if key.startswith(SUMMARY_PREFIX):
-                continue
-            for metric in client.get_metric_history(child.info.run_id, key):
-                value = metric.value
-                if abs(value) == _STORED_INFINITY:
-                    value = math.copysign(math.inf, value)
-                steps.setdefault(metric.step, {"step": metric.step})[key] = value
-        summary = {k[len(SUMMARY_PREFIX):]: v for k, v in child.data.metrics.items() if k.startswith(SUMMARY_PREFIX)}
-        trials.append(StoredTrial(child.info.run_id, dict(child.data.params), dict(child.data.tags), summary,
-                                  [steps[step] for step in sorted(steps)]))
-    return parent, spec_path, trials
+        for name, step, value in rows:
+            steps.setdefault(step, {"step": step})[name] = value
+        trials[key] = TrialRecord(
+            key=key,
+            point=point,
+            seed=seed,
+            history=[steps[step] for step in sorted(steps)],
+            error=tags.get(TAG_REASON) if verdict == "error" else None,
+            train_seconds=summary.get("train_seconds", 0.0),
+            worker=tags.get(TAG_WORKER, ""),
+            attempts=int(tags.get(TAG_ATTEMPTS, 1)),
+            run_id=child.info.run_id,
+            diagnosis=Diagnosis(verdict, tags.get(TAG_REASON, "")),
+        )
+    return StoredSweep(parent, spec, trials, sorted(incomplete))
+
+
+def run_is_complete(rows: list[Row], summary: dict[str, float]) -> bool:
+    """Whether a finished run's report history is whole, judged from the run alone: it has exactly
+    `sweeper.steps` distinct steps and `sweeper.report_values` values, no (key, step) twice. A run written
+    before `report_values` existed must carry every report key at every step."""
+    if "steps" not in summary:
+        return False
+    pairs = {(key, step) for key, step, _ in rows}
+    steps = {step for _, step in pairs}
+    keys = {key for key, _ in pairs}
+    values = summary.get("report_values", len(steps) * len(keys))
+    return len(pairs) == len(rows) == values and len(steps) == summary["steps"]
+
+
+def _from_store(value: float) -> float:
+    return math.copysign(math.inf, value) if abs(value) == _STORED_INFINITY else value
 
 
 def download_file(tracking_uri: str, ref: str, name: str, download_to: Path) -> Path | None:

@@ -58,7 +58,7 @@ _OPEN_KINDS = (bool, int, float, str)
 CHANCE_REPORTED = "reported"
 """The CHANCE of a workload whose every report carries its own `chance` key."""
 _ADD_CHANCE = (
-    'add CHANCE = <the metric of a model that learned nothing, e.g. 0.0 for R^2 or kappa>, '
+    "add CHANCE = <the metric of a model that learned nothing, e.g. 0.0 for R^2 or kappa>, "
     f'or CHANCE = "{CHANCE_REPORTED}" if every report carries a `chance` key'
 )
 
@@ -287,15 +287,15 @@ def _check_contract(name: str, module: ModuleType) -> dict[str, Knob]:
         if not hasattr(module, attribute):
             raise broken(f"it does not define {attribute}")
     config = module.Config
-    if not (isinstance(config, type) and dataclasses.is_dataclass(config)
-            and getattr(config, "__dataclass_params__").frozen):
+    params = getattr(config, "__dataclass_params__", None)  # the frozen flag has no public accessor
+    if not (isinstance(config, type) and dataclasses.is_dataclass(config) and params is not None and params.frozen):
         raise broken("Config is not a frozen dataclass")
     if module.MODE not in ("max", "min"):
         raise broken(f"MODE is {module.MODE!r}; valid: max, min")
     if not hasattr(module, "CHANCE"):
         raise broken(f"it does not define CHANCE; {_ADD_CHANCE}")
     if not (module.CHANCE == CHANCE_REPORTED if isinstance(module.CHANCE, str) else _is_number(module.CHANCE)):
-        raise broken(f"CHANCE is {module.CHANCE!r}, neither a finite number nor \"{CHANCE_REPORTED}\"; {_ADD_CHANCE}")
+        raise broken(f'CHANCE is {module.CHANCE!r}, neither a finite number nor "{CHANCE_REPORTED}"; {_ADD_CHANCE}')
     try:
         knobs = knobs_of(config)
     except SweeperError as exc:
@@ -363,7 +363,7 @@ def _attribute_docstrings(cls: type) -> dict[str, str]:
     assert isinstance(definition, ast.ClassDef)  # the source of a class is its class statement
     body = definition.body
     docs = {}
-    for declaration, following in zip(body, body[1:]):
+    for declaration, following in zip(body, body[1:], strict=False):
         if (
             isinstance(declaration, ast.AnnAssign)
             and isinstance(declaration.target, ast.Name)

@@ -24,8 +24,15 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 def run_sweeper(*args: str, cwd: Path, timeout: float = 600, **extra_env: str) -> subprocess.CompletedProcess:
     """The real `sweeper` console script, its output captured as text."""
-    return subprocess.run([SWEEPER, *args], cwd=cwd, env=clean_env(**extra_env), capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    return subprocess.run(
+        [SWEEPER, *args],
+        cwd=cwd,
+        env=clean_env(**extra_env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def free_port() -> int:

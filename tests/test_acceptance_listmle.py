@@ -10,9 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from mlflow.tracking import MlflowClient
-
 from conftest import sweep_dirs
+from mlflow.tracking import MlflowClient
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,9 +22,21 @@ def sweep(tmp_path_factory):
     work = tmp_path_factory.mktemp("listmle")
     sweeper = Path(sys.executable).with_name("sweeper")
     result = subprocess.run(
-        [str(sweeper), "run", str(ROOT / "configs/listmle.yaml"), "--seeds", "3", "--out", str(work / "sweeps"),
-         "--tracking-uri", f"sqlite:///{work / 'mlflow.db'}"],
-        capture_output=True, text=True, timeout=3600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        [
+            str(sweeper),
+            "run",
+            str(ROOT / "configs/listmle.yaml"),
+            "--seeds",
+            "3",
+            "--out",
+            str(work / "sweeps"),
+            "--tracking-uri",
+            f"sqlite:///{work / 'mlflow.db'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=3600,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     (sweep_dir,) = sweep_dirs(work / "sweeps")

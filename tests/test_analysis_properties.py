@@ -29,32 +29,70 @@ pytestmark = pytest.mark.filterwarnings("error::RuntimeWarning")
 
 METRIC = "r2"
 GRID = {"fix": ["off", "on", "half"], "width": [8]}
-EXTREMES = [0.0, -0.0, 5e-324, -5e-324, 1e-300, 1e297, -1e297, 1e308, -1e308, 1.7976931348623157e308,
-            -1.7976931348623157e308, math.nan, math.inf, -math.inf]
+EXTREMES = [
+    0.0,
+    -0.0,
+    5e-324,
+    -5e-324,
+    1e-300,
+    1e297,
+    -1e297,
+    1e308,
+    -1e308,
+    1.7976931348623157e308,
+    -1.7976931348623157e308,
+    math.nan,
+    math.inf,
+    -math.inf,
+]
 NUMERIC_COLUMNS = ("steps", "final_loss", "final_metric", "chance", "oracle", "train_seconds")
 
 
 def stub_workload(mode: str) -> Workload:
     module = types.ModuleType("stub_workload")
     module.METRIC, module.MODE = METRIC, mode
-    knobs = {"fix": Knob("fix", "off", str, ("off", "on", "half"), "the remedy"), "width": Knob("width", 8, int, None, "")}
+    knobs = {
+        "fix": Knob("fix", "off", str, ("off", "on", "half"), "the remedy"),
+        "width": Knob("width", 8, int, None, ""),
+    }
     return Workload("stub", module, knobs)
 
 
 def stub_spec(workload: Workload, seeds: int) -> SweepSpec:
-    claims = [Claim("the fix fixes it", {"fix": "on"}, {}, "fixes"), Claim("half does nothing", {"fix": "half"}, {}, "no_effect"),
-              Claim("the loss reads zero", {"fix": "half"}, {"width": 8}, "zero_loss")]
-    return SweepSpec(path=Path("stub.yaml"), name="stub", workload="stub", seeds=seeds, smoke=False, fixed={}, grid=GRID,
-                     cpu=1.0, gpu=0.0, points=grid_points(workload, GRID), claims=claims)
+    claims = [
+        Claim("the fix fixes it", {"fix": "on"}, {}, "fixes"),
+        Claim("half does nothing", {"fix": "half"}, {}, "no_effect"),
+        Claim("the loss reads zero", {"fix": "half"}, {"width": 8}, "zero_loss"),
+    ]
+    return SweepSpec(
+        path=Path("stub.yaml"),
+        name="stub",
+        workload="stub",
+        seeds=seeds,
+        smoke=False,
+        fixed={},
+        grid=GRID,
+        cpu=1.0,
+        gpu=0.0,
+        points=grid_points(workload, GRID),
+        claims=claims,
+    )
 
 
 # --- strategies ---
-values = st.one_of(st.sampled_from(EXTREMES), st.floats(allow_nan=True, allow_infinity=True),
-                   st.floats(-2.0, 2.0), st.integers(-3, 3))
+values = st.one_of(
+    st.sampled_from(EXTREMES), st.floats(allow_nan=True, allow_infinity=True), st.floats(-2.0, 2.0), st.integers(-3, 3)
+)
 reports = st.fixed_dictionaries(
     {"step": st.one_of(st.integers(0, 50), values)},
-    optional={"loss": values, "grad_norm": values, METRIC: values, "chance": values, "oracle": values,
-              "output_scale": values},
+    optional={
+        "loss": values,
+        "grad_norm": values,
+        METRIC: values,
+        "chance": values,
+        "oracle": values,
+        "output_scale": values,
+    },
 )
 histories = st.lists(reports, max_size=6)
 verdicts = st.one_of(st.none(), st.sampled_from(health.VERDICTS))  # None: diagnosed from the history
@@ -73,11 +111,20 @@ def sweeps(draw, max_seeds: int = 3):
                 continue
             history = draw(histories)
             error = draw(st.sampled_from([None, None, None, "ValueError: bad shape"]))
-            record = TrialRecord(trial_key(point.label, seed), point, seed, history, error,
-                                 train_seconds=draw(st.sampled_from([0.0, 1.5, 30.0, math.nan, math.inf])))
+            record = TrialRecord(
+                trial_key(point.label, seed),
+                point,
+                seed,
+                history,
+                error,
+                train_seconds=draw(st.sampled_from([0.0, 1.5, 30.0, math.nan, math.inf])),
+            )
             verdict = draw(verdicts)
-            record.diagnosis = (health.diagnose(history, METRIC, workload.mode, error, workload.thresholds)
-                                if verdict is None else health.Diagnosis(verdict, "stored"))
+            record.diagnosis = (
+                health.diagnose(history, METRIC, workload.mode, error, workload.thresholds)
+                if verdict is None
+                else health.Diagnosis(verdict, "stored")
+            )
             records.append(record)
     return spec, workload, records
 
@@ -88,9 +135,14 @@ def outcomes(draw):
     fix = draw(st.sampled_from(GRID["fix"]))
     optional = st.one_of(st.none(), values.map(float))
     return ranking.TrialOutcome(
-        label=f"fix={fix}", is_baseline=fix == "off", seed=draw(st.integers(0, 2)),
-        verdict=draw(st.sampled_from(health.VERDICTS)), final_metric=draw(optional), final_loss=draw(optional),
-        chance=draw(optional), knobs={"fix": fix, "width": 8},
+        label=f"fix={fix}",
+        is_baseline=fix == "off",
+        seed=draw(st.integers(0, 2)),
+        verdict=draw(st.sampled_from(health.VERDICTS)),
+        final_metric=draw(optional),
+        final_loss=draw(optional),
+        chance=draw(optional),
+        knobs={"fix": fix, "width": 8},
     )
 
 
@@ -173,14 +225,20 @@ def test_a_baseline_that_ends_at_minus_1e297_and_an_infinite_loss_is_ranked_belo
     for point in spec.points:
         for seed in range(3):
             if point.is_baseline:
-                history = [{"step": 1, "loss": 2.0, "grad_norm": 1.0, METRIC: -1e296},
-                           {"step": 2, "loss": math.inf, "grad_norm": 1.0, METRIC: (-1e297, -2e297, -3e297)[seed]}]
+                history = [
+                    {"step": 1, "loss": 2.0, "grad_norm": 1.0, METRIC: -1e296},
+                    {"step": 2, "loss": math.inf, "grad_norm": 1.0, METRIC: (-1e297, -2e297, -3e297)[seed]},
+                ]
             elif point.knobs["fix"] == "on":
-                history = [{"step": 1, "loss": 1.0, "grad_norm": 1.0, METRIC: 0.5},
-                           {"step": 2, "loss": 0.5, "grad_norm": 1.0, METRIC: 0.8 + seed / 100}]
+                history = [
+                    {"step": 1, "loss": 1.0, "grad_norm": 1.0, METRIC: 0.5},
+                    {"step": 2, "loss": 0.5, "grad_norm": 1.0, METRIC: 0.8 + seed / 100},
+                ]
             else:  # fix=half explodes too, at a metric less far off
-                history = [{"step": 1, "loss": 2.0, "grad_norm": 1.0, METRIC: -1e296},
-                           {"step": 2, "loss": 1e7, "grad_norm": 1.0, METRIC: -1e296}]
+                history = [
+                    {"step": 1, "loss": 2.0, "grad_norm": 1.0, METRIC: -1e296},
+                    {"step": 2, "loss": 1e7, "grad_norm": 1.0, METRIC: -1e296},
+                ]
             record = TrialRecord(trial_key(point.label, seed), point, seed, history, train_seconds=1.0)
             record.diagnosis = health.diagnose(history, METRIC, "max")
             records.append(record)
@@ -195,7 +253,9 @@ def test_a_baseline_that_ends_at_minus_1e297_and_an_infinite_loss_is_ranked_belo
     (effect,) = document["main_effects"]
     # ranks: the six unhealthy scores tie at 3.5, fix=on's are 7, 8, 9 (mean 8; overall mean 5):
     # total 6 * 1.5^2 + 2^2 + 3^2 + 4^2 = 42.5, between 6 * 1.5^2 + 3 * 3^2 = 40.5
-    assert effect["eta_squared_score"] == pytest.approx(40.5 / 42.5) and effect["eta_squared_healthy"] == pytest.approx(1.0)
+    assert effect["eta_squared_score"] == pytest.approx(40.5 / 42.5) and effect["eta_squared_healthy"] == pytest.approx(
+        1.0
+    )
     strict_json(document)
 
     rows = report.trial_rows(spec, METRIC, records)

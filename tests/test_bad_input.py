@@ -19,8 +19,11 @@ CASES = {
     "binary junk": (bytes(range(256)) * 4, [], "spec.yaml"),
     "malformed YAML": (b"workload: [listmle\n", [], "malformed YAML"),
     "tab indentation": (b"grid:\n\tlist_shape: [grouped]\n", [], "malformed YAML"),
-    "alias bomb": (b"a: &a [1,1,1,1,1,1,1,1]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a]\nc: [*b,*b,*b,*b,*b,*b,*b,*b]\n",
-                   [], "aliases"),
+    "alias bomb": (
+        b"a: &a [1,1,1,1,1,1,1,1]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a]\nc: [*b,*b,*b,*b,*b,*b,*b,*b]\n",
+        [],
+        "aliases",
+    ),
     "python object tag": (b"workload: !!python/object/apply:os.system [touch /tmp/pwned]\n", [], "constructor"),
     "a list, not a mapping": (b"- workload: listmle\n", [], "mapping of keys"),
     "a scalar, not a mapping": (b"listmle\n", [], "mapping of keys"),
@@ -28,19 +31,33 @@ CASES = {
     "unknown workload": (b"workload: dqm\n", [], "did you mean 'dqn'"),
     "workload is a number": (b"workload: 3\n", [], "expected a workload name"),
     "unknown knob": (b"workload: listmle\ngrid: {list_shap: [grouped]}\n", [], "did you mean 'list_shape'"),
-    "value outside the set": (b"workload: listmle\ngrid: {list_shape: [grouped, 3d]}\n", [], "valid: flattened, grouped, vector"),
+    "value outside the set": (
+        b"workload: listmle\ngrid: {list_shape: [grouped, 3d]}\n",
+        [],
+        "valid: flattened, grouped, vector",
+    ),
     "grid value is a mapping": (b"workload: listmle\ngrid: {list_shape: [{a: 1}]}\n", [], "grid.list_shape[0]"),
     "grid is a list": (b"workload: listmle\ngrid: [list_shape]\n", [], "grid: expected a mapping"),
     "grid knob is a scalar": (b"workload: listmle\ngrid: {list_shape: grouped}\n", [], "non-empty list"),
     "string where an int belongs": (b"workload: listmle\nfixed: {epochs: '20'}\n", [], "expects int"),
     "float where an int belongs": (b"workload: listmle\nfixed: {epochs: 2.5}\n", [], "expects int"),
     "infinite float": (b"workload: listmle\nfixed: {learning_rate: .inf}\n", [], "finite"),
-    "negative epochs": (b"workload: listmle\ngrid: {epochs: [-1]}\n", [], "epochs = -1 is outside its range [1, 10000]"),
+    "negative epochs": (
+        b"workload: listmle\ngrid: {epochs: [-1]}\n",
+        [],
+        "epochs = -1 is outside its range [1, 10000]",
+    ),
     "zero epochs": (b"workload: listmle\ngrid: {epochs: [0]}\n", [], "epochs = 0 is outside its range [1, 10000]"),
-    "negative learning rate": (b"workload: listmle\nfixed: {learning_rate: -1.0}\n", [],
-                               "learning_rate = -1.0 is outside its range (0, 10]"),
-    "two-billion-weight layer": (b"workload: listmle\ngrid: {hidden_units: [100000000]}\n", [],
-                                 "hidden_units = 100000000 is outside its range [1, 4096]"),
+    "negative learning rate": (
+        b"workload: listmle\nfixed: {learning_rate: -1.0}\n",
+        [],
+        "learning_rate = -1.0 is outside its range (0, 10]",
+    ),
+    "two-billion-weight layer": (
+        b"workload: listmle\ngrid: {hidden_units: [100000000]}\n",
+        [],
+        "hidden_units = 100000000 is outside its range [1, 4096]",
+    ),
     "missing workload file": (b"workload: ./nope.py\n", [], "workload: ./nope.py: no such workload file"),
     "null value": (b"workload: listmle\nfixed: {epochs: null}\n", [], "fixed.epochs"),
     "negative seeds": (b"workload: listmle\nseeds: -3\n", [], "from 1 to 1000"),
@@ -50,8 +67,15 @@ CASES = {
     "absolute name": (b"workload: listmle\nname: /tmp/x\n", [], "not a valid sweep name"),
     "zero cpus": (b"workload: listmle\nresources: {cpu: 0}\n", [], "above 0"),
     "gpu as text": (b"workload: listmle\nresources: {gpu: all}\n", [], "resources.gpu"),
-    "huge grid": (b"workload: listmle\ngrid: {epochs: [" + b",".join(str(i).encode() for i in range(1, 400)) +
-                  b"], batch_size: [" + b",".join(str(i).encode() for i in range(1, 400)) + b"]}\n", [], "at most 100000"),
+    "huge grid": (
+        b"workload: listmle\ngrid: {epochs: ["
+        + b",".join(str(i).encode() for i in range(1, 400))
+        + b"], batch_size: ["
+        + b",".join(str(i).encode() for i in range(1, 400))
+        + b"]}\n",
+        [],
+        "at most 100000",
+    ),
     "two sweeps with one name": (GOOD.encode() + b"---\n" + GOOD.encode(), [], "more than one sweep"),
     "grid over the trial limit": (GOOD.encode(), ["--seeds", "600"], "pass --yes"),
     "seeds 0 on the command line": (GOOD.encode(), ["--seeds", "0"], "--seeds"),
@@ -61,7 +85,11 @@ CASES = {
     "unknown option": (GOOD.encode(), ["--turbo"], "No such option"),
     "out is a file": (GOOD.encode(), ["--out", "spec.yaml"], "--out"),
     "unknown sweep name": (GOOD.encode(), ["--only", "spek"], "did you mean 'spec'"),
-    "store in a missing folder": (GOOD.encode(), ["--tracking-uri", "sqlite:///no/such/folder/mlflow.db"], "--tracking-uri"),
+    "store in a missing folder": (
+        GOOD.encode(),
+        ["--tracking-uri", "sqlite:///no/such/folder/mlflow.db"],
+        "--tracking-uri",
+    ),
 }
 
 
@@ -71,8 +99,9 @@ def test_refused_on_one_line_with_nothing_written(tmp_path, case):
     (tmp_path / "spec.yaml").write_bytes(content)
     before = {p.name for p in tmp_path.iterdir()}
     env = {**os.environ, "MLFLOW_TRACKING_URI": ""}
-    result = subprocess.run([SWEEPER, "run", "spec.yaml", *arguments], cwd=tmp_path, capture_output=True, text=True,
-                            env=env, timeout=120)
+    result = subprocess.run(
+        [SWEEPER, "run", "spec.yaml", *arguments], cwd=tmp_path, capture_output=True, text=True, env=env, timeout=120
+    )
     assert result.returncode == 2, result.stdout + result.stderr
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
     assert fragment in result.stderr
@@ -84,7 +113,11 @@ def test_at_least_thirty_hostile_inputs():
     assert len(CASES) >= 30
 
 
-@pytest.mark.parametrize("command", [["resume", "no-such-folder"], ["sync", "no-such-folder"], ["report"], ["compare", "a"]])
+@pytest.mark.parametrize(
+    "command", [["resume", "no-such-folder"], ["sync", "no-such-folder"], ["report"], ["compare", "a"]]
+)
 def test_other_commands_refuse_bad_arguments_on_one_line(tmp_path, command):
     result = subprocess.run([SWEEPER, *command], cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2 and result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+    assert result.returncode == 2 and result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, (
+        result.stderr
+    )

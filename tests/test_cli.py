@@ -15,8 +15,14 @@ def no_traceback(result: subprocess.CompletedProcess) -> bool:
 
 def test_a_closed_pipe_ends_quietly(tmp_path):
     for command in (f"{SWEEPER} run --help | head -1", f"{SWEEPER} list | head -1", f"{SWEEPER} --help | head -2"):
-        result = subprocess.run(["bash", "-c", f"set -o pipefail; {command}"], capture_output=True, text=True,
-                                env=clean_env(), cwd=tmp_path, timeout=120)
+        result = subprocess.run(
+            ["bash", "-c", f"set -o pipefail; {command}"],
+            capture_output=True,
+            text=True,
+            env=clean_env(),
+            cwd=tmp_path,
+            timeout=120,
+        )
         assert result.stderr == "", f"{command}: {result.stderr}"
         assert result.returncode in (0, 1), command
 
@@ -74,8 +80,14 @@ def test_a_failed_analysis_keeps_the_trials_and_the_later_sweeps_run(tmp_path, s
         main()
     """)
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    result = subprocess.run([sys.executable, "-c", inject, "run", "spec.yaml", "--out", "out", "--tracking-uri", store],
-                            cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-c", inject, "run", "spec.yaml", "--out", "out", "--tracking-uri", store],
+        cwd=tmp_path,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 1, result.stderr[-2000:]
     assert no_traceback(result)
     (failed,) = (tmp_path / "out").glob("a-*")
@@ -103,9 +115,24 @@ grid:
 
 def test_ctrl_c_during_a_sweep_is_one_line_and_status_130(tmp_path):
     (tmp_path / "spec.yaml").write_text(LISTMLE_SPEC)
-    driver = subprocess.Popen([SWEEPER, "run", "spec.yaml", "--out", "out", "--max-concurrent", "1",
-                               "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"], cwd=tmp_path, env=clean_env(),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    driver = subprocess.Popen(
+        [
+            SWEEPER,
+            "run",
+            "spec.yaml",
+            "--out",
+            "out",
+            "--max-concurrent",
+            "1",
+            "--tracking-uri",
+            f"sqlite:///{tmp_path / 'mlflow.db'}",
+        ],
+        cwd=tmp_path,
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     wait_for(lambda: len(list(tmp_path.glob("out/*/trials/*.json"))) >= 1, 300, "a finished trial")
     driver.send_signal(signal.SIGINT)
     stdout, stderr = driver.communicate(timeout=300)

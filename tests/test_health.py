@@ -11,7 +11,15 @@ T = DEFAULT
 
 def reports(losses, metric=0.8, chance=0.4, oracle=0.9, grad_norm=1.0, **extra):
     return [
-        {"step": i + 1, "loss": loss, "grad_norm": grad_norm, "ndcg": metric, "chance": chance, "oracle": oracle, **extra}
+        {
+            "step": i + 1,
+            "loss": loss,
+            "grad_norm": grad_norm,
+            "ndcg": metric,
+            "chance": chance,
+            "oracle": oracle,
+            **extra,
+        }
         for i, loss in enumerate(losses)
     ]
 
@@ -94,7 +102,10 @@ def test_a_declared_metric_floor():
     floor = Thresholds(metric_floor=0.7)
     assert verdict(reports([1.0], metric=0.69), limits=floor) == "collapsed"
     assert verdict(reports([1.0], metric=0.7), limits=floor) == "healthy"
-    assert verdict(reports([1.0], metric=0.3, chance=0.4, oracle=0.0), mode="min", limits=Thresholds(metric_floor=0.2)) == "collapsed"
+    assert (
+        verdict(reports([1.0], metric=0.3, chance=0.4, oracle=0.0), mode="min", limits=Thresholds(metric_floor=0.2))
+        == "collapsed"
+    )
 
 
 def test_without_a_chance_level_collapse_cannot_be_told():

@@ -1,15 +1,33 @@
 """The MLflow mirror of a running sweep (`TrialMirror`): Tune's callback only queues, a thread of its own
-writes, in order, to a real SQLite store; a store that cannot be reached never holds the sweep up."""
+writes, in order, to a real SQLite store; a store that cannot be reached never holds the sweep up, and
+no report is lost to it: what MLflow did not take stays pending, and `sync` makes every run hold exactly its
+trial file."""
 
 import json
+import math
 import socket
+from types import SimpleNamespace
 
+import pytest
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from sweeper import tracking
+from sweeper.errors import SweeperError
 from sweeper.health import diagnose
-from sweeper.records import TrialRecord, save_trial
-from sweeper.spec import GridPoint
-from sweeper.tracking import TAG_VERDICT, SweepTracker, TrialMirror
+from sweeper.records import TrialRecord, load_trials, save_trial, trial_key
+from sweeper.spec import GridPoint, load_specs
+from sweeper.sweep import rebuild_sweep
+from sweeper.tracking import (
+    SUMMARY_PREFIX,
+    TAG_VERDICT,
+    SweepTracker,
+    TrialMirror,
+    load_sweep,
+    report_metrics,
+)
+
+STORED_INFINITY = 1.7976931348623157e308  # MLflow's SQL store keeps +-inf as +-max float
 
 
 def _run_trial(mirror: TrialMirror, folder, label: str, losses: list[float]) -> TrialRecord:
@@ -30,8 +48,10 @@ def test_every_report_and_verdict_reaches_mlflow_in_order(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     tracker = SweepTracker(uri, "mirror", "mirror-1", {"steps": 3})
     mirror = TrialMirror(tracker, tmp_path, ({"workload": "plrank"}, {"sweeper.output": str(tmp_path)}))
-    records = [_run_trial(mirror, tmp_path, label, losses)
-               for label, losses in (("none", [3.0, 2.0, 1.0]), ("value", [1e3, 1e6, float("inf")]))]
+    records = [
+        _run_trial(mirror, tmp_path, label, losses)
+        for label, losses in (("none", [3.0, 2.0, 1.0]), ("value", [1e3, 1e6, float("inf")]))
+    ]
     mirror.close()
 
     saved = {trial["key"]: trial for trial in (json.loads(p.read_text()) for p in (tmp_path / "trials").iterdir())}
@@ -63,3 +83,199 @@ def test_a_store_that_cannot_be_reached_leaves_results_in_the_folder(tmp_path, c
     assert saved["verdict"] == record.diagnosis.verdict and len(saved["history"]) == 2
     warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and "sweeper sync" in warnings[0]  # once, then it leaves MLflow alone a while
+
+
+# --- nothing is lost: faults injected at the client's boundary, a real SQLite store behind it ---
+class FaultyClient(MlflowClient):
+    """MLflow's own client with faults injected at its boundary. `fail`: the numbers (1, 2, ...) of the
+    metric batches that raise, as a server that went down does; `lose`: steps whose metrics are dropped
+    while the call succeeds, as the tracker used to lose them (the batch gone, the verdict tagged anyway)."""
+
+    def __init__(self, uri: str, fail=(), lose=()):
+        super().__init__(uri)
+        self.fail, self.lose, self.batches, self.delivered = set(fail), set(lose), 0, []
+
+    def log_batch(self, run_id, metrics=(), params=(), tags=(), synchronous=None):
+        if metrics:
+            self.batches += 1
+            if self.batches in self.fail:
+                raise MlflowException(f"injected fault: metric batch {self.batches} refused")
+            metrics = [m for m in metrics if m.step not in self.lose or m.key.startswith(SUMMARY_PREFIX)]
+            self.delivered += [(m.key, m.step) for m in metrics if not m.key.startswith(SUMMARY_PREFIX)]
+        return super().log_batch(run_id, metrics=metrics, params=params, tags=tags, synchronous=synchronous)
+
+
+def _record(point: GridPoint, seed: int, losses: list[float], metric: str = "ndcg") -> TrialRecord:
+    record = TrialRecord(
+        key=trial_key(point.label, seed), point=point, seed=seed, train_seconds=1.25 * seed, worker="node:1"
+    )
+    record.history = [
+        {"step": step, "loss": loss, "grad_norm": float("nan") if math.isnan(loss) else 1.0, metric: 0.5 + step / 100}
+        for step, loss in enumerate(losses, 1)
+    ]
+    record.diagnosis = diagnose(record.history, metric, "max", None)
+    return record
+
+
+def _point(label: str) -> GridPoint:
+    return GridPoint({"clip": label}, label, False)
+
+
+def _stored(value: float) -> float:
+    return math.copysign(STORED_INFINITY, value) if math.isinf(value) else value
+
+
+def _run_holds_exactly(client: MlflowClient, run_id: str, record: TrialRecord) -> None:
+    """The run holds every report of the trial, each (key, step) once, and the trial's verdict."""
+    run = client.get_run(run_id)
+    assert run.data.tags[TAG_VERDICT] == record.diagnosis.verdict
+    assert run.data.metrics[SUMMARY_PREFIX + "steps"] == len(record.history)
+    keys = {key for key in run.data.metrics if not key.startswith(SUMMARY_PREFIX)}
+    assert keys == {key for report in record.history for key in report if key != "step"}
+    for key in keys:
+        stored = sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
+        expected = [(report["step"], _stored(report[key])) for report in record.history]
+        assert [step for step, _ in stored] == [step for step, _ in expected], key  # every step, once
+        pairs = zip(stored, expected, strict=True)
+        assert all(a == b or (math.isnan(a) and math.isnan(b)) for (_, a), (_, b) in pairs), key
+
+
+def _runs_by_key(client: MlflowClient, tracker: SweepTracker) -> dict[str, list]:
+    runs = client.search_runs(
+        [tracker.experiment_id],
+        f"tags.`sweeper.sweep` = '{tracker.sweep_id}' and tags.`sweeper.kind` = 'trial'",
+        max_results=1000,
+    )
+    found: dict[str, list] = {}
+    for run in runs:
+        found.setdefault(run.data.tags["sweeper.trial_key"], []).append(run.info.run_id)
+    return found
+
+
+def test_a_batch_that_fails_mid_trial_stays_pending_and_arrives_in_order(tmp_path, monkeypatch):
+    monkeypatch.setattr(tracking, "_FLUSH_EVERY_S", -1.0)  # a flush at every report, even within one ms
+    monkeypatch.setattr(tracking, "RETRY_AFTER_S", 0.0)  # and a retry at the next one
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = SweepTracker(uri, "faulty", "faulty-1", {})
+    tracker.client = client = FaultyClient(uri, fail={2, 3})  # the flushes of reports 2 and 3
+    mirror = TrialMirror(tracker, tmp_path, ({}, {}))
+    record = _run_trial(mirror, tmp_path, "none", [3.0, 2.0, 1.0, 0.5, 0.25])
+    mirror.close()
+
+    steps = [step for key, step in client.delivered if key == "loss"]
+    assert steps == [1, 2, 3, 4, 5]  # retried at the next flush, in order, each once
+    _run_holds_exactly(client, record.run_id, record)
+    assert json.loads(next((tmp_path / "trials").iterdir()).read_text())["run_id"] == record.run_id
+
+
+def test_a_trial_that_ends_while_mlflow_is_down_gets_its_verdict_only_with_all_its_reports(
+    tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setattr(tracking, "_FLUSH_EVERY_S", -1.0)  # a flush at every report
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = SweepTracker(uri, "faulty", "faulty-2", {})
+    tracker.client = client = FaultyClient(uri, fail={2})  # the first flush goes through, the second fails
+    record = _record(_point("none"), 0, [3.0, 2.0, 1.0, float("inf")])
+    record.run_id = tracker.start_trial(record, "plrank")
+    for report in record.history:  # reports 2-4 come during the pause after the failure: kept pending
+        tracker.log_step(record.run_id, report["step"], report_metrics(report))
+    tracker.end_trial(record, "ndcg")
+    assert tracker.catch_up() == [] and tracker.behind  # still paused: nothing written, nothing dropped
+    run = client.get_run(record.run_id)
+    assert TAG_VERDICT not in run.data.tags and len(client.get_metric_history(record.run_id, "loss")) == 1
+
+    tracker._down_until = 0.0  # the pause is over and MLflow is back
+    assert tracker.catch_up() == [record] and not tracker.behind
+    _run_holds_exactly(client, record.run_id, record)
+    assert len([line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]) == 1
+
+
+def test_sync_brings_every_run_to_exactly_its_trial_file(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    inf, nan = float("inf"), float("nan")
+    records = {
+        name: _record(_point(name), seed, losses)
+        for seed, (name, losses) in enumerate(
+            [
+                ("holes", [3.0, 2.0, 1.0, 0.5]),
+                ("unfinished", [3.0, 2.0, 1.0]),
+                ("complete", [3.0, 2.0, inf, nan]),
+                ("absent", [3.0, 1.0]),
+                ("extra", [3.0, 2.0, 1.0]),
+            ]
+        )
+    }
+    for record in records.values():
+        save_trial(tmp_path, record)
+    live = SweepTracker(uri, "sync", "sync-1", {"steps": 4})
+    live.client = FaultyClient(uri, lose={2})  # the old tracker's loss: report 2 gone, the verdict tagged
+    for name in ("holes", "unfinished"):
+        records[name].run_id = live.start_trial(records[name], "plrank")
+        for report in records[name].history:
+            live.log_step(records[name].run_id, report["step"], report_metrics(report))
+    live.end_trial(records["holes"], "ndcg")  # "unfinished": its driver was killed before the end
+    assert live.catch_up() == [records["holes"]]
+    live.client = MlflowClient(uri)
+    for name in ("complete", "extra"):
+        records[name].run_id = live.start_trial(records[name], "plrank")
+        for report in records[name].history:
+            live.log_step(records[name].run_id, report["step"], report_metrics(report))
+        live.end_trial(records[name], "ndcg")
+    assert len(live.catch_up()) == 2
+    client = MlflowClient(uri)
+    client.log_metric(records["extra"].run_id, "loss", 2.0, step=2)  # the same step again, later
+    complete_run = records["complete"].run_id
+
+    def sync() -> tuple[int | None, SweepTracker]:  # as `sweeper sync` does it: a fresh tracker, the trial files
+        tracker = SweepTracker(uri, "sync", "sync-1", {"steps": 4})
+        found = load_trials(tmp_path, SimpleNamespace(points=[_point(name) for name in records]))
+        return tracker.sync([found[key] for key in sorted(found)], "plrank", "ndcg", tmp_path), tracker
+
+    replayed, tracker = sync()
+    assert replayed == 4  # holes, unfinished, absent, extra
+    saved = {trial["key"]: trial for trial in (json.loads(p.read_text()) for p in (tmp_path / "trials").iterdir())}
+    runs = _runs_by_key(client, tracker)
+    assert sorted(runs) == sorted(record.key for record in records.values())
+    for record in records.values():
+        (run_id,) = runs[record.key]  # one run per trial
+        assert saved[record.key]["run_id"] == run_id  # the trial file names its new run
+        _run_holds_exactly(client, run_id, record)
+    assert runs[records["complete"].key] == [complete_run]  # left as it was
+
+    again, tracker = sync()
+    assert again == 0 and _runs_by_key(client, tracker) == runs
+
+
+def test_rebuild_refuses_a_run_that_lacks_reports(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    (tmp_path / "spec.yaml").write_text(
+        "name: refuse\nworkload: listmle\nseeds: 1\nsmoke: true\ngrid:\n  list_shape: [flattened, grouped]\n"
+    )
+    (spec,) = load_specs(tmp_path / "spec.yaml")
+    tracker = SweepTracker(uri, "refuse", "refuse-1", {})
+    tracker.client = FaultyClient(uri, lose={3})
+    records = [_record(point, 0, [3.0, 2.0, 1.0, 0.5], metric="ndcg5") for point in spec.points]
+    for record in records:
+        save_trial(tmp_path, record)
+        record.run_id = tracker.start_trial(record, "listmle")
+        for report in record.history:
+            tracker.log_step(record.run_id, report["step"], report_metrics(report))
+        tracker.end_trial(record, "ndcg5")
+        assert tracker.catch_up() == [record]
+        tracker.client = MlflowClient(uri)  # only the first trial loses a report
+    assert tracker.log_files([tmp_path / "spec.yaml"])
+
+    with pytest.raises(SweeperError) as refused:
+        rebuild_sweep("refuse-1", tracking_uri=uri, out_root=tmp_path / "rebuilt")
+    message = str(refused.value)
+    assert "1 finished trial (" in message and records[0].key in message and records[1].key not in message
+    assert "sweeper sync <sweep folder>" in message and "\n" not in message
+    assert not (tmp_path / "rebuilt").exists()
+    incomplete = load_sweep(uri, "refuse-1", tmp_path)
+    assert incomplete.incomplete == [records[0].key] and set(incomplete.trials) == {r.key for r in records}
+
+    found = load_trials(tmp_path, spec)
+    assert SweepTracker(uri, "refuse", "refuse-1", {}).sync(list(found.values()), "listmle", "ndcg5", tmp_path) == 1
+    stored = load_sweep(uri, "refuse-1", tmp_path)
+    assert stored.incomplete == []
+    assert {key: record.history for key, record in stored.trials.items()} == {r.key: r.history for r in records}

@@ -126,7 +126,7 @@ def test_tensorflow_version_matches_numpy(numerics):
         tf.constant(np.stack([q[2] for q in queries])),
         numerics,
     ).numpy()
-    for row, (scores, labels, rankings) in zip(weights, queries):
+    for row, (scores, labels, rankings) in zip(weights, queries, strict=True):
         expected = plrank2_weights(scores, labels, k, rankings, numerics=numerics)
         np.testing.assert_allclose(row[: len(scores)], expected, rtol=0, atol=1e-10)
-        assert not row[len(scores):].any()
+        assert not row[len(scores) :].any()

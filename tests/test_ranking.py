@@ -40,8 +40,11 @@ def test_wilson_interval_known_values():
 
 
 def test_unhealthy_trials_rank_worst_and_count_at_chance():
-    trials = [outcome("a", 0, "healthy", 0.5), outcome("a", 1, "collapsed", 0.9, chance=0.3),
-              outcome("a", 2, "non_finite", None, chance=None)]
+    trials = [
+        outcome("a", 0, "healthy", 0.5),
+        outcome("a", 1, "collapsed", 0.9, chance=0.3),
+        outcome("a", 2, "non_finite", None, chance=None),
+    ]
     assert list(comparison_scores(trials, "max")) == [0.5, -np.inf, -np.inf]
     assert comparison_scores(trials[:1], "min")[0] == -0.5
     # no chance level for the third: the fallback (the sweep's worst final metric) stands in
@@ -81,7 +84,11 @@ def test_prob_improvement_counts_pairs_and_half_ties():
 def test_rank_points_orders_and_judges_remedies():
     trials = [outcome("baseline", s, "stuck_zero", 0.42, is_baseline=True) for s in range(3)]
     trials += [outcome("grouped", s, "healthy", 0.8 + s / 100) for s in range(3)]
-    trials += [outcome("half", 0, "healthy", 0.7), outcome("half", 1, "healthy", 0.75), outcome("half", 2, "collapsed", 0.3)]
+    trials += [
+        outcome("half", 0, "healthy", 0.7),
+        outcome("half", 1, "healthy", 0.75),
+        outcome("half", 2, "collapsed", 0.3),
+    ]
     trials += [outcome("constant", s, "collapsed", 0.3) for s in range(3)]
     ranked = rank_points(trials, "max")
     assert [p["label"] for p in ranked] == ["grouped", "half", "baseline", "constant"]
@@ -117,9 +124,18 @@ def factorial():
         for act in ("relu", "tanh"):
             for seed in range(2):
                 good = shape == "grouped"
-                trials.append(outcome(f"{shape}-{act}", seed, "healthy" if good else "stuck_zero", 0.9 if good else 0.45,
-                                      is_baseline=(shape, act) == ("flat", "relu"), loss=1.0 if good else 0.0,
-                                      shape=shape, act=act))
+                trials.append(
+                    outcome(
+                        f"{shape}-{act}",
+                        seed,
+                        "healthy" if good else "stuck_zero",
+                        0.9 if good else 0.45,
+                        is_baseline=(shape, act) == ("flat", "relu"),
+                        loss=1.0 if good else 0.0,
+                        shape=shape,
+                        act=act,
+                    )
+                )
     return trials
 
 
@@ -137,8 +153,10 @@ def test_importance_is_eta_squared_on_the_ranks_of_the_scores():
     # scores 1, 2 with k=x and 3, 100 with k=y: ranks 1, 2 | 3, 4 around 2.5: total 2.25 + 0.25 + 0.25 + 2.25 = 5,
     # between 2 * 1^2 + 2 * 1^2 = 4. On the scores themselves it would be 2500 / 7205 = 0.35, the 100 weighing most.
     def trials(far):
-        return [outcome(f"k={k}", s, "healthy", metric, k=k) for s, (k, metric) in enumerate(
-            [("x", 1.0), ("x", 2.0), ("y", 3.0), ("y", far)])]
+        return [
+            outcome(f"k={k}", s, "healthy", metric, k=k)
+            for s, (k, metric) in enumerate([("x", 1.0), ("x", 2.0), ("y", 3.0), ("y", far)])
+        ]
 
     (effect,) = main_effects(trials(100.0), {"k": ["x", "y"]}, "max")
     assert effect["eta_squared_score"] == pytest.approx(0.8)
@@ -176,9 +194,13 @@ def test_claims_are_judged_from_the_paired_effect():
 
 
 def test_a_trial_without_a_chance_level_gets_that_of_its_seed():
-    trials = [outcome("a", 0, "healthy", 0.9, chance=0.4), outcome("a", 1, "healthy", 0.9, chance=0.3),
-              outcome("a", 2, "healthy", 0.9, chance=0.2),
-              outcome("b", 1, "error", None, chance=None), outcome("b", 7, "error", None, chance=None)]
+    trials = [
+        outcome("a", 0, "healthy", 0.9, chance=0.4),
+        outcome("a", 1, "healthy", 0.9, chance=0.3),
+        outcome("a", 2, "healthy", 0.9, chance=0.2),
+        outcome("b", 1, "error", None, chance=None),
+        outcome("b", 7, "error", None, chance=None),
+    ]
     filled = fill_missing_chance(trials)
     assert [o.chance for o in filled] == [0.4, 0.3, 0.2, 0.3, 0.3]  # seed 7 has none: the sweep's median
 

@@ -1,14 +1,16 @@
-"""Faults injected into real sweeps: a killed driver, a tracking server that is down, a lost Ray node.
+"""Faults injected into real sweeps (the fault matrix): a driver killed at random moments, a killed run of
+several sweeps, a tracking server that is down or restarted mid-sweep, two sweeps sharing one SQLite store,
+a lost Ray node.
 
-Each test runs real `sweeper` processes against a real Ray and a real MLflow (SQLite, or an `mlflow
-server` on 127.0.0.1); they take minutes, so they are marked slow and run in CI's second pass.
+Each test runs real `sweeper` processes against a real Ray and a real MLflow (SQLite, or an `mlflow server`
+on 127.0.0.1); they take minutes, so they are marked slow and run in CI's second pass.
 """
 
 import csv
 import json
 import os
+import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,11 +18,13 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import RAY, SWEEPER, TEST_WORKLOADS, free_port, sweep_dirs, wait_for
+from conftest import clean_env as env
 from mlflow.tracking import MlflowClient
 
+from sweeper.records import planned_sweep_dirs
+
 pytestmark = pytest.mark.slow
-SWEEPER = str(Path(sys.executable).with_name("sweeper"))
-RAY = str(Path(sys.executable).with_name("ray"))
 
 SPEC = """
 name: fault-listmle
@@ -33,31 +37,15 @@ grid:
 """  # 4 points x 2 seeds = 8 trials of a few seconds
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def env(**extra) -> dict[str, str]:
-    base = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    return {**base, "TF_CPP_MIN_LOG_LEVEL": "3", **extra}
-
-
-def wait_for(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.5)
-
-
 def finished_trials(out: Path) -> list[Path]:
     return sorted(out.glob("*/trials/*.json"))
 
 
 def child_runs(client: MlflowClient, experiment: str):
     runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id], max_results=1000)
-    return [r for r in runs if r.data.tags.get("sweeper.kind") == "trial"], [r for r in runs if r.data.tags.get("sweeper.kind") == "sweep"]
+    return [r for r in runs if r.data.tags.get("sweeper.kind") == "trial"], [
+        r for r in runs if r.data.tags.get("sweeper.kind") == "sweep"
+    ]
 
 
 def points_of(sweep_dir: Path) -> dict:
@@ -65,42 +53,142 @@ def points_of(sweep_dir: Path) -> dict:
     return {p["label"]: (p["verdicts"], p["final_metrics"], p["verdict"]) for p in ranking["points"]}
 
 
-def test_a_sweep_whose_driver_is_killed_is_resumed_without_reruns_or_duplicates(tmp_path):
-    (tmp_path / "spec.yaml").write_text(SPEC)
+def trial_results(out: Path) -> dict[str, dict]:
+    """Every trial file's content but its MLflow run id (a resume may give a trial's run a new one)."""
+    documents = [json.loads(path.read_text()) for path in finished_trials(out)]
+    return {doc["key"]: {k: v for k, v in doc.items() if k != "run_id"} for doc in documents}
+
+
+def assert_once_everywhere(out: Path, store: str, experiment: str, trials: int) -> None:
+    """Every trial once in the folder and once in MLflow, no run left RUNNING."""
+    keys = [json.loads(path.read_text())["key"] for path in finished_trials(out)]
+    assert len(keys) == len(set(keys)) == trials
+    children, parents = child_runs(MlflowClient(store), experiment)
+    assert sorted(run.data.tags["sweeper.trial_key"] for run in children) == sorted(keys)
+    assert {run.info.status for run in children + parents} <= {"FINISHED", "FAILED"}
+
+
+def test_a_driver_killed_at_random_moments_is_resumed_to_the_uninterrupted_result(tmp_path):
+    """SIGKILL (the driver and the Ray it started) at 5 seeded random moments of one sweep, each followed by
+    a resume (or by the run again where the kill came before the sweep's folder existed), then a resume to
+    its end: every trial once in the folder and in MLflow, and the same ranking as an uninterrupted sweep."""
+    (tmp_path / "spec.yaml").write_text(SPEC.replace("smoke: true", "smoke: true\nfixed: {epochs: 25}"))
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    common = ["--tracking-uri", store, "--max-concurrent", "1"]
-
-    killed_out = tmp_path / "killed"
-    driver = subprocess.Popen([SWEEPER, "run", "spec.yaml", "--out", str(killed_out), *common], cwd=tmp_path,
-                              env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    wait_for(lambda: len(finished_trials(killed_out)) >= 3, 600, "three finished trials")
-    os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray it started, at once
-    driver.wait()
-    before = {path.name: path.read_bytes() for path in finished_trials(killed_out)}
-    assert 3 <= len(before) < 8
-    (sweep_dir,) = killed_out.iterdir()
-
-    resumed = subprocess.run([SWEEPER, "resume", str(sweep_dir)], cwd=tmp_path, env=env(), capture_output=True,
-                             text=True, timeout=900)
+    out = tmp_path / "killed"
+    run = [SWEEPER, "run", "spec.yaml", "--out", str(out), "--tracking-uri", store, "--max-concurrent", "1"]
+    rng = random.Random(1212)
+    kills = []
+    for _ in range(5):
+        command = [SWEEPER, "resume", str(out)] if list(out.glob("*.plan.json")) else run
+        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+        driver = subprocess.Popen(command, cwd=tmp_path, env=env(), start_new_session=True, **quiet)
+        # A seeded moment: after 0-2 more trials finish (0: while Ray starts, before the folder may exist),
+        # then 0.5-4 s on (between trials, or inside one).
+        target, delay = len(finished_trials(out)) + rng.randint(0, 2), rng.uniform(0.5, 4.0)
+        wait_for(lambda n=target, d=driver: len(finished_trials(out)) >= n or d.poll() is not None, 600, "the moment")
+        time.sleep(delay)
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait()
+        kills.append((target, round(delay, 1), len(finished_trials(out))))
+    before = trial_results(out)
+    resumed = subprocess.run(
+        [SWEEPER, "resume", str(out)], cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=900
+    )
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    after = {path.name: path.read_bytes() for path in finished_trials(killed_out)}
-    assert len(after) == 8
-    assert {name: after[name] for name in before} == before  # finished trials were not run again
-    rows = list(csv.DictReader((sweep_dir / "trials.csv").open()))
-    assert len(rows) == 8 and all(row["verdict"] in ("healthy", "stuck_zero", "collapsed") for row in rows)
-
-    client = MlflowClient(store)
-    children, parents = child_runs(client, "fault-listmle")
-    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
-    assert sorted(r.data.tags["sweeper.trial_key"] for r in children) == sorted(row["trial_key"] for row in rows)
+    print(f"\nkills (after trial n, + s; trials finished then): {kills}")
+    (sweep_dir,) = planned_sweep_dirs(out)
+    after = trial_results(out)
+    assert {key: after[key] for key in before} == before  # finished trials were not run again
+    assert_once_everywhere(out, store, "fault-listmle", 8)
 
     clean_out = tmp_path / "clean"
-    clean = subprocess.run([SWEEPER, "run", "spec.yaml", "--out", str(clean_out), "--tracking-uri",
-                            f"sqlite:///{tmp_path / 'clean.db'}"], cwd=tmp_path, env=env(), capture_output=True,
-                           text=True, timeout=900)
+    clean = subprocess.run(
+        [SWEEPER, "run", "spec.yaml", "--out", str(clean_out), "--tracking-uri", f"sqlite:///{tmp_path / 'clean.db'}"],
+        cwd=tmp_path,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert clean.returncode == 0, clean.stderr[-3000:]
-    (clean_dir,) = clean_out.iterdir()
+    (clean_dir,) = sweep_dirs(clean_out)
     assert points_of(sweep_dir) == points_of(clean_dir)  # the same ranking as an uninterrupted sweep
+
+
+def test_a_killed_run_of_two_sweeps_is_resumed_from_its_out_folder(tmp_path):
+    """Killed in the first of two sweeps: `sweeper resume OUT` finishes the first and runs the second, which
+    had never started."""
+    second = SPEC.replace("fault-listmle", "fault-second").replace("  labels: [graded, constant]\n", "")
+    (tmp_path / "spec.yaml").write_text(SPEC + "---" + second)
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    out = tmp_path / "sweeps"
+    driver = subprocess.Popen(
+        [SWEEPER, "run", "spec.yaml", "--out", str(out), "--tracking-uri", store, "--max-concurrent", "1"],
+        cwd=tmp_path,
+        env=env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    wait_for(lambda: len(finished_trials(out)) >= 2, 600, "two finished trials")
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait()
+    first, never_started = planned_sweep_dirs(out)
+    assert not list(never_started.glob("trials/*.json"))
+
+    resumed = subprocess.run(
+        [SWEEPER, "resume", str(out)], cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=900
+    )
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert len(list(first.glob("trials/*.json"))) == 8 and len(list(never_started.glob("trials/*.json"))) == 4
+    for sweep_dir, experiment, trials in ((first, "fault-listmle", 8), (never_started, "fault-second", 4)):
+        assert len(list(csv.DictReader((sweep_dir / "trials.csv").open()))) == trials
+        children, parents = child_runs(MlflowClient(store), experiment)
+        assert len(children) == trials and len(parents) == 1
+    again = subprocess.run(
+        [SWEEPER, "resume", str(out)], cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=300
+    )
+    assert again.returncode == 0 and "nothing to resume" in again.stdout
+
+
+SHARED_STORE_SPEC = """
+name: shared-store
+workload: {workload}
+seeds: 12
+grid:
+  feature_scaling: [raw, standardized]
+"""  # 24 trials of milliseconds each: MLflow writes as fast as the driver makes them
+
+
+def test_two_sweeps_writing_to_one_sqlite_store_at_once_both_complete(tmp_path):
+    """Two drivers, one SQLite file, one experiment name (created by whichever comes first)."""
+    (tmp_path / "spec.yaml").write_text(SHARED_STORE_SPEC.format(workload=TEST_WORKLOADS / "sgd_regression.py"))
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    drivers = [
+        subprocess.Popen(
+            [SWEEPER, "run", "spec.yaml", "--out", f"out{i}", "--tracking-uri", store],
+            cwd=tmp_path,
+            env=env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    for driver in drivers:
+        stdout, stderr = driver.communicate(timeout=900)
+        assert driver.returncode == 0, stdout[-2000:] + stderr[-2000:]
+    client = MlflowClient(store)
+    children, parents = child_runs(client, "shared-store")
+    assert len(parents) == 2 and len(children) == 48
+    for i in range(2):
+        (sweep_dir,) = sweep_dirs(tmp_path / f"out{i}")
+        mine = [run for run in children if run.data.tags["sweeper.sweep"] == sweep_dir.name]
+        assert len({run.data.tags["sweeper.trial_key"] for run in mine}) == len(mine) == 24
+        assert all(
+            len(client.get_metric_history(run.info.run_id, "loss")) == int(run.data.metrics["sweeper.steps"])
+            for run in mine
+        )
 
 
 def server_is_up(uri: str) -> bool:
@@ -118,25 +206,37 @@ def test_a_tracking_server_that_is_down_loses_nothing(tmp_path):
     port = free_port()
     uri = f"http://127.0.0.1:{port}"
     out = tmp_path / "sweeps"
-    driver = subprocess.Popen([SWEEPER, "run", "spec.yaml", "--out", str(out), "--tracking-uri", uri,
-                               "--max-concurrent", "1"], cwd=tmp_path, env=env(), stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, start_new_session=True)
+    driver = subprocess.Popen(
+        [SWEEPER, "run", "spec.yaml", "--out", str(out), "--tracking-uri", uri, "--max-concurrent", "1"],
+        cwd=tmp_path,
+        env=env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     server = None
     try:
         wait_for(lambda: len(finished_trials(out)) >= 2, 600, "two trials finished with no tracking server")
-        server = subprocess.Popen([SWEEPER, "server", "--store", str(tmp_path / "server"), "--port", str(port)],
-                                  cwd=tmp_path, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                  start_new_session=True)
+        server = subprocess.Popen(
+            [SWEEPER, "server", "--store", str(tmp_path / "server"), "--port", str(port)],
+            cwd=tmp_path,
+            env=env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         stdout, stderr = driver.communicate(timeout=900)
         assert driver.returncode == 0, stdout[-3000:] + stderr[-3000:]
         assert "warning: MLflow at" in stderr  # said so, and went on
-        (sweep_dir,) = out.iterdir()
+        (sweep_dir,) = sweep_dirs(out)
         rows = list(csv.DictReader((sweep_dir / "trials.csv").open()))
         assert len(rows) == 8  # every result is in the sweep folder
 
         wait_for(lambda: server_is_up(uri), 300, "the MLflow server")
-        synced = subprocess.run([SWEEPER, "sync", str(sweep_dir)], cwd=tmp_path, env=env(), capture_output=True,
-                                text=True, timeout=300)
+        synced = subprocess.run(
+            [SWEEPER, "sync", str(sweep_dir)], cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=300
+        )
         assert synced.returncode == 0, synced.stderr[-3000:]
         client = MlflowClient(uri)
         children, parents = child_runs(client, "fault-listmle")
@@ -149,8 +249,9 @@ def test_a_tracking_server_that_is_down_loses_nothing(tmp_path):
         artifacts = {a.path for a in client.list_artifacts(parents[0].info.run_id)}
         assert {"ranking.json", "report.html", "trials.csv"} <= artifacts
 
-        again = subprocess.run([SWEEPER, "sync", str(sweep_dir)], cwd=tmp_path, env=env(), capture_output=True,
-                               text=True, timeout=300)
+        again = subprocess.run(
+            [SWEEPER, "sync", str(sweep_dir)], cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=300
+        )
         assert again.returncode == 0 and "0 trials replayed" in again.stdout, again.stderr
         assert len(child_runs(client, "fault-listmle")[0]) == 8
     finally:
@@ -168,45 +269,115 @@ def test_a_two_node_cluster_survives_a_lost_node(tmp_path):
     head_port, mlflow_port = ports[0], ports[1]
     cluster_env = env(RAY_AUTH_MODE="token")  # one token for head, node and driver (see shared notes)
     head = subprocess.Popen(
-        [RAY, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={head_port}", "--num-cpus=1",
-         "--include-dashboard=false", "--block"],
-        env=cluster_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        [
+            RAY,
+            "start",
+            "--head",
+            "--node-ip-address=127.0.0.1",
+            f"--port={head_port}",
+            "--num-cpus=1",
+            "--include-dashboard=false",
+            "--block",
+        ],
+        env=cluster_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     node = subprocess.Popen(
-        [RAY, "start", f"--address=127.0.0.1:{head_port}", "--node-ip-address=127.0.0.1", "--num-cpus=1",
-         f"--node-manager-port={ports[2]}", f"--object-manager-port={ports[3]}",
-         f"--runtime-env-agent-port={ports[4]}", f"--dashboard-agent-listen-port={ports[5]}",
-         f"--dashboard-agent-grpc-port={ports[6]}", f"--metrics-export-port={ports[7]}",
-         "--min-worker-port=11000", "--max-worker-port=11100", "--block"],
-        env=cluster_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    server = subprocess.Popen([SWEEPER, "server", "--store", str(tmp_path / "server"), "--port", str(mlflow_port)],
-                              cwd=tmp_path, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              start_new_session=True)
+        [
+            RAY,
+            "start",
+            f"--address=127.0.0.1:{head_port}",
+            "--node-ip-address=127.0.0.1",
+            "--num-cpus=1",
+            f"--node-manager-port={ports[2]}",
+            f"--object-manager-port={ports[3]}",
+            f"--runtime-env-agent-port={ports[4]}",
+            f"--dashboard-agent-listen-port={ports[5]}",
+            f"--dashboard-agent-grpc-port={ports[6]}",
+            f"--metrics-export-port={ports[7]}",
+            "--min-worker-port=11000",
+            "--max-worker-port=11100",
+            "--block",
+        ],
+        env=cluster_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    server = subprocess.Popen(
+        [SWEEPER, "server", "--store", str(tmp_path / "server"), "--port", str(mlflow_port)],
+        cwd=tmp_path,
+        env=env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     (tmp_path / "spec.yaml").write_text(SPEC.replace("smoke: true", "smoke: true\nfixed: {epochs: 8}"))
     out = tmp_path / "sweeps"
     uri = f"http://127.0.0.1:{mlflow_port}"
+
     def alive_nodes() -> int:
         probe = subprocess.run(
-            [sys.executable, "-c", f"import ray; ray.init(address='127.0.0.1:{head_port}', logging_level='ERROR'); "
-             "print(sum(node['Alive'] for node in ray.nodes()))"],
-            env=cluster_env, capture_output=True, text=True, timeout=120)
+            [
+                sys.executable,
+                "-c",
+                f"import ray; ray.init(address='127.0.0.1:{head_port}', logging_level='ERROR'); "
+                "print(sum(node['Alive'] for node in ray.nodes()))",
+            ],
+            env=cluster_env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         return int(probe.stdout.strip().splitlines()[-1]) if probe.returncode == 0 and probe.stdout.strip() else 0
 
     try:
         wait_for(lambda: alive_nodes() == 2, 300, "both Ray nodes")
-        refused = subprocess.run([SWEEPER, "run", "spec.yaml", "--address", f"127.0.0.1:{head_port}",
-                                  "--tracking-uri", f"sqlite:///{tmp_path / 'local.db'}"], cwd=tmp_path,
-                                 env=cluster_env, capture_output=True, text=True, timeout=300)
+        refused = subprocess.run(
+            [
+                SWEEPER,
+                "run",
+                "spec.yaml",
+                "--address",
+                f"127.0.0.1:{head_port}",
+                "--tracking-uri",
+                f"sqlite:///{tmp_path / 'local.db'}",
+            ],
+            cwd=tmp_path,
+            env=cluster_env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert refused.returncode == 2 and "sweeper server" in refused.stderr, refused.stderr[-2000:]
         assert not out.exists()
 
-        driver = subprocess.Popen([SWEEPER, "run", "spec.yaml", "--address", f"127.0.0.1:{head_port}",
-                                   "--tracking-uri", uri, "--out", str(out)], cwd=tmp_path, env=cluster_env,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        driver = subprocess.Popen(
+            [
+                SWEEPER,
+                "run",
+                "spec.yaml",
+                "--address",
+                f"127.0.0.1:{head_port}",
+                "--tracking-uri",
+                uri,
+                "--out",
+                str(out),
+            ],
+            cwd=tmp_path,
+            env=cluster_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
         wait_for(lambda: len(finished_trials(out)) >= 2, 900, "two trials finished on the cluster")
         os.killpg(node.pid, signal.SIGKILL)  # the second node and its worker processes, mid-trial
         stdout, stderr = driver.communicate(timeout=1200)
         assert driver.returncode == 0, stdout[-3000:] + stderr[-3000:]
-        (sweep_dir,) = out.iterdir()
+        (sweep_dir,) = sweep_dirs(out)
         rows = list(csv.DictReader((sweep_dir / "trials.csv").open()))
         assert len(rows) == 8 and all(row["verdict"] != "error" for row in rows)
         assert len({row["worker"].split(":")[0] for row in rows}) == 2  # trials ran on both nodes
@@ -222,3 +393,124 @@ def test_a_two_node_cluster_survives_a_lost_node(tmp_path):
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
                 process.wait(timeout=120)
+
+
+BOUNCE_SPEC = """
+name: bounce-listmle
+workload: listmle
+seeds: 3
+smoke: true
+fixed: {epochs: 1200}
+grid:
+  list_shape: [flattened, grouped]
+"""  # 2 points x 3 seeds = 6 trials of 15-20 s, a report every ~10 ms: longer than the 5 s between flushes
+
+
+def test_a_tracking_server_restarted_twice_mid_sweep_loses_no_report(tmp_path):
+    """The MLflow server goes down for seconds twice while trials report: after `sweeper sync`, every trial
+    has exactly one run, holding exactly its trial file's reports (every step, every key, once)."""
+    (tmp_path / "spec.yaml").write_text(BOUNCE_SPEC)
+    port = free_port()
+    uri = f"http://127.0.0.1:{port}"
+    out = tmp_path / "sweeps"
+
+    def start_server() -> subprocess.Popen:
+        return subprocess.Popen(
+            [SWEEPER, "server", "--store", str(tmp_path / "server"), "--port", str(port)],
+            cwd=tmp_path,
+            env=env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    def closed_runs() -> int:
+        """Trial runs with their verdict: the driver's mirror is writing to this server."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return sum("sweeper.verdict" in run.data.tags for run in child_runs(MlflowClient(uri), "bounce-listmle")[0])
+        except (MlflowException, AttributeError):  # no experiment yet
+            return 0
+
+    server = start_server()
+    driver = None
+    try:
+        wait_for(lambda: server_is_up(uri), 300, "the MLflow server")
+        driver = subprocess.Popen(
+            [SWEEPER, "run", "spec.yaml", "--out", str(out), "--tracking-uri", uri, "--max-concurrent", "1"],
+            cwd=tmp_path,
+            env=env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        for finished in (1, 2):  # each time once the mirror writes again (it pauses 30 s after a failure)
+            wait_for(
+                lambda n=finished: len(finished_trials(out)) >= n and closed_runs() >= n,
+                600,
+                f"{finished} finished trials in MLflow",
+            )
+            time.sleep(3)  # into the next trial, past its first flush
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=60)
+            time.sleep(2)  # down for this and the server's start (10-20 s on 2 busy cores)
+            server = start_server()
+            wait_for(lambda: server_is_up(uri), 300, "the MLflow server again")
+        stdout, stderr = driver.communicate(timeout=900)
+        assert driver.returncode == 0, stdout[-3000:] + stderr[-3000:]
+        warnings = [line for line in stderr.splitlines() if line.startswith("warning: MLflow at")]
+        assert len(warnings) >= 2, stderr[-3000:]  # both outages hit the sweep
+
+        (sweep_dir,) = sweep_dirs(out)
+        synced = subprocess.run(
+            [SWEEPER, "sync", str(sweep_dir)],
+            cwd=tmp_path,
+            env=env(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert synced.returncode == 0, synced.stderr[-3000:]
+        trials = {doc["key"]: doc for doc in (json.loads(path.read_text()) for path in finished_trials(out))}
+        assert len(trials) == 6
+        client = MlflowClient(uri)
+        children, parents = child_runs(client, "bounce-listmle")
+        assert len(parents) == 1
+        assert sorted(run.data.tags["sweeper.trial_key"] for run in children) == sorted(trials)  # one run each
+        for run in children:
+            trial = trials[run.data.tags["sweeper.trial_key"]]
+            assert run.info.run_id == trial["run_id"] and run.data.tags["sweeper.verdict"] == trial["verdict"]
+            keys = {key for report in trial["history"] for key in report if key != "step"}
+            assert {key for key in run.data.metrics if not key.startswith("sweeper.")} == keys
+            for key in keys:
+                stored = sorted((m.step, repr(m.value)) for m in client.get_metric_history(run.info.run_id, key))
+                expected = [(report["step"], repr(stored_value(report[key]))) for report in trial["history"]]
+                assert stored == expected, (trial["key"], key)  # every step once, every value (NaN too)
+        again = subprocess.run(
+            [SWEEPER, "sync", str(sweep_dir)],
+            cwd=tmp_path,
+            env=env(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert again.returncode == 0 and "0 trials replayed" in again.stdout, again.stdout + again.stderr
+        behind = [line for line in stderr.splitlines() if "is behind" in line]
+        print(
+            f"\n{len(warnings)} MLflow failures during the sweep; at its end: {behind or 'up to date'}; "
+            f"then {synced.stdout.strip()}"
+        )
+    finally:
+        if driver is not None and driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)
+
+
+def stored_value(value: float) -> float:
+    """A report value as MLflow's SQL store keeps it: +-inf as +-max float."""
+    return float(value) if abs(value) != float("inf") else 1.7976931348623157e308 * (1 if value > 0 else -1)

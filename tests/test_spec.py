@@ -25,45 +25,70 @@ grid:
 """
 
 BAD = {
-    "unknown knob": ("workload: listmle\ngrid: {hidden_activaton: [relu]}\n",
-                     ["grid.hidden_activaton", "unknown knob", "did you mean 'hidden_activation'", "valid: "]),
-    "value outside the set": ("workload: listmle\ngrid: {list_shape: [grouped, groupd]}\n",
-                              ["grid.list_shape[1]", "'groupd'", "did you mean 'grouped'", "valid: flattened, grouped, vector"]),
+    "unknown knob": (
+        "workload: listmle\ngrid: {hidden_activaton: [relu]}\n",
+        ["grid.hidden_activaton", "unknown knob", "did you mean 'hidden_activation'", "valid: "],
+    ),
+    "value outside the set": (
+        "workload: listmle\ngrid: {list_shape: [grouped, groupd]}\n",
+        ["grid.list_shape[1]", "'groupd'", "did you mean 'grouped'", "valid: flattened, grouped, vector"],
+    ),
     "unknown workload": ("workload: listmel\n", ["workload:", "did you mean 'listmle'", "valid: "]),
     "malformed YAML": ("workload: listmle\ngrid: {list_shape: [grouped\n", ["malformed YAML", "line "]),
-    "unknown top-level key": ("workload: listmle\nseed: 3\n", ["seed:", "did you mean 'seeds'", "valid: name, workload"]),
+    "unknown top-level key": (
+        "workload: listmle\nseed: 3\n",
+        ["seed:", "did you mean 'seeds'", "valid: name, workload"],
+    ),
     "wrong type": ("workload: listmle\nfixed: {epochs: ten}\n", ["fixed.epochs", "expects int", "'ten'"]),
     "bool is not an int": ("workload: listmle\nfixed: {epochs: true}\n", ["fixed.epochs", "expects int"]),
     "seed as a knob": ("workload: listmle\ngrid: {seed: [0, 1]}\n", ["grid.seed", "seeds: N"]),
-    "knob both fixed and swept": ("workload: listmle\nfixed: {labels: graded}\ngrid: {labels: [graded]}\n",
-                                  ["grid.labels", "also set in `fixed`"]),
+    "knob both fixed and swept": (
+        "workload: listmle\nfixed: {labels: graded}\ngrid: {labels: [graded]}\n",
+        ["grid.labels", "also set in `fixed`"],
+    ),
     "empty grid list": ("workload: listmle\ngrid: {labels: []}\n", ["grid.labels", "non-empty list"]),
     "negative gpu": ("workload: listmle\nresources: {gpu: -1}\n", ["resources.gpu", "0 or more"]),
     "unknown resource": ("workload: listmle\nresources: {gpus: 1}\n", ["resources.gpus", "did you mean 'gpu'"]),
     "zero seeds": ("workload: listmle\nseeds: 0\n", ["seeds", "from 1 to 1000"]),
     "missing workload": ("name: x\n", ["workload: missing"]),
     "not a mapping": ("- workload: listmle\n", ["mapping of keys"]),
-    "claim on an unswept knob": ("workload: listmle\ngrid: {labels: [graded, constant]}\n"
-                                 "claims: [{claim: x, set: {list_shape: grouped}, expect: fixes}]\n",
-                                 ["claims[0].set.list_shape", "not swept", "valid: labels"]),
-    "claim with an unknown expectation": ("workload: listmle\ngrid: {labels: [graded, constant]}\n"
-                                          "claims: [{claim: x, set: {labels: constant}, expect: fixe}]\n",
-                                          ["claims[0].expect", "did you mean 'fixes'", "valid: fixes, no_effect"]),
-    "claim set is not a mapping": ("workload: listmle\ngrid: {labels: [graded, constant]}\n"
-                                   "claims: [{claim: x, set: [labels], expect: fixes}]\n",
-                                   ["claims[0].set", "expected a mapping"]),
-    "claim without the default to compare with": ("workload: listmle\ngrid: {labels: [constant]}\n"
-                                                  "claims: [{claim: x, set: {labels: constant}, expect: fixes}]\n",
-                                                  ["claims[0].set.labels", "lacks the default 'graded'"]),
-    "grid value below its range": ("workload: listmle\ngrid: {epochs: [-1]}\n",
-                                   ["grid.epochs[0]: epochs = -1 is outside its range [1, 10000]"]),
-    "fixed value above its range": ("workload: listmle\nfixed: {hidden_units: 100000000}\n",
-                                    ["fixed.hidden_units: hidden_units = 100000000 is outside its range [1, 4096]"]),
-    "float at an open bound": ("workload: listmle\nfixed: {learning_rate: 0.0}\n",
-                               ["fixed.learning_rate: learning_rate = 0.0 is outside its range (0, 10]"]),
-    "claim value outside its range": (("workload: listmle\ngrid: {epochs: [20, 30]}\n"
-                                       "claims: [{claim: x, set: {epochs: 30}, where: {epochs: 0}, expect: fixes}]\n"),
-                                      ["claims[0].where.epochs: epochs = 0 is outside its range [1, 10000]"]),
+    "claim on an unswept knob": (
+        "workload: listmle\ngrid: {labels: [graded, constant]}\n"
+        "claims: [{claim: x, set: {list_shape: grouped}, expect: fixes}]\n",
+        ["claims[0].set.list_shape", "not swept", "valid: labels"],
+    ),
+    "claim with an unknown expectation": (
+        "workload: listmle\ngrid: {labels: [graded, constant]}\n"
+        "claims: [{claim: x, set: {labels: constant}, expect: fixe}]\n",
+        ["claims[0].expect", "did you mean 'fixes'", "valid: fixes, no_effect"],
+    ),
+    "claim set is not a mapping": (
+        "workload: listmle\ngrid: {labels: [graded, constant]}\nclaims: [{claim: x, set: [labels], expect: fixes}]\n",
+        ["claims[0].set", "expected a mapping"],
+    ),
+    "claim without the default to compare with": (
+        "workload: listmle\ngrid: {labels: [constant]}\nclaims: [{claim: x, set: {labels: constant}, expect: fixes}]\n",
+        ["claims[0].set.labels", "lacks the default 'graded'"],
+    ),
+    "grid value below its range": (
+        "workload: listmle\ngrid: {epochs: [-1]}\n",
+        ["grid.epochs[0]: epochs = -1 is outside its range [1, 10000]"],
+    ),
+    "fixed value above its range": (
+        "workload: listmle\nfixed: {hidden_units: 100000000}\n",
+        ["fixed.hidden_units: hidden_units = 100000000 is outside its range [1, 4096]"],
+    ),
+    "float at an open bound": (
+        "workload: listmle\nfixed: {learning_rate: 0.0}\n",
+        ["fixed.learning_rate: learning_rate = 0.0 is outside its range (0, 10]"],
+    ),
+    "claim value outside its range": (
+        (
+            "workload: listmle\ngrid: {epochs: [20, 30]}\n"
+            "claims: [{claim: x, set: {epochs: 30}, where: {epochs: 0}, expect: fixes}]\n"
+        ),
+        ["claims[0].where.epochs: epochs = 0 is outside its range [1, 10000]"],
+    ),
     "missing workload file": ("workload: ./nope.py\n", ["workload: ./nope.py: no such workload file"]),
 }
 
@@ -117,7 +142,10 @@ def test_run_with_a_bad_spec_writes_nothing(tmp_path):
     work.mkdir()
     sweeper = Path(sys.executable).with_name("sweeper")
     result = subprocess.run(
-        [str(sweeper), "run", str(spec), "--seeds", "2"], cwd=work, capture_output=True, text=True,
+        [str(sweeper), "run", str(spec), "--seeds", "2"],
+        cwd=work,
+        capture_output=True,
+        text=True,
         env={**os.environ, "MLFLOW_TRACKING_URI": ""},
     )
     assert result.returncode == 2
@@ -137,24 +165,46 @@ def test_run_refuses_resources_the_cluster_lacks(tmp_path):
     work = tmp_path / "work"
     work.mkdir()
     sweeper = Path(sys.executable).with_name("sweeper")
-    result = subprocess.run([str(sweeper), "run", str(spec)], cwd=work, capture_output=True, text=True,
-                            env={**os.environ, "MLFLOW_TRACKING_URI": ""}, timeout=300)
+    result = subprocess.run(
+        [str(sweeper), "run", str(spec)],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "MLFLOW_TRACKING_URI": ""},
+        timeout=300,
+    )
     assert result.returncode == 2, result.stderr[-2000:]
     assert "resources.gpu" in result.stderr and "1000 GPU" in result.stderr
     assert list(work.iterdir()) == []
 
 
-@pytest.mark.parametrize("knob, value", [("epochs", 1), ("epochs", 10_000), ("learning_rate", 10.0),
-                                          ("learning_rate", 0.0001), ("learning_rate", 10), ("label_noise", 0.0)])
+@pytest.mark.parametrize(
+    "knob, value",
+    [
+        ("epochs", 1),
+        ("epochs", 10_000),
+        ("learning_rate", 10.0),
+        ("learning_rate", 0.0001),
+        ("learning_rate", 10),
+        ("label_noise", 0.0),
+    ],
+)
 def test_values_at_a_closed_bound_or_just_inside_an_open_one_are_accepted(tmp_path, knob, value):
     (spec,) = load_specs(write(tmp_path, f"workload: listmle\ngrid: {{{knob}: [{value!r}]}}\n"))
     assert spec.grid[knob] == [value] and type(spec.grid[knob][0]) is type(load(spec.workload).knobs[knob].default)
 
 
-@pytest.mark.parametrize("knob, value, bounds", [
-    ("epochs", 0, "[1, 10000]"), ("epochs", 10_001, "[1, 10000]"), ("learning_rate", 0.0, "(0, 10]"),
-    ("learning_rate", 10.000001, "(0, 10]"), ("learning_rate", -1, "(0, 10]"), ("label_noise", -0.001, "[0, 10]"),
-])
+@pytest.mark.parametrize(
+    "knob, value, bounds",
+    [
+        ("epochs", 0, "[1, 10000]"),
+        ("epochs", 10_001, "[1, 10000]"),
+        ("learning_rate", 0.0, "(0, 10]"),
+        ("learning_rate", 10.000001, "(0, 10]"),
+        ("learning_rate", -1, "(0, 10]"),
+        ("label_noise", -0.001, "[0, 10]"),
+    ],
+)
 def test_values_just_outside_a_range_are_refused(tmp_path, knob, value, bounds):
     path = write(tmp_path, f"workload: listmle\nfixed: {{{knob}: {value!r}}}\n")
     with pytest.raises(SweeperError) as raised:
@@ -210,8 +260,10 @@ def test_a_workload_given_by_file_is_stored_by_its_absolute_path(tmp_path):
     (tmp_path / "models" / "tiny.py").write_text(TINY_WORKLOAD)
     (tmp_path / "specs").mkdir()
     path = tmp_path / "specs" / "spec.yaml"
-    path.write_text("workload: ../models/tiny.py\ngrid: {lr: [0.1, 0.5]}\n---\nworkload: ../models/tiny.py\n"
-                    "name: other\nfixed: {steps: 100}\n")
+    path.write_text(
+        "workload: ../models/tiny.py\ngrid: {lr: [0.1, 0.5]}\n---\nworkload: ../models/tiny.py\n"
+        "name: other\nfixed: {steps: 100}\n"
+    )
     first, second = load_specs(path)
     absolute = str((tmp_path / "models" / "tiny.py").resolve())
     assert first.workload == second.workload == absolute and first.document["workload"] == absolute
@@ -228,12 +280,15 @@ def test_a_workload_given_by_file_is_stored_by_its_absolute_path(tmp_path):
     assert again.workload == absolute and again.points == first.points
 
 
-@pytest.mark.parametrize("text, fragment", [
-    ("workload: ./tiny.py\nfixed: {lr: 0.0}\n", "fixed.lr: lr = 0.0 is outside its range (0, 1]"),
-    ("workload: ./tiny.py\ngrid: {steps: [1, 101]}\n", "grid.steps[1]: steps = 101 is outside its range [1, 100]"),
-    ("workload: ./tiny.py\ngrid: {shape: [c]}\n", "grid.shape[0]: 'c' is not a value of shape; valid: a, b"),
-    ("workload: tiny.py\nfixed: {lr: 1.5}\n", "fixed.lr: lr = 1.5 is outside its range (0, 1]"),
-])
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("workload: ./tiny.py\nfixed: {lr: 0.0}\n", "fixed.lr: lr = 0.0 is outside its range (0, 1]"),
+        ("workload: ./tiny.py\ngrid: {steps: [1, 101]}\n", "grid.steps[1]: steps = 101 is outside its range [1, 100]"),
+        ("workload: ./tiny.py\ngrid: {shape: [c]}\n", "grid.shape[0]: 'c' is not a value of shape; valid: a, b"),
+        ("workload: tiny.py\nfixed: {lr: 1.5}\n", "fixed.lr: lr = 1.5 is outside its range (0, 1]"),
+    ],
+)
 def test_a_file_workload_is_validated_like_a_named_one(tmp_path, text, fragment):
     (tmp_path / "tiny.py").write_text(TINY_WORKLOAD)
     path = write(tmp_path, text)

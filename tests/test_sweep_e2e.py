@@ -15,9 +15,8 @@ from pathlib import Path
 import matplotlib.image
 import numpy as np
 import pytest
-from mlflow.tracking import MlflowClient
-
 from conftest import sweep_dirs
+from mlflow.tracking import MlflowClient
 
 SPEC = """
 name: e2e-listmle
@@ -36,7 +35,12 @@ def sweep(tmp_path_factory):
     sweeper = Path(sys.executable).with_name("sweeper")
     env = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
     result = subprocess.run(
-        [str(sweeper), "run", "spec.yaml", "--max-concurrent", "2"], cwd=work, capture_output=True, text=True, timeout=600, env=env
+        [str(sweeper), "run", "spec.yaml", "--max-concurrent", "2"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     (sweep_dir,) = sweep_dirs(work / "sweeps")
@@ -98,16 +102,22 @@ def test_ui_serves_the_sweep_store_on_loopback(sweep):
         port = probe.getsockname()[1]
     sweeper = Path(sys.executable).with_name("sweeper")
     server = subprocess.Popen(
-        [str(sweeper), "ui", "--port", str(port)], cwd=work, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-        text=True, start_new_session=True,
+        [str(sweeper), "ui", "--port", str(port)],
+        cwd=work,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
     )
     try:
         assert server.stdout.readline().startswith(f"MLflow UI: http://127.0.0.1:{port}")
         deadline = time.monotonic() + 90
         while True:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/get-by-name"
-                                            "?experiment_name=e2e-listmle", timeout=10) as response:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/get-by-name?experiment_name=e2e-listmle",
+                    timeout=10,
+                ) as response:
                     assert json.load(response)["experiment"]["name"] == "e2e-listmle"
                     break
             except OSError:  # refused, reset or timed out while the server starts
@@ -126,7 +136,10 @@ def test_report_rebuilds_the_same_ranking_from_mlflow_alone(sweep, tmp_path):
     elsewhere.mkdir()
     result = subprocess.run(
         [str(sweeper), "report", sweep_dir.name, "--tracking-uri", f"sqlite:///{work / 'mlflow.db'}"],
-        cwd=elsewhere, capture_output=True, text=True, timeout=300,
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     (rebuilt,) = sweep_dirs(elsewhere / "sweeps")
@@ -134,21 +147,28 @@ def test_report_rebuilds_the_same_ranking_from_mlflow_alone(sweep, tmp_path):
     assert (rebuilt / "trials.csv").read_text() == (sweep_dir / "trials.csv").read_text()
     assert {p.name for p in (rebuilt / "plots").iterdir()} == {p.name for p in (sweep_dir / "plots").iterdir()}
 
-    compared = subprocess.run([str(sweeper), "compare", str(sweep_dir), str(rebuilt)], capture_output=True, text=True,
-                              timeout=120)
+    compared = subprocess.run(
+        [str(sweeper), "compare", str(sweep_dir), str(rebuilt)], capture_output=True, text=True, timeout=120
+    )
     assert compared.returncode == 0, compared.stderr
     assert "baseline -> baseline" in compared.stdout
     assert compared.stdout.count("0.50") == 3  # the same trials: every point ties with itself
-    unknown = subprocess.run([str(sweeper), "report", "no-such-sweep", "--tracking-uri", f"sqlite:///{work / 'mlflow.db'}"],
-                             cwd=elsewhere, capture_output=True, text=True, timeout=120)
+    unknown = subprocess.run(
+        [str(sweeper), "report", "no-such-sweep", "--tracking-uri", f"sqlite:///{work / 'mlflow.db'}"],
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert unknown.returncode == 2 and "no-such-sweep" in unknown.stderr
 
 
 def test_the_parent_run_carries_the_report_and_its_plots(sweep):
     work, sweep_dir, _ = sweep
     client = MlflowClient(f"sqlite:///{work / 'mlflow.db'}")
-    (parent,) = client.search_runs([client.get_experiment_by_name("e2e-listmle").experiment_id],
-                                   "tags.`sweeper.kind` = 'sweep'")
+    (parent,) = client.search_runs(
+        [client.get_experiment_by_name("e2e-listmle").experiment_id], "tags.`sweeper.kind` = 'sweep'"
+    )
     names = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"spec.yaml", "report.html", "report.md", "ranking.json", "trials.csv", "plots"} <= names
     plots = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
@@ -164,11 +184,24 @@ def test_report_html_shows_its_plots_in_a_real_browser(sweep, tmp_path):
     _, sweep_dir, _ = sweep
     shot = tmp_path / "report.png"
     subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,4000", f"--screenshot={shot}",
-         (sweep_dir / "report.html").as_uri()],
-        capture_output=True, timeout=120, check=True,
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--window-size=1280,4000",
+            f"--screenshot={shot}",
+            (sweep_dir / "report.html").as_uri(),
+        ],
+        capture_output=True,
+        timeout=120,
+        check=True,
     )
     pixels = (matplotlib.image.imread(shot)[..., :3] * 255).round()
     for colour in ("#2e7d32", "#1565c0", "#757575"):  # healthy, stuck_zero and error in the plots
@@ -182,9 +215,22 @@ def test_report_judges_claims_added_after_the_run(sweep, tmp_path):
     claims = SPEC + "claims:\n  - {claim: Grouping fixes it, set: {list_shape: grouped}, expect: fixes}\n"
     (tmp_path / "claims.yaml").write_text(claims)
     store = f"sqlite:///{work / 'mlflow.db'}"
-    result = subprocess.run([str(sweeper), "report", sweep_dir.name, "--tracking-uri", store, "--claims-from",
-                             str(tmp_path / "claims.yaml"), "--out", str(tmp_path / "out")],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            str(sweeper),
+            "report",
+            sweep_dir.name,
+            "--tracking-uri",
+            store,
+            "--claims-from",
+            str(tmp_path / "claims.yaml"),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     (rebuilt,) = sweep_dirs(tmp_path / "out")
     (claim,) = json.loads((rebuilt / "ranking.json").read_text())["claims"]
@@ -192,6 +238,18 @@ def test_report_judges_claims_added_after_the_run(sweep, tmp_path):
     assert "Grouping fixes it" in (rebuilt / "report.md").read_text()
 
     (tmp_path / "other.yaml").write_text(claims.replace("vector]", "vector]\n  labels: [graded, constant]"))
-    refused = subprocess.run([str(sweeper), "report", sweep_dir.name, "--tracking-uri", store, "--claims-from",
-                              str(tmp_path / "other.yaml")], capture_output=True, text=True, timeout=300)
+    refused = subprocess.run(
+        [
+            str(sweeper),
+            "report",
+            sweep_dir.name,
+            "--tracking-uri",
+            store,
+            "--claims-from",
+            str(tmp_path / "other.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert refused.returncode == 2 and "differ from the sweep as run" in refused.stderr

@@ -99,7 +99,10 @@ def test_defaults_reproduce_the_failure(name, smoke_reports):
 def test_module_runs_one_baseline_trial(name):
     module = load(name).module.__name__
     result = subprocess.run(
-        [sys.executable, "-m", module], capture_output=True, text=True, timeout=300,
+        [sys.executable, "-m", module],
+        capture_output=True,
+        text=True,
+        timeout=300,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
     )
     assert result.returncode == 0, result.stderr[-2000:]
@@ -172,21 +175,30 @@ def test_a_chance_that_is_neither_a_number_nor_reported_is_refused(tmp_path, val
     assert "breaks the contract: CHANCE is" in message and 'nor "reported"; add CHANCE = ' in message
 
 
-@pytest.mark.parametrize("change, fragment", [
-    (("= 0.1\n", "= 0.0\n"), "Config.lr defaults to 0.0, outside its range (0, 1]"),
-    (("= 3\n", "= 1000\n"), "Config.steps defaults to 1000, outside its range [1, 100]"),
-    (('{"steps": 2}', '{"steps": 0}'), "SMOKE sets steps = 0, outside its range [1, 100]"),
-    (('{"steps": 2}', '{"lr": 2}'), "SMOKE sets lr = 2, outside its range (0, 1]"),
-    (('{"steps": 2}', '{"steps": "2"}'), "SMOKE sets steps = '2'; steps expects int"),
-    (('shape: Literal["a", "b"]', "shape: Annotated[str, Range(0, 1)]"),
-     "Config.shape: a Range fits an int or float knob, not str"),
-    (('shape: Literal["a", "b"]', 'shape: Annotated[Literal["a", "b"], Range(0, 1)]'),
-     "Config.shape: a Range fits an int or float knob, not a Literal set"),
-    (("seed: int = 0", "seed: int = 0\n    flag: Annotated[bool, Range(0, 1)] = False"),
-     "Config.flag: a Range fits an int or float knob, not bool"),
-    (("Range(1, 100)]", "Range(1, 100), Range(1, 10)]"), "Config.steps: declares 2 Ranges; a knob has at most one"),
-    (("Range(1, 100)]", "Range(100, 1)]"), "cannot be imported at line 13: ValueError: Range(low=100, high=1"),
-])
+@pytest.mark.parametrize(
+    "change, fragment",
+    [
+        (("= 0.1\n", "= 0.0\n"), "Config.lr defaults to 0.0, outside its range (0, 1]"),
+        (("= 3\n", "= 1000\n"), "Config.steps defaults to 1000, outside its range [1, 100]"),
+        (('{"steps": 2}', '{"steps": 0}'), "SMOKE sets steps = 0, outside its range [1, 100]"),
+        (('{"steps": 2}', '{"lr": 2}'), "SMOKE sets lr = 2, outside its range (0, 1]"),
+        (('{"steps": 2}', '{"steps": "2"}'), "SMOKE sets steps = '2'; steps expects int"),
+        (
+            ('shape: Literal["a", "b"]', "shape: Annotated[str, Range(0, 1)]"),
+            "Config.shape: a Range fits an int or float knob, not str",
+        ),
+        (
+            ('shape: Literal["a", "b"]', 'shape: Annotated[Literal["a", "b"], Range(0, 1)]'),
+            "Config.shape: a Range fits an int or float knob, not a Literal set",
+        ),
+        (
+            ("seed: int = 0", "seed: int = 0\n    flag: Annotated[bool, Range(0, 1)] = False"),
+            "Config.flag: a Range fits an int or float knob, not bool",
+        ),
+        (("Range(1, 100)]", "Range(1, 100), Range(1, 10)]"), "Config.steps: declares 2 Ranges; a knob has at most one"),
+        (("Range(1, 100)]", "Range(100, 1)]"), "cannot be imported at line 13: ValueError: Range(low=100, high=1"),
+    ],
+)
 def test_the_contract_refuses_ranges_that_do_not_fit(tmp_path, change, fragment):
     message = refusal(tiny(tmp_path, change))
     assert fragment in message and message.startswith(f"workload 'tiny' ({tmp_path / 'tiny.py'}) "), message
@@ -225,6 +237,8 @@ def test_a_workload_file_is_imported_once_by_its_resolved_path(tmp_path, monkeyp
 
 def test_a_workload_file_that_fails_to_import_is_one_line(tmp_path):
     path = tiny(tmp_path, ("import Range\n", "import Range\nimport no_such_module_here\n"))
-    assert refusal(path) == (f"workload 'tiny' ({path}) cannot be imported at line 5: "
-                             "ModuleNotFoundError: No module named 'no_such_module_here'")
+    assert refusal(path) == (
+        f"workload 'tiny' ({path}) cannot be imported at line 5: "
+        "ModuleNotFoundError: No module named 'no_such_module_here'"
+    )
     assert refusal(tmp_path / "missing.py") == f"{tmp_path / 'missing.py'}: no such workload file"
