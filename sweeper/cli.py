@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import traceback
@@ -190,8 +191,6 @@ def _print_outcome(outcome, uri: str) -> None:
 def _graceful_sigterm() -> None:
     """SIGTERM (a scheduler's stop) ends the sweep the way Ctrl-C does: Tune stops the trials, the report is
     written from the finished ones, and `sweeper resume` picks up the rest."""
-    import signal
-
     signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
 
 
@@ -447,9 +446,11 @@ def _usage_error(exc: Exception) -> None:
 
 
 def _stop(code: int, message: str | None) -> NoReturn:
-    """Exit with `code` after one line on stderr."""
+    """Exit with `code` after one line on stderr. A Ctrl-C from here on (while Ray shuts down) ends the
+    process at once, without a traceback."""
     if message:
         errors.print(f"error: {message}", markup=False)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     sys.exit(code)
 
 

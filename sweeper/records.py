@@ -228,10 +228,10 @@ def write_plan(out_root: Path, stem: str, sweep_dirs: list[Path]) -> Path:
 
 
 def planned_sweep_dirs(out_root: Path) -> list[Path]:
-    """The sweep folders of every plan file in `out_root`, in plan order, each once; plans that cannot be
+    """The sweep folders of every plan file in `out_root`, oldest plan first, each once; plans that cannot be
     read are named in an error."""
     folders: list[Path] = []
-    for plan in sorted(out_root.glob(f"*{PLAN_SUFFIX}")):
+    for plan in sorted(out_root.glob(f"*{PLAN_SUFFIX}"), key=lambda path: (path.stat().st_mtime, path.name)):
         try:
             names = json.loads(plan.read_text(encoding="utf-8"))["sweeps"]
         except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:

@@ -6,12 +6,12 @@ import json
 import math
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import sweep_dirs
 from mlflow.tracking import MlflowClient
+
+from conftest import SWEEPER, sweep_dirs
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,10 +20,9 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory):
     work = tmp_path_factory.mktemp("listmle")
-    sweeper = Path(sys.executable).with_name("sweeper")
     result = subprocess.run(
         [
-            str(sweeper),
+            SWEEPER,
             "run",
             str(ROOT / "configs/listmle.yaml"),
             "--seeds",

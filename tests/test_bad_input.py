@@ -1,14 +1,13 @@
 """Hostile and malformed input, through the real `sweeper run` console script: every case is refused on one
 line naming what is wrong, with exit status 2, and nothing is written (no output folder, no MLflow store)."""
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-SWEEPER = str(Path(sys.executable).with_name("sweeper"))
+from conftest import SWEEPER, clean_env
+
 GOOD = "workload: listmle\nsmoke: true\ngrid: {list_shape: [flattened, grouped]}\n"
 
 # name -> (spec file content as bytes, extra command-line arguments, a fragment the error must contain)
@@ -98,7 +97,7 @@ def test_refused_on_one_line_with_nothing_written(tmp_path, case):
     content, arguments, fragment = CASES[case]
     (tmp_path / "spec.yaml").write_bytes(content)
     before = {p.name for p in tmp_path.iterdir()}
-    env = {**os.environ, "MLFLOW_TRACKING_URI": ""}
+    env = clean_env()
     result = subprocess.run(
         [SWEEPER, "run", "spec.yaml", *arguments], cwd=tmp_path, capture_output=True, text=True, env=env, timeout=120
     )

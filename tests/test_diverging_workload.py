@@ -8,6 +8,7 @@ import csv
 import json
 
 import pytest
+
 from conftest import TEST_WORKLOADS, run_sweeper, sweep_dirs
 
 SPEC = """

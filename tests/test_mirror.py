@@ -5,7 +5,6 @@ trial file."""
 
 import json
 import math
-import socket
 from types import SimpleNamespace
 
 import pytest
@@ -26,6 +25,8 @@ from sweeper.tracking import (
     load_sweep,
     report_metrics,
 )
+
+from conftest import free_port
 
 STORED_INFINITY = 1.7976931348623157e308  # MLflow's SQL store keeps +-inf as +-max float
 
@@ -70,9 +71,7 @@ def test_every_report_and_verdict_reaches_mlflow_in_order(tmp_path):
 
 
 def test_a_store_that_cannot_be_reached_leaves_results_in_the_folder(tmp_path, capsys):
-    with socket.socket() as probe:  # a port nobody listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()  # a port nobody listens on
     tracker = SweepTracker(f"http://127.0.0.1:{port}", "mirror", "mirror-2", {})
     mirror = TrialMirror(tracker, tmp_path, ({}, {}))
     record = _run_trial(mirror, tmp_path, "none", [3.0, 2.0])

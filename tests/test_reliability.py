@@ -18,11 +18,12 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import RAY, SWEEPER, TEST_WORKLOADS, free_port, sweep_dirs, wait_for
-from conftest import clean_env as env
 from mlflow.tracking import MlflowClient
 
 from sweeper.records import planned_sweep_dirs
+
+from conftest import RAY, SWEEPER, TEST_WORKLOADS, free_port, sweep_dirs, wait_for
+from conftest import clean_env as env
 
 pytestmark = pytest.mark.slow
 
@@ -72,7 +73,7 @@ def test_a_driver_killed_at_random_moments_is_resumed_to_the_uninterrupted_resul
     """SIGKILL (the driver and the Ray it started) at 5 seeded random moments of one sweep, each followed by
     a resume (or by the run again where the kill came before the sweep's folder existed), then a resume to
     its end: every trial once in the folder and in MLflow, and the same ranking as an uninterrupted sweep."""
-    (tmp_path / "spec.yaml").write_text(SPEC.replace("smoke: true", "smoke: true\nfixed: {epochs: 25}"))
+    (tmp_path / "spec.yaml").write_text(SPEC.replace("smoke: true", "smoke: true\nfixed: {epochs: 100}"))  # ~5 s each
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     out = tmp_path / "killed"
     run = [SWEEPER, "run", "spec.yaml", "--out", str(out), "--tracking-uri", store, "--max-concurrent", "1"]
@@ -80,15 +81,17 @@ def test_a_driver_killed_at_random_moments_is_resumed_to_the_uninterrupted_resul
     kills = []
     for _ in range(5):
         command = [SWEEPER, "resume", str(out)] if list(out.glob("*.plan.json")) else run
-        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-        driver = subprocess.Popen(command, cwd=tmp_path, env=env(), start_new_session=True, **quiet)
-        # A seeded moment: after 0-2 more trials finish (0: while Ray starts, before the folder may exist),
+        log = (tmp_path / f"driver-{len(kills)}.log").open("w")
+        driver = subprocess.Popen(command, cwd=tmp_path, env=env(), start_new_session=True, stdout=log, stderr=log)
+        # A seeded moment: after 0 or 1 more trial finishes (0: while Ray starts, maybe before the folder exists),
         # then 0.5-4 s on (between trials, or inside one).
-        target, delay = len(finished_trials(out)) + rng.randint(0, 2), rng.uniform(0.5, 4.0)
+        target, delay = len(finished_trials(out)) + rng.randint(0, 1), rng.uniform(0.5, 4.0)
         wait_for(lambda n=target, d=driver: len(finished_trials(out)) >= n or d.poll() is not None, 600, "the moment")
         time.sleep(delay)
+        assert driver.poll() is None, (tmp_path / f"driver-{len(kills)}.log").read_text()[-3000:]
         os.killpg(driver.pid, signal.SIGKILL)
         driver.wait()
+        log.close()
         kills.append((target, round(delay, 1), len(finished_trials(out))))
     before = trial_results(out)
     resumed = subprocess.run(

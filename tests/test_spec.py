@@ -1,8 +1,6 @@
 """Spec validation: bad input is refused before anything starts, with one line naming file, key and choices."""
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +11,8 @@ from sweeper.cli import app
 from sweeper.errors import SweeperError
 from sweeper.spec import BASELINE_LABEL, load_specs
 from sweeper.workload import Range, load
+
+from conftest import SWEEPER, clean_env
 
 GOOD = """
 name: t
@@ -140,13 +140,12 @@ def test_run_with_a_bad_spec_writes_nothing(tmp_path):
     spec = write(tmp_path, BAD["value outside the set"][0])
     work = tmp_path / "work"
     work.mkdir()
-    sweeper = Path(sys.executable).with_name("sweeper")
     result = subprocess.run(
-        [str(sweeper), "run", str(spec), "--seeds", "2"],
+        [SWEEPER, "run", str(spec), "--seeds", "2"],
         cwd=work,
         capture_output=True,
         text=True,
-        env={**os.environ, "MLFLOW_TRACKING_URI": ""},
+        env=clean_env(),
     )
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "did you mean 'grouped'" in result.stderr
@@ -164,13 +163,12 @@ def test_run_refuses_resources_the_cluster_lacks(tmp_path):
     spec = write(tmp_path, "workload: listmle\nsmoke: true\nresources: {cpu: 1, gpu: 1000}\n")
     work = tmp_path / "work"
     work.mkdir()
-    sweeper = Path(sys.executable).with_name("sweeper")
     result = subprocess.run(
-        [str(sweeper), "run", str(spec)],
+        [SWEEPER, "run", str(spec)],
         cwd=work,
         capture_output=True,
         text=True,
-        env={**os.environ, "MLFLOW_TRACKING_URI": ""},
+        env=clean_env(),
         timeout=300,
     )
     assert result.returncode == 2, result.stderr[-2000:]

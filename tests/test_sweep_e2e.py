@@ -5,18 +5,16 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import matplotlib.image
 import numpy as np
 import pytest
-from conftest import sweep_dirs
 from mlflow.tracking import MlflowClient
+
+from conftest import SWEEPER, clean_env, free_port, sweep_dirs
 
 SPEC = """
 name: e2e-listmle
@@ -32,15 +30,13 @@ grid:
 def sweep(tmp_path_factory):
     work = tmp_path_factory.mktemp("work")
     (work / "spec.yaml").write_text(SPEC)
-    sweeper = Path(sys.executable).with_name("sweeper")
-    env = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
     result = subprocess.run(
-        [str(sweeper), "run", "spec.yaml", "--max-concurrent", "2"],
+        [SWEEPER, "run", "spec.yaml", "--max-concurrent", "2"],
         cwd=work,
         capture_output=True,
         text=True,
         timeout=600,
-        env=env,
+        env=clean_env(),
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     (sweep_dir,) = sweep_dirs(work / "sweeps")
@@ -97,12 +93,9 @@ def test_mlflow_has_one_parent_and_a_child_per_trial(sweep):
 
 def test_ui_serves_the_sweep_store_on_loopback(sweep):
     work, _, _ = sweep
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    sweeper = Path(sys.executable).with_name("sweeper")
+    port = free_port()
     server = subprocess.Popen(
-        [str(sweeper), "ui", "--port", str(port)],
+        [SWEEPER, "ui", "--port", str(port)],
         cwd=work,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -131,11 +124,10 @@ def test_ui_serves_the_sweep_store_on_loopback(sweep):
 def test_report_rebuilds_the_same_ranking_from_mlflow_alone(sweep, tmp_path):
     """From another folder, with nothing but the store: the same ranking.json and trials.csv."""
     work, sweep_dir, _ = sweep
-    sweeper = Path(sys.executable).with_name("sweeper")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     result = subprocess.run(
-        [str(sweeper), "report", sweep_dir.name, "--tracking-uri", f"sqlite:///{work / 'mlflow.db'}"],
+        [SWEEPER, "report", sweep_dir.name, "--tracking-uri", f"sqlite:///{work / 'mlflow.db'}"],
         cwd=elsewhere,
         capture_output=True,
         text=True,
@@ -148,13 +140,13 @@ def test_report_rebuilds_the_same_ranking_from_mlflow_alone(sweep, tmp_path):
     assert {p.name for p in (rebuilt / "plots").iterdir()} == {p.name for p in (sweep_dir / "plots").iterdir()}
 
     compared = subprocess.run(
-        [str(sweeper), "compare", str(sweep_dir), str(rebuilt)], capture_output=True, text=True, timeout=120
+        [SWEEPER, "compare", str(sweep_dir), str(rebuilt)], capture_output=True, text=True, timeout=120
     )
     assert compared.returncode == 0, compared.stderr
     assert "baseline -> baseline" in compared.stdout
     assert compared.stdout.count("0.50") == 3  # the same trials: every point ties with itself
     unknown = subprocess.run(
-        [str(sweeper), "report", "no-such-sweep", "--tracking-uri", f"sqlite:///{work / 'mlflow.db'}"],
+        [SWEEPER, "report", "no-such-sweep", "--tracking-uri", f"sqlite:///{work / 'mlflow.db'}"],
         cwd=elsewhere,
         capture_output=True,
         text=True,
@@ -211,13 +203,12 @@ def test_report_html_shows_its_plots_in_a_real_browser(sweep, tmp_path):
 
 def test_report_judges_claims_added_after_the_run(sweep, tmp_path):
     work, sweep_dir, _ = sweep
-    sweeper = Path(sys.executable).with_name("sweeper")
     claims = SPEC + "claims:\n  - {claim: Grouping fixes it, set: {list_shape: grouped}, expect: fixes}\n"
     (tmp_path / "claims.yaml").write_text(claims)
     store = f"sqlite:///{work / 'mlflow.db'}"
     result = subprocess.run(
         [
-            str(sweeper),
+            SWEEPER,
             "report",
             sweep_dir.name,
             "--tracking-uri",
@@ -240,7 +231,7 @@ def test_report_judges_claims_added_after_the_run(sweep, tmp_path):
     (tmp_path / "other.yaml").write_text(claims.replace("vector]", "vector]\n  labels: [graded, constant]"))
     refused = subprocess.run(
         [
-            str(sweeper),
+            SWEEPER,
             "report",
             sweep_dir.name,
             "--tracking-uri",
