@@ -208,12 +208,13 @@ def is_sweep_folder(path: Path) -> bool:
 
 
 def is_complete(sweep_dir: Path, spec: SweepSpec) -> bool:
-    """Every trial of the sweep is in its folder and the outputs were written after the last of them."""
-    ranking = sweep_dir / RANKING_FILE
-    if len(finished_keys(sweep_dir)) < spec.trial_count or not ranking.is_file():
+    """Every trial of the sweep is in its folder, and its outputs were written with none unfinished."""
+    if len(finished_keys(sweep_dir)) < spec.trial_count:
         return False
-    trial_files = list((sweep_dir / TRIALS_DIR).glob("*.json"))
-    return all(path.stat().st_mtime <= ranking.stat().st_mtime for path in trial_files)
+    try:
+        return json.loads((sweep_dir / RANKING_FILE).read_text(encoding="utf-8")).get("unfinished") == 0
+    except (OSError, UnicodeDecodeError, ValueError):  # no outputs yet, or cut short: analyse again
+        return False
 
 
 # --- plan files: the sweeps one `sweeper run` invocation set out to run ---

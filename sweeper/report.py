@@ -33,6 +33,7 @@ from sweeper.records import (
     REPORT_HTML,
     REPORT_MD,
     TRIALS_CSV,
+    UNFINISHED,
     TrialRecord,
     write_atomically,
 )
@@ -131,6 +132,7 @@ def analyze(spec: SweepSpec, workload: Workload, records: list[TrialRecord], swe
         "main_effects": ranking.main_effects(outcomes, spec.grid, workload.mode),
         "claims": claims,
         "compute": compute_summary(records),
+        "unfinished": sum(r.reason == UNFINISHED for r in records),
     }
 
 

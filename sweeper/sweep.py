@@ -22,6 +22,7 @@ from sweeper.records import (
     OUTPUT_FILES,
     PLAN_SUFFIX,
     PLOTS_DIR,
+    RANKING_FILE,
     SPEC_FILE,
     UNFINISHED,
     TrialRecord,
@@ -229,9 +230,20 @@ def sync_sweep(sweep_dir: Path, *, tracking_uri: str | None = None) -> tuple[int
     """Bring MLflow to exactly what a sweep folder holds: every trial run that is missing, incomplete or
     duplicated is written again from its trial file; (trials replayed, tracking URI)."""
     spec, workload, tracker, _ = _open_sweep(sweep_dir, tracking_uri)
+    complete = is_complete(sweep_dir, spec)
+    unreachable = SweeperError(
+        f"--tracking-uri: MLflow at {tracker.tracking_uri} cannot be reached; nothing was replayed"
+    )
     replayed = _sync_trials(spec, workload, sweep_dir, tracker, load_trials(sweep_dir, spec))
-    if replayed is None or not _attach_outputs(sweep_dir, tracker):
-        raise SweeperError(f"--tracking-uri: MLflow at {tracker.tracking_uri} cannot be reached; nothing was replayed")
+    if replayed is None:
+        raise unreachable
+    if replayed and (sweep_dir / RANKING_FILE).is_file():  # trials.csv names the runs: rewrite the outputs
+        mirrored = _analyse(spec, workload, sweep_dir, tracker)[1]
+    else:
+        mirrored = _attach_outputs(sweep_dir, tracker)
+    # The parent run ends as the folder says; the sweep's own summary metrics are those it logged (if any).
+    if not (mirrored and tracker.end_sweep("FINISHED" if complete else "KILLED", {})):
+        raise unreachable
     return replayed, tracker.tracking_uri
 
 
@@ -251,10 +263,11 @@ def _attach_outputs(sweep_dir: Path, tracker) -> bool:
     return tracker.log_files(outputs, plots=plots if plots.is_dir() else None)
 
 
-def _analyse(spec: SweepSpec, workload: Workload, sweep_dir: Path, tracker) -> SweepOutcome:
+def _analyse(spec: SweepSpec, workload: Workload, sweep_dir: Path, tracker) -> tuple[SweepOutcome, bool]:
     """MLflow's trial runs brought up to date first (so trials.csv gets every final run id, and the outputs
-    are newer than every trial file), then the analysis and its outputs, attached to the parent run. An
-    analysis that fails is returned, not raised: the trials are the expensive part, and they stay."""
+    are newer than every trial file), then the analysis and its outputs, attached to the parent run; and
+    whether MLflow has it all. An analysis that fails is returned, not raised: the trials are the expensive
+    part, and they stay."""
     found = load_trials(sweep_dir, spec)
     synced = _sync_trials(spec, workload, sweep_dir, tracker, found)
     records = in_grid_order(spec, found)
@@ -265,9 +278,9 @@ def _analyse(spec: SweepSpec, workload: Workload, sweep_dir: Path, tracker) -> S
         document = write_report(spec, workload, records, sweep_dir, tracker.sweep_id, context)
     except Exception as exc:  # noqa: BLE001 - whatever went wrong, the trials must not be lost to it
         analysis_error = exc
-    if synced is None or not _attach_outputs(sweep_dir, tracker):
-        _warn_behind(tracker, sweep_dir)
-    return SweepOutcome(tracker.sweep_id, sweep_dir, tracker.parent_run_id, document, unfinished, analysis_error)
+    mirrored = synced is not None and _attach_outputs(sweep_dir, tracker)
+    outcome = SweepOutcome(tracker.sweep_id, sweep_dir, tracker.parent_run_id, document, unfinished, analysis_error)
+    return outcome, mirrored
 
 
 def _warn_behind(tracker, sweep_dir: Path) -> None:
@@ -279,11 +292,11 @@ def _warn_behind(tracker, sweep_dir: Path) -> None:
 
 
 def _finish(spec: SweepSpec, workload: Workload, sweep_dir: Path, tracker, wall_seconds: float) -> SweepOutcome:
-    outcome = _analyse(spec, workload, sweep_dir, tracker)
+    outcome, mirrored = _analyse(spec, workload, sweep_dir, tracker)
     compute = (outcome.ranking or {}).get("compute", {})
     summary = {"wall_seconds": wall_seconds, "trials": float(spec.trial_count), **compute}
     status = "KILLED" if outcome.unfinished else "FAILED" if outcome.analysis_error else "FINISHED"
-    if not tracker.end_sweep(status, summary):
+    if not (mirrored and tracker.end_sweep(status, summary)):
         _warn_behind(tracker, sweep_dir)
     return outcome
 
@@ -294,7 +307,10 @@ def report_folder(sweep_dir: Path, *, tracking_uri: str | None = None, claims_fr
     spec, workload, tracker, _ = _open_sweep(sweep_dir, tracking_uri)
     if claims_from is not None:
         spec = _with_claims_from(spec, claims_from)
-    return _analyse(spec, workload, sweep_dir, tracker)
+    outcome, mirrored = _analyse(spec, workload, sweep_dir, tracker)
+    if not mirrored:
+        _warn_behind(tracker, sweep_dir)
+    return outcome
 
 
 def write_report(

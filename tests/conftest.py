@@ -58,3 +58,18 @@ def sweep_dirs(out: Path) -> list[Path]:
     """The folders under a `--out` folder: sweeps, or reports rebuilt from MLflow (beside them lie the runs'
     plan files)."""
     return sorted(path for path in out.iterdir() if path.is_dir())
+
+
+def start_sweeper(*args: str, cwd: Path, quiet: bool = False, **extra_env: str) -> subprocess.Popen:
+    """The real `sweeper` console script in the background, in a session of its own (so `os.killpg` ends it
+    and the Ray it started); its output piped as text, or dropped when `quiet`."""
+    output = subprocess.DEVNULL if quiet else subprocess.PIPE
+    return subprocess.Popen(
+        [SWEEPER, *args],
+        cwd=cwd,
+        env=clean_env(**extra_env),
+        stdout=output,
+        stderr=output,
+        text=True,
+        start_new_session=True,
+    )

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import textwrap
 
-from conftest import SWEEPER, clean_env, run_sweeper, wait_for
+from conftest import SWEEPER, clean_env, run_sweeper, start_sweeper, wait_for
 
 
 def no_traceback(result: subprocess.CompletedProcess) -> bool:
@@ -115,23 +115,9 @@ grid:
 
 def test_ctrl_c_during_a_sweep_is_one_line_and_status_130(tmp_path):
     (tmp_path / "spec.yaml").write_text(LISTMLE_SPEC)
-    driver = subprocess.Popen(
-        [
-            SWEEPER,
-            "run",
-            "spec.yaml",
-            "--out",
-            "out",
-            "--max-concurrent",
-            "1",
-            "--tracking-uri",
-            f"sqlite:///{tmp_path / 'mlflow.db'}",
-        ],
-        cwd=tmp_path,
-        env=clean_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    driver = start_sweeper(
+        "run", "spec.yaml", "--out", "out", "--max-concurrent", "1", "--tracking-uri", store, cwd=tmp_path
     )
     wait_for(lambda: len(list(tmp_path.glob("out/*/trials/*.json"))) >= 1, 300, "a finished trial")
     driver.send_signal(signal.SIGINT)

@@ -1,8 +1,5 @@
 """The sweep folder's own storage: trial files that are cut short, completeness, plan files."""
 
-import os
-import time
-
 import pytest
 
 from sweeper.errors import SweeperError
@@ -53,15 +50,15 @@ def test_a_trial_file_cut_short_is_named_and_its_trial_counts_as_not_finished(tm
     assert all(record.history[0]["loss"] != record.history[0]["loss"] for record in found.values())  # NaN kept
 
 
-def test_a_sweep_is_complete_once_every_trial_and_then_the_outputs_are_written(tmp_path, spec):
+def test_a_sweep_is_complete_once_every_trial_is_in_and_the_outputs_say_none_is_unfinished(tmp_path, spec):
     assert not is_complete(tmp_path, spec)
     save_all(tmp_path, spec)
     assert not is_complete(tmp_path, spec)  # no outputs yet
-    (tmp_path / RANKING_FILE).write_text("{}")
+    (tmp_path / RANKING_FILE).write_text('{"unfinished": 1}')  # analysed while a trial was missing
+    assert not is_complete(tmp_path, spec)
+    (tmp_path / RANKING_FILE).write_text('{"unfinished": 0}')
     assert is_complete(tmp_path, spec)
-    trial = next((tmp_path / "trials").glob("*.json"))
-    later = time.time() + 10
-    os.utime(trial, (later, later))  # a trial written after the outputs: the analysis is stale
+    next((tmp_path / "trials").glob("*.json")).write_text("{")  # a trial file lost since: it runs again
     assert not is_complete(tmp_path, spec)
 
 

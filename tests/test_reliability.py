@@ -22,7 +22,7 @@ from mlflow.tracking import MlflowClient
 
 from sweeper.records import planned_sweep_dirs
 
-from conftest import RAY, SWEEPER, TEST_WORKLOADS, free_port, sweep_dirs, wait_for
+from conftest import RAY, SWEEPER, TEST_WORKLOADS, free_port, start_sweeper, sweep_dirs, wait_for
 from conftest import clean_env as env
 
 pytestmark = pytest.mark.slow
@@ -125,13 +125,17 @@ def test_a_killed_run_of_two_sweeps_is_resumed_from_its_out_folder(tmp_path):
     (tmp_path / "spec.yaml").write_text(SPEC + "---" + second)
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     out = tmp_path / "sweeps"
-    driver = subprocess.Popen(
-        [SWEEPER, "run", "spec.yaml", "--out", str(out), "--tracking-uri", store, "--max-concurrent", "1"],
+    driver = start_sweeper(
+        "run",
+        "spec.yaml",
+        "--out",
+        str(out),
+        "--tracking-uri",
+        store,
+        "--max-concurrent",
+        "1",
         cwd=tmp_path,
-        env=env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
+        quiet=True,
     )
     wait_for(lambda: len(finished_trials(out)) >= 2, 600, "two finished trials")
     os.killpg(driver.pid, signal.SIGKILL)
@@ -168,15 +172,7 @@ def test_two_sweeps_writing_to_one_sqlite_store_at_once_both_complete(tmp_path):
     (tmp_path / "spec.yaml").write_text(SHARED_STORE_SPEC.format(workload=TEST_WORKLOADS / "sgd_regression.py"))
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     drivers = [
-        subprocess.Popen(
-            [SWEEPER, "run", "spec.yaml", "--out", f"out{i}", "--tracking-uri", store],
-            cwd=tmp_path,
-            env=env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for i in range(2)
+        start_sweeper("run", "spec.yaml", "--out", f"out{i}", "--tracking-uri", store, cwd=tmp_path) for i in range(2)
     ]
     for driver in drivers:
         stdout, stderr = driver.communicate(timeout=900)
@@ -209,25 +205,14 @@ def test_a_tracking_server_that_is_down_loses_nothing(tmp_path):
     port = free_port()
     uri = f"http://127.0.0.1:{port}"
     out = tmp_path / "sweeps"
-    driver = subprocess.Popen(
-        [SWEEPER, "run", "spec.yaml", "--out", str(out), "--tracking-uri", uri, "--max-concurrent", "1"],
-        cwd=tmp_path,
-        env=env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
+    driver = start_sweeper(
+        "run", "spec.yaml", "--out", str(out), "--tracking-uri", uri, "--max-concurrent", "1", cwd=tmp_path
     )
     server = None
     try:
         wait_for(lambda: len(finished_trials(out)) >= 2, 600, "two trials finished with no tracking server")
-        server = subprocess.Popen(
-            [SWEEPER, "server", "--store", str(tmp_path / "server"), "--port", str(port)],
-            cwd=tmp_path,
-            env=env(),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
+        server = start_sweeper(
+            "server", "--store", str(tmp_path / "server"), "--port", str(port), cwd=tmp_path, quiet=True
         )
         stdout, stderr = driver.communicate(timeout=900)
         assert driver.returncode == 0, stdout[-3000:] + stderr[-3000:]
@@ -243,7 +228,7 @@ def test_a_tracking_server_that_is_down_loses_nothing(tmp_path):
         assert synced.returncode == 0, synced.stderr[-3000:]
         client = MlflowClient(uri)
         children, parents = child_runs(client, "fault-listmle")
-        assert len(parents) == 1 and len(children) == 8
+        assert len(parents) == 1 and len(children) == 8 and parents[0].info.status == "FINISHED"
         assert {r.data.tags["sweeper.trial_key"] for r in children} == {row["trial_key"] for row in rows}
         for run in children:
             row = next(row for row in rows if row["trial_key"] == run.data.tags["sweeper.trial_key"])
@@ -251,6 +236,8 @@ def test_a_tracking_server_that_is_down_loses_nothing(tmp_path):
             assert len(client.get_metric_history(run.info.run_id, "loss")) == int(row["steps"])
         artifacts = {a.path for a in client.list_artifacts(parents[0].info.run_id)}
         assert {"ranking.json", "report.html", "trials.csv"} <= artifacts
+        run_ids = {row["trial_key"]: row["mlflow_run_id"] for row in csv.DictReader((sweep_dir / "trials.csv").open())}
+        assert run_ids == {r.data.tags["sweeper.trial_key"]: r.info.run_id for r in children}  # rewritten by sync
 
         again = subprocess.run(
             [SWEEPER, "sync", str(sweep_dir)], cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=300
@@ -309,13 +296,8 @@ def test_a_two_node_cluster_survives_a_lost_node(tmp_path):
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    server = subprocess.Popen(
-        [SWEEPER, "server", "--store", str(tmp_path / "server"), "--port", str(mlflow_port)],
-        cwd=tmp_path,
-        env=env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
+    server = start_sweeper(
+        "server", "--store", str(tmp_path / "server"), "--port", str(mlflow_port), cwd=tmp_path, quiet=True
     )
     (tmp_path / "spec.yaml").write_text(SPEC.replace("smoke: true", "smoke: true\nfixed: {epochs: 8}"))
     out = tmp_path / "sweeps"
@@ -357,25 +339,8 @@ def test_a_two_node_cluster_survives_a_lost_node(tmp_path):
         assert refused.returncode == 2 and "sweeper server" in refused.stderr, refused.stderr[-2000:]
         assert not out.exists()
 
-        driver = subprocess.Popen(
-            [
-                SWEEPER,
-                "run",
-                "spec.yaml",
-                "--address",
-                f"127.0.0.1:{head_port}",
-                "--tracking-uri",
-                uri,
-                "--out",
-                str(out),
-            ],
-            cwd=tmp_path,
-            env=cluster_env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
+        run_on_cluster = ["run", "spec.yaml", "--address", f"127.0.0.1:{head_port}", "--tracking-uri", uri]
+        driver = start_sweeper(*run_on_cluster, "--out", str(out), cwd=tmp_path, RAY_AUTH_MODE="token")
         wait_for(lambda: len(finished_trials(out)) >= 2, 900, "two trials finished on the cluster")
         os.killpg(node.pid, signal.SIGKILL)  # the second node and its worker processes, mid-trial
         stdout, stderr = driver.communicate(timeout=1200)
@@ -418,13 +383,8 @@ def test_a_tracking_server_restarted_twice_mid_sweep_loses_no_report(tmp_path):
     out = tmp_path / "sweeps"
 
     def start_server() -> subprocess.Popen:
-        return subprocess.Popen(
-            [SWEEPER, "server", "--store", str(tmp_path / "server"), "--port", str(port)],
-            cwd=tmp_path,
-            env=env(),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
+        return start_sweeper(
+            "server", "--store", str(tmp_path / "server"), "--port", str(port), cwd=tmp_path, quiet=True
         )
 
     def closed_runs() -> int:
@@ -440,14 +400,8 @@ def test_a_tracking_server_restarted_twice_mid_sweep_loses_no_report(tmp_path):
     driver = None
     try:
         wait_for(lambda: server_is_up(uri), 300, "the MLflow server")
-        driver = subprocess.Popen(
-            [SWEEPER, "run", "spec.yaml", "--out", str(out), "--tracking-uri", uri, "--max-concurrent", "1"],
-            cwd=tmp_path,
-            env=env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
+        driver = start_sweeper(
+            "run", "spec.yaml", "--out", str(out), "--tracking-uri", uri, "--max-concurrent", "1", cwd=tmp_path
         )
         for finished in (1, 2):  # each time once the mirror writes again (it pauses 30 s after a failure)
             wait_for(

@@ -12,7 +12,7 @@ from sweeper.errors import SweeperError
 from sweeper.spec import BASELINE_LABEL, load_specs
 from sweeper.workload import Range, load
 
-from conftest import SWEEPER, clean_env
+from conftest import SWEEPER, TEST_WORKLOADS, clean_env
 
 GOOD = """
 name: t
@@ -222,35 +222,7 @@ def test_range_bounds_and_how_it_reads():
             Range(*empty)
 
 
-TINY_WORKLOAD = '''"""A tiny numpy-free workload for the tests: the score grows with lr * step."""
-from dataclasses import dataclass
-from typing import Annotated, Literal
-
-from sweeper.workload import Range
-
-
-@dataclass(frozen=True)
-class Config:
-    shape: Literal["a", "b"] = "a"
-    """Which shape."""
-    lr: Annotated[float, Range(0.0, 1.0, low_open=True)] = 0.1
-    """Learning rate."""
-    steps: Annotated[int, Range(1, 100)] = 3
-    """Steps, one report each."""
-    seed: int = 0
-    """Seed."""
-
-
-METRIC = "score"
-MODE = "max"
-CHANCE = 0.0
-SMOKE = {"steps": 2}
-
-
-def train(config, report):
-    for step in range(1, config.steps + 1):
-        report({"step": step, "loss": 1.0 / step, "grad_norm": 1.0, "score": config.lr * step})
-'''
+TINY_WORKLOAD = (TEST_WORKLOADS / "tiny.py").read_text()
 
 
 def test_a_workload_given_by_file_is_stored_by_its_absolute_path(tmp_path):

@@ -11,6 +11,8 @@ from sweeper.errors import SweeperError
 from sweeper.health import diagnose
 from sweeper.workload import CHANCE_REPORTED, REQUIRED_REPORT_KEYS, available, load
 
+from conftest import TEST_WORKLOADS
+
 WORKLOADS = sorted(available())
 
 
@@ -109,36 +111,7 @@ def test_module_runs_one_baseline_trial(name):
     assert "loss" in result.stdout
 
 
-TINY = '''\
-from dataclasses import dataclass
-from typing import Annotated, Literal
-
-from sweeper.workload import Range
-
-
-@dataclass(frozen=True)
-class Config:
-    shape: Literal["a", "b"] = "a"
-    """Which shape."""
-    lr: Annotated[float, Range(0.0, 1.0, low_open=True)] = 0.1
-    """Learning rate."""
-    steps: Annotated[int, Range(1, 100)] = 3
-    """Steps, one report each."""
-    seed: int = 0
-    """Seed."""
-
-
-METRIC = "score"
-MODE = "max"
-CHANCE = 0.0
-SMOKE = {"steps": 2}
-
-
-def train(config, report):
-    for step in range(1, config.steps + 1):
-        metrics = {"step": step, "loss": 1.0 / step, "grad_norm": 1.0, "score": config.lr * step}
-        report({**metrics, "chance": -1.0} if config.shape == "b" else metrics)
-'''
+TINY = (TEST_WORKLOADS / "tiny.py").read_text()
 
 
 def tiny(tmp_path, *changes):
@@ -196,7 +169,7 @@ def test_a_chance_that_is_neither_a_number_nor_reported_is_refused(tmp_path, val
             "Config.flag: a Range fits an int or float knob, not bool",
         ),
         (("Range(1, 100)]", "Range(1, 100), Range(1, 10)]"), "Config.steps: declares 2 Ranges; a knob has at most one"),
-        (("Range(1, 100)]", "Range(100, 1)]"), "cannot be imported at line 13: ValueError: Range(low=100, high=1"),
+        (("Range(1, 100)]", "Range(100, 1)]"), "cannot be imported at line 16: ValueError: Range(low=100, high=1"),
     ],
 )
 def test_the_contract_refuses_ranges_that_do_not_fit(tmp_path, change, fragment):
@@ -238,7 +211,7 @@ def test_a_workload_file_is_imported_once_by_its_resolved_path(tmp_path, monkeyp
 def test_a_workload_file_that_fails_to_import_is_one_line(tmp_path):
     path = tiny(tmp_path, ("import Range\n", "import Range\nimport no_such_module_here\n"))
     assert refusal(path) == (
-        f"workload 'tiny' ({path}) cannot be imported at line 5: "
+        f"workload 'tiny' ({path}) cannot be imported at line 8: "
         "ModuleNotFoundError: No module named 'no_such_module_here'"
     )
     assert refusal(tmp_path / "missing.py") == f"{tmp_path / 'missing.py'}: no such workload file"
