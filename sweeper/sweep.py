@@ -24,6 +24,7 @@ from sweeper.records import (
     PLOTS_DIR,
     RANKING_FILE,
     SPEC_FILE,
+    SWEEP_FILE,
     UNFINISHED,
     TrialRecord,
     in_grid_order,
@@ -64,7 +65,7 @@ class SweepOutcome:
 
 def new_sweep_dir(out_root: Path, name: str) -> Path:
     """`<out_root>/<name>-<UTC time>`, never an existing folder: no earlier result is overwritten."""
-    stem = f"{name}-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
+    stem = f"{name}-{_utc_stamp()}"
     sweep_dir, suffix = out_root / stem, 1
     while sweep_dir.exists():
         suffix += 1
@@ -162,7 +163,7 @@ def sweeps_to_resume(path: Path) -> list[Path]:
     planned = planned_sweep_dirs(path) if path.is_dir() else []
     if not planned:
         raise SweeperError(
-            f"{path}: neither a sweep folder (no sweep.json) nor an output folder with plan files (*{PLAN_SUFFIX})"
+            f"{path}: neither a sweep folder (no {SWEEP_FILE}) nor an output folder with plan files (*{PLAN_SUFFIX})"
         )
     return [folder for folder in planned if not _finished(folder)]
 
@@ -218,7 +219,7 @@ def _open_sweep(sweep_dir: Path, tracking_uri: str | None):
     """An existing sweep folder's spec, workload, MLflow tracker (its own store unless told otherwise) and
     run options."""
     if not is_sweep_folder(sweep_dir):
-        raise SweeperError(f"{sweep_dir}: not a sweep folder (no sweep.json)")
+        raise SweeperError(f"{sweep_dir}: not a sweep folder (no {SWEEP_FILE})")
     meta = load_sweep_meta(sweep_dir)
     (spec,) = load_specs(sweep_dir / SPEC_FILE)
     workload = load(spec.workload)
