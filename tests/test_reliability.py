@@ -22,7 +22,7 @@ from mlflow.tracking import MlflowClient
 
 from sweeper.records import planned_sweep_dirs
 
-from conftest import RAY, SWEEPER, TEST_WORKLOADS, free_port, start_sweeper, sweep_dirs, wait_for
+from conftest import RAY, SWEEPER, TEST_WORKLOADS, free_port, run_sweeper, start_sweeper, sweep_dirs, wait_for
 from conftest import clean_env as env
 
 pytestmark = pytest.mark.slow
@@ -94,9 +94,7 @@ def test_a_driver_killed_at_random_moments_is_resumed_to_the_uninterrupted_resul
         log.close()
         kills.append((target, round(delay, 1), len(finished_trials(out))))
     before = trial_results(out)
-    resumed = subprocess.run(
-        [SWEEPER, "resume", str(out)], cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=900
-    )
+    resumed = run_sweeper("resume", str(out), cwd=tmp_path, timeout=900)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     print(f"\nkills (after trial n, + s; trials finished then): {kills}")
     (sweep_dir,) = planned_sweep_dirs(out)
@@ -105,14 +103,8 @@ def test_a_driver_killed_at_random_moments_is_resumed_to_the_uninterrupted_resul
     assert_once_everywhere(out, store, "fault-listmle", 8)
 
     clean_out = tmp_path / "clean"
-    clean = subprocess.run(
-        [SWEEPER, "run", "spec.yaml", "--out", str(clean_out), "--tracking-uri", f"sqlite:///{tmp_path / 'clean.db'}"],
-        cwd=tmp_path,
-        env=env(),
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    clean_store = f"sqlite:///{tmp_path / 'clean.db'}"
+    clean = run_sweeper("run", "spec.yaml", "--out", str(clean_out), "--tracking-uri", clean_store, cwd=tmp_path)
     assert clean.returncode == 0, clean.stderr[-3000:]
     (clean_dir,) = sweep_dirs(clean_out)
     assert points_of(sweep_dir) == points_of(clean_dir)  # the same ranking as an uninterrupted sweep
@@ -143,18 +135,14 @@ def test_a_killed_run_of_two_sweeps_is_resumed_from_its_out_folder(tmp_path):
     first, never_started = planned_sweep_dirs(out)
     assert not list(never_started.glob("trials/*.json"))
 
-    resumed = subprocess.run(
-        [SWEEPER, "resume", str(out)], cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=900
-    )
+    resumed = run_sweeper("resume", str(out), cwd=tmp_path, timeout=900)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert len(list(first.glob("trials/*.json"))) == 8 and len(list(never_started.glob("trials/*.json"))) == 4
     for sweep_dir, experiment, trials in ((first, "fault-listmle", 8), (never_started, "fault-second", 4)):
         assert len(list(csv.DictReader((sweep_dir / "trials.csv").open()))) == trials
         children, parents = child_runs(MlflowClient(store), experiment)
         assert len(children) == trials and len(parents) == 1
-    again = subprocess.run(
-        [SWEEPER, "resume", str(out)], cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=300
-    )
+    again = run_sweeper("resume", str(out), cwd=tmp_path, timeout=300)
     assert again.returncode == 0 and "nothing to resume" in again.stdout
 
 
@@ -222,9 +210,7 @@ def test_a_tracking_server_that_is_down_loses_nothing(tmp_path):
         assert len(rows) == 8  # every result is in the sweep folder
 
         wait_for(lambda: server_is_up(uri), 300, "the MLflow server")
-        synced = subprocess.run(
-            [SWEEPER, "sync", str(sweep_dir)], cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=300
-        )
+        synced = run_sweeper("sync", str(sweep_dir), cwd=tmp_path, timeout=300)
         assert synced.returncode == 0, synced.stderr[-3000:]
         client = MlflowClient(uri)
         children, parents = child_runs(client, "fault-listmle")
@@ -239,9 +225,7 @@ def test_a_tracking_server_that_is_down_loses_nothing(tmp_path):
         run_ids = {row["trial_key"]: row["mlflow_run_id"] for row in csv.DictReader((sweep_dir / "trials.csv").open())}
         assert run_ids == {r.data.tags["sweeper.trial_key"]: r.info.run_id for r in children}  # rewritten by sync
 
-        again = subprocess.run(
-            [SWEEPER, "sync", str(sweep_dir)], cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=300
-        )
+        again = run_sweeper("sync", str(sweep_dir), cwd=tmp_path, timeout=300)
         assert again.returncode == 0 and "0 trials replayed" in again.stdout, again.stderr
         assert len(child_runs(client, "fault-listmle")[0]) == 8
     finally:
@@ -421,15 +405,7 @@ def test_a_tracking_server_restarted_twice_mid_sweep_loses_no_report(tmp_path):
         assert len(warnings) >= 2, stderr[-3000:]  # both outages hit the sweep
 
         (sweep_dir,) = sweep_dirs(out)
-        synced = subprocess.run(
-            [SWEEPER, "sync", str(sweep_dir)],
-            cwd=tmp_path,
-            env=env(),
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
+        synced = run_sweeper("sync", str(sweep_dir), cwd=tmp_path, timeout=300)
         assert synced.returncode == 0, synced.stderr[-3000:]
         trials = {doc["key"]: doc for doc in (json.loads(path.read_text()) for path in finished_trials(out))}
         assert len(trials) == 6
@@ -446,15 +422,7 @@ def test_a_tracking_server_restarted_twice_mid_sweep_loses_no_report(tmp_path):
                 stored = sorted((m.step, repr(m.value)) for m in client.get_metric_history(run.info.run_id, key))
                 expected = [(report["step"], repr(stored_value(report[key]))) for report in trial["history"]]
                 assert stored == expected, (trial["key"], key)  # every step once, every value (NaN too)
-        again = subprocess.run(
-            [SWEEPER, "sync", str(sweep_dir)],
-            cwd=tmp_path,
-            env=env(),
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
+        again = run_sweeper("sync", str(sweep_dir), cwd=tmp_path, timeout=300)
         assert again.returncode == 0 and "0 trials replayed" in again.stdout, again.stdout + again.stderr
         behind = [line for line in stderr.splitlines() if "is behind" in line]
         print(
