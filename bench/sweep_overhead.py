@@ -109,13 +109,13 @@ def run_harness(name: str, spec: Path, trials: int, workdir: Path) -> dict[str, 
 
 def recorded_train_seconds(spec_path: Path, sweeps: Path) -> float:
     """The trials' training seconds as sweeper's own trials recorded them (two at a time, on a busy machine)."""
-    from sweeper.records import is_sweep_folder, load_trials
+    from sweeper.records import is_sweep_folder, load_sweep_meta, load_trials
     from sweeper.spec import load_specs
 
     specs = {spec.name: spec for spec in load_specs(spec_path)}
     total = 0.0
     for sweep_dir in filter(is_sweep_folder, sweeps.iterdir()):
-        spec = specs[sweep_dir.name.rsplit("-", 2)[0]]
+        spec = specs[load_sweep_meta(sweep_dir)["name"]]
         total += sum(record.train_seconds for record in load_trials(sweep_dir, spec).values())
     return total
 

@@ -1,6 +1,6 @@
 """What a sweep knows about its trials, and the sweep folder's layout: the one place that names its files.
 
-A sweep folder (`<out>/<name>-<UTC time>/`) holds:
+A sweep folder (`<out>/<name>-<UTC time>-<6 random hex digits>/`, its name the sweep id) holds:
 
     spec.yaml      the sweep's spec as run (one document, its name and seeds resolved)
     sweep.json     sweep id, workload, tracking URI and the run options `resume` reuses

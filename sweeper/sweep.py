@@ -4,6 +4,7 @@ syncing and rebuilding a sweep."""
 from __future__ import annotations
 
 import dataclasses
+import secrets
 import sys
 import tempfile
 import threading
@@ -64,8 +65,10 @@ class SweepOutcome:
 
 
 def new_sweep_dir(out_root: Path, name: str) -> Path:
-    """`<out_root>/<name>-<UTC time>`, never an existing folder: no earlier result is overwritten."""
-    stem = f"{name}-{_utc_stamp()}"
+    """`<out_root>/<name>-<UTC time>-<6 random hex digits>`, never an existing folder: no earlier result is
+    overwritten. The folder's name is the sweep's id in MLflow, so it must differ between two runs started in
+    the same second with other `--out` folders and one store: hence the random part."""
+    stem = f"{name}-{_utc_stamp()}-{secrets.token_hex(3)}"
     sweep_dir, suffix = out_root / stem, 1
     while sweep_dir.exists():
         suffix += 1

@@ -283,7 +283,8 @@ def test_a_two_node_cluster_survives_a_lost_node(tmp_path):
     server = start_sweeper(
         "server", "--store", str(tmp_path / "server"), "--port", str(mlflow_port), cwd=tmp_path, quiet=True
     )
-    (tmp_path / "spec.yaml").write_text(SPEC.replace("smoke: true", "smoke: true\nfixed: {epochs: 8}"))
+    # Trials of a few seconds, so that the second node is inside one when it is killed.
+    (tmp_path / "spec.yaml").write_text(SPEC.replace("smoke: true", "smoke: true\nfixed: {epochs: 60}"))
     out = tmp_path / "sweeps"
     uri = f"http://127.0.0.1:{mlflow_port}"
 
