@@ -13,6 +13,7 @@ trial file and recreates the runs that differ, idempotently.
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import logging
 import math
@@ -69,6 +70,22 @@ T = TypeVar("T")
 Row = tuple[str, int, float]  # one metric value of a report: key, step, value
 
 
+def open_client(tracking_uri: str) -> MlflowClient:
+    """An MLflow client whose store is ready. A new SQLite store gets its tables from MLflow's schema
+    migrations at first use, and two processes doing that at once race: measured with two sweeps started
+    together on a new store, one failed with "duplicate column name: step" and, once in four, the other's
+    first runs were lost to the copy of a table. So the first use of a local store in a process is made
+    under an exclusive lock on a file beside it (`<db>.lock`); after that, SQLite's own locking serves."""
+    store = local_store_path(tracking_uri)
+    if store is None:
+        return MlflowClient(tracking_uri)
+    with open(store.with_name(store.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        client = MlflowClient(tracking_uri)
+        client.search_experiments(max_results=1)  # creates or upgrades the schema now, under the lock
+    return client
+
+
 class SweepTracker:
     """The MLflow side of one sweep: its parent run and its trials' child runs.
 
@@ -99,7 +116,7 @@ class SweepTracker:
     def client(self) -> MlflowClient:
         """Made at first use: on a new SQLite store that means creating its tables, seconds that the
         `TrialMirror` thread spends while the first trials start."""
-        return MlflowClient(self.tracking_uri)
+        return open_client(self.tracking_uri)
 
     def _call(self, action: Callable[[], T]) -> T | None:
         """Run one MLflow action; None (and a pause) if the store cannot be reached. A SQLite store that
@@ -552,7 +569,7 @@ class StoredSweep:
 def load_sweep(tracking_uri: str, ref: str, download_to: Path) -> StoredSweep | None:
     """A sweep read back from its MLflow runs alone (the spec downloaded into `download_to`); None if the
     store has no such sweep."""
-    client = MlflowClient(tracking_uri)
+    client = open_client(tracking_uri)
     parent = find_sweep(client, ref)
     if parent is None:
         return None
@@ -622,7 +639,7 @@ def _from_store(value: float) -> float:
 
 def download_file(tracking_uri: str, ref: str, name: str, download_to: Path) -> Path | None:
     """One output file of a sweep's parent run (e.g. ranking.json); None if the store has no such sweep."""
-    client = MlflowClient(tracking_uri)
+    client = open_client(tracking_uri)
     parent = find_sweep(client, ref)
     if parent is None:
         return None
