@@ -139,7 +139,7 @@ def load_trials(sweep_dir: Path, spec: SweepSpec) -> dict[str, TrialRecord]:
     a crash on a filesystem without atomic rename) is named in a warning and left out: its trial runs again."""
     points = {point.label: point for point in spec.points}
     found = {}
-    for _, document in _trial_documents(sweep_dir):
+    for document in _trial_documents(sweep_dir):
         point = points.get(document["label"])
         if point is None:
             continue
@@ -160,7 +160,7 @@ def load_trials(sweep_dir: Path, spec: SweepSpec) -> dict[str, TrialRecord]:
 
 def finished_keys(sweep_dir: Path) -> set[str]:
     """The keys of the trials the sweep folder holds a readable result for."""
-    return {document["key"] for _, document in _trial_documents(sweep_dir, quiet=True)}
+    return {document["key"] for document in _trial_documents(sweep_dir, quiet=True)}
 
 
 _TRIAL_FIELDS = (
@@ -178,7 +178,7 @@ _TRIAL_FIELDS = (
 )
 
 
-def _trial_documents(sweep_dir: Path, quiet: bool = False) -> Iterable[tuple[Path, dict[str, Any]]]:
+def _trial_documents(sweep_dir: Path, quiet: bool = False) -> Iterable[dict[str, Any]]:
     for path in sorted((sweep_dir / TRIALS_DIR).glob("*.json")):
         try:
             document = json.loads(path.read_text(encoding="utf-8"))
@@ -192,7 +192,7 @@ def _trial_documents(sweep_dir: Path, quiet: bool = False) -> Iterable[tuple[Pat
                     file=sys.stderr,
                 )
             continue
-        yield path, document
+        yield document
 
 
 def save_sweep_meta(sweep_dir: Path, meta: dict[str, Any]) -> None:

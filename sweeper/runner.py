@@ -71,7 +71,7 @@ def _trainable(config: dict[str, Any]) -> None:
         history.append({key: metrics.get(key) for key in (*health.WATCHED, "step", workload.metric)})
         diverged = health.check_divergence(history, workload.metric, limits)
         tune.report({_REPORT: dict(metrics), _ELAPSED: time.perf_counter() - started, _NODE: node})
-        if diverged is not None and config.get("early_stop", True):  # absent in sweeps begun before the option
+        if diverged is not None and config["early_stop"]:
             raise _StopTrial(diverged.reason)
 
     try:

@@ -268,8 +268,8 @@ def _attach_outputs(sweep_dir: Path, tracker) -> bool:
 
 
 def _analyse(spec: SweepSpec, workload: Workload, sweep_dir: Path, tracker) -> tuple[SweepOutcome, bool]:
-    """MLflow's trial runs brought up to date first (so trials.csv gets every final run id, and the outputs
-    are newer than every trial file), then the analysis and its outputs, attached to the parent run; and
+    """MLflow's trial runs brought up to date first (so trials.csv gets every final run id), then the
+    analysis and its outputs, attached to the parent run; and
     whether MLflow has it all. An analysis that fails is returned, not raised: the trials are the expensive
     part, and they stay."""
     found = load_trials(sweep_dir, spec)

@@ -280,7 +280,7 @@ class SweepTracker:
                 self._find_or_create_parent()
             self._replay(record, metric, self._workload, stale=None)
         run_id = record.run_id
-        assert run_id is not None and record.diagnosis is not None
+        assert run_id is not None
         self._flush(run_id)
         self.client.set_terminated(run_id, _status(record))
         self.client.log_batch(run_id, tags=[RunTag(k, _text(v)) for k, v in _outcome_tags(record).items()])
@@ -353,9 +353,7 @@ class SweepTracker:
             for run in self._trial_runs():
                 runs.setdefault(run.data.tags.get(TAG_TRIAL_KEY), []).append(run)
             changed = 0
-            for record in records:
-                if record.diagnosis is None:
-                    continue
+            for record in records:  # finished trials, from the sweep folder: each one diagnosed
                 found = runs.get(record.key, [])
                 keep = next((run for run in found if self._mirrors(run, record, metric)), None)
                 stale = [run for run in found if run is not keep]
@@ -490,11 +488,10 @@ def _summary_metrics(record: TrialRecord, metric: str, timestamp: int) -> list[M
 
 
 def _status(record: TrialRecord) -> str:
-    return "FAILED" if record.diagnosis is not None and record.verdict == "error" else "FINISHED"
+    return "FAILED" if record.verdict == "error" else "FINISHED"
 
 
 def _outcome_tags(record: TrialRecord) -> dict[str, Any]:
-    assert record.diagnosis is not None
     return {
         TAG_VERDICT: record.verdict,
         TAG_REASON: record.reason,

@@ -50,7 +50,7 @@ from types import ModuleType
 from typing import Any, Literal
 
 from sweeper.errors import SweeperError, did_you_mean, one_of
-from sweeper.health import Thresholds
+from sweeper.health import Thresholds, is_number
 
 ENTRY_POINT_GROUP = "sweeper.workloads"
 REQUIRED_REPORT_KEYS = ("step", "loss", "grad_norm")
@@ -63,8 +63,8 @@ _ADD_CHANCE = (
 )
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+def _is_finite_number(value: Any) -> bool:
+    return is_number(value) and math.isfinite(value)
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ class Range:
 
     def __post_init__(self) -> None:
         for end in (self.low, self.high):
-            if end is not None and not _is_number(end):
+            if end is not None and not _is_finite_number(end):
                 raise ValueError(f"{self!r}: the ends are finite numbers or None, not {end!r}")
         if self.low is None and self.high is None:
             raise ValueError(f"{self!r}: give at least one end; a knob without a range needs no Range")
@@ -294,7 +294,7 @@ def _check_contract(name: str, module: ModuleType) -> dict[str, Knob]:
         raise broken(f"MODE is {module.MODE!r}; valid: max, min")
     if not hasattr(module, "CHANCE"):
         raise broken(f"it does not define CHANCE; {_ADD_CHANCE}")
-    if not (module.CHANCE == CHANCE_REPORTED if isinstance(module.CHANCE, str) else _is_number(module.CHANCE)):
+    if not (module.CHANCE == CHANCE_REPORTED if isinstance(module.CHANCE, str) else _is_finite_number(module.CHANCE)):
         raise broken(f'CHANCE is {module.CHANCE!r}, neither a finite number nor "{CHANCE_REPORTED}"; {_ADD_CHANCE}')
     try:
         knobs = knobs_of(config)
