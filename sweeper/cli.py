@@ -60,10 +60,7 @@ def _specs(path: Path, seeds: int | None = None) -> list[SweepSpec]:
 def validate(spec: SpecPath) -> None:
     """Check a spec without running anything: exit 0 if valid, 2 with a one-line error if not."""
     for sweep in _specs(spec):
-        console.print(
-            f"ok: {sweep.name}: workload {sweep.workload}, {len(sweep.points)} grid points x {sweep.seeds} seeds "
-            f"= {sweep.trial_count} trials"
-        )
+        console.print(f"ok: {sweep.name}: workload {sweep.workload}, {sweep.describe_seeds()}")
 
 
 @app.command("list")
@@ -95,7 +92,10 @@ Address = Annotated[str | None, typer.Option(help="Address of a running Ray clus
 def run(
     spec: SpecPath,
     out: Annotated[Path, typer.Option(help="Folder that receives one new sub-folder per sweep.")] = Path("sweeps"),
-    seeds: Annotated[int | None, typer.Option(help="Run seeds 0..N-1 instead of the spec's `seeds`.")] = None,
+    seeds: Annotated[
+        int | None,
+        typer.Option(help="A fixed design: every point and the baseline run seeds 0..N-1 (no adaptive seeding)."),
+    ] = None,
     address: Address = None,
     tracking_uri: TrackingUri = None,
     max_concurrent: Annotated[int | None, typer.Option(min=1, help="At most this many trials at once.")] = None,
@@ -126,8 +126,8 @@ def run(
     for sweep in specs:
         if sweep.trial_count > max_trials and not yes:
             _fail(
-                f"{spec}: {sweep.name}: {len(sweep.points)} grid points x {sweep.seeds} seeds = {sweep.trial_count} "
-                f"trials, more than --max-trials {max_trials}; pass --yes to run them"
+                f"{spec}: {sweep.name}: {sweep.describe_seeds()}, more than --max-trials {max_trials}; pass --yes "
+                "to run them"
             )
     if out.exists() and not out.is_dir():
         _fail(f"--out: {out} exists and is not a folder")
@@ -296,7 +296,8 @@ def compare(
     after: Annotated[str, typer.Argument(help="The sweep to compare with it (e.g. after a code change).")],
     tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI for sweep ids.")] = None,
 ) -> None:
-    """The grid points two sweeps share, side by side: verdicts, healthy seeds, IQM, P(after beats before)."""
+    """The grid points two sweeps share, side by side: verdicts, healthy seeds, the median healthy metric,
+    P(after beats before) and its rank test's p-value."""
     import json
     import tempfile
 
@@ -327,15 +328,16 @@ def compare(
         _fail(f"{before} and {after} share no grid point")
     metric = documents[0]["metric"]
     table = Table(title=f"{documents[0]['sweep']} -> {documents[1]['sweep']}", title_justify="left")
-    for column in ("grid point", "verdict", "healthy", f"IQM {metric}", "P(after beats before)"):
+    for column in ("grid point", "verdict", "healthy", f"median healthy {metric}", "P(after beats before)", "p"):
         table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(
             row["label"],
             f"{row['verdict_before']} -> {row['verdict_after']}",
             f"{row['healthy_before']} -> {row['healthy_after']}",
-            f"{number(row['iqm_before'])} -> {number(row['iqm_after'])}",
-            f"{row['prob_after_beats_before']:.2f}",
+            f"{number(row['metric_before'])} -> {number(row['metric_after'])}",
+            number(row["prob_after_beats_before"], 2),
+            number(row["p_value"], 2),
         )
     console.print(table)
 

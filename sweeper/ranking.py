@@ -1,24 +1,25 @@
-"""Remedy statistics over seeds: pure numpy/scipy, no heavy imports.
+"""Remedy statistics over seeds: pure numpy/scipy, no heavy imports. The tests behind the verdicts and the
+seeding design are `sweeper.evidence`; this module turns trial outcomes into what they read and into the
+ranking's summaries.
 
 Unhealthy seeds count as failures; they are never dropped:
-- for the metric statistics, an unhealthy trial scores the workload's `chance` level (what a model that
-  learned nothing gets; `fill_missing_chance` supplies it for trials that raised), or the sweep's worst
-  final metric where the workload reports no chance level;
-- for comparisons, an unhealthy trial ranks below every healthy one and ties with every other unhealthy one.
+- for the tests, an unhealthy trial ranks below every healthy one and ties with every other unhealthy one
+  (`comparison_scores`);
+- for the score shown beside the measured metric, an unhealthy trial counts at the workload's `chance`
+  level (what a model that learned nothing gets; `fill_missing_chance` supplies it for trials that raised),
+  or the sweep's worst final metric where the workload reports no chance level (`metric_scores`).
+The measured final metric (`median_healthy_metric`) is the median over healthy seeds only, shown with how
+many seeds were unhealthy, so a point that learned something is never shown at the chance level.
 
-Per grid point:
-  healthy_rate        share of healthy seeds, with a 95% Wilson score interval;
-  median / iqm        median and interquartile mean of the scores, the IQM with a 95% percentile
-                      bootstrap interval (seeded: the same trials always give the same interval);
-  prob_beats_baseline P(a random seed of the point beats a random seed of the baseline), ties counting
-                      one half: the Mann-Whitney U statistic over n*m;
-  verdict             VERDICT_RULE.
-Per knob: the main effect of each value (mean over every trial with that value, all other knobs
+Per grid point: the healthy rate with its 95% Wilson interval; the median healthy metric; the score's mean
+(below IQM_FROM seeds) or interquartile mean; the primary test against the baseline (p-values, the adjusted
+p-value, P(a seed of the point beats one of the baseline)); the difference in healthy rate with its Newcombe
+interval and Boschloo p-values; the Hodges-Lehmann shift of the healthy metric with its Moses interval; the
+verdict. Per knob: the main effect of each value (mean over every trial with that value, all other knobs
 marginalised) and the knob's importance: eta squared, the share of the variance of the scores' RANKS that
 its values explain (the Kruskal-Wallis H over n - 1). Ranks, not the scores themselves: the fallback score
-of an unhealthy trial is the sweep's worst final metric, which can be -1e297 (an R^2 of a diverging run),
-and its squared deviation would overflow and, finite or not, make the knob that holds it explain all the
-variance. On ranks importance depends on the order of the scores only, as P(beats baseline) does.
+of an unhealthy trial can be -1e297 (an R^2 of a diverging run), and its squared deviation would overflow.
+Per claim: a sign test on twin trials (`judge_claims`).
 
 Every number here is finite or None for any input, values near +-1e308 included: means, medians, IQMs and
 percentiles are computed on values scaled by a power of two (`scaled_statistic`), which is exact, so
@@ -36,15 +37,12 @@ from typing import Any, TypeGuard
 import numpy as np
 from scipy import stats
 
-FIXES_AT = 0.75
-HARMFUL_AT = 0.25
-BOOTSTRAP_RESAMPLES = 2000
-BOOTSTRAP_SEED = 20211111
-VERDICT_RULE = (
-    f"`fixes` when a seed of the point beats a seed of the baseline with probability >= {FIXES_AT} "
-    f"(unhealthy seeds rank below every healthy one) and at least half its seeds are healthy; "
-    f"`harmful` when that probability is <= {HARMFUL_AT}; `no_evidence` otherwise."
-)
+from sweeper import evidence
+
+IQM_FROM = 4
+"""Seeds from which the score's centre is the interquartile mean; below, the IQM trims nothing: the mean."""
+BASELINE = "baseline"
+NOT_TESTABLE = "not testable here"
 
 
 @dataclass(frozen=True)
@@ -109,16 +107,6 @@ def fill_missing_chance(outcomes: Sequence[TrialOutcome]) -> list[TrialOutcome]:
     ]
 
 
-def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """95% Wilson score interval of a binomial proportion; (0, 1) when n is 0."""
-    if n == 0:
-        return 0.0, 1.0
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
 def comparison_scores(outcomes: Sequence[TrialOutcome], mode: str) -> np.ndarray:
     """Higher is better; unhealthy trials get -inf, so they tie with each other and lose to any healthy one."""
     sign = 1.0 if mode == "max" else -1.0
@@ -146,58 +134,64 @@ def worst_metric(outcomes: Sequence[TrialOutcome], mode: str) -> float | None:
     return min(finite) if mode == "max" else max(finite)
 
 
-def prob_improvement(candidate: np.ndarray, reference: np.ndarray) -> float:
-    """P(candidate > reference) + P(tie) / 2 over all pairs, on higher-is-better scores."""
-    if candidate.size == 0 or reference.size == 0:
-        return math.nan
-    greater = (candidate[:, None] > reference[None, :]).sum()
-    ties = (candidate[:, None] == reference[None, :]).sum()
-    return float((greater + 0.5 * ties) / (candidate.size * reference.size))
-
-
 def iqm(values: np.ndarray, axis: int = -1) -> np.ndarray | float:
     """Interquartile mean: the mean of the middle half (scipy's 25% trimmed mean), overflow-free
     (`scaled_statistic`)."""
     return scaled_statistic(stats.trim_mean, values, proportiontocut=0.25, axis=axis)
 
 
-def bootstrap_iqm_interval(values: np.ndarray, seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
-    """95% percentile bootstrap interval of the IQM of the finite values (degenerate for one value or
-    identical values; NaN for none). The resampling, the IQMs and the percentiles all run on the scaled
-    values of `scaled_statistic`, so that neither a sum nor an interpolation between two IQMs overflows."""
-    values = values[np.isfinite(values)]
-    if values.size == 0:
-        return math.nan, math.nan
-
-    def interval(scaled: np.ndarray) -> np.ndarray:
-        rng = np.random.default_rng(seed)
-        resamples = rng.choice(scaled, size=(BOOTSTRAP_RESAMPLES, scaled.size), replace=True)
-        return np.percentile(iqm(resamples, axis=1), [2.5, 97.5])
-
-    low, high = scaled_statistic(interval, values)
-    return float(low), float(high)
+def centre(values: np.ndarray) -> tuple[float | None, str]:
+    """The finite values' IQM from IQM_FROM seeds on, their mean below (the IQM of 3 values trims nothing), and
+    which of the two it is."""
+    finite = values[np.isfinite(values)]
+    if not finite.size:
+        return None, "mean"
+    if finite.size < IQM_FROM:
+        return _optional(float(scaled_statistic(np.mean, finite))), "mean"
+    return _optional(float(iqm(finite))), "IQM"
 
 
 def _optional(value: float) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
+def _or_nan(value: float | None) -> float:
+    return math.nan if value is None else value
+
+
+def by_seed(outcomes: Sequence[TrialOutcome]) -> dict[str, list[TrialOutcome]]:
+    """Each grid point's outcomes in seed order, up to its first missing seed: the design reads seeds
+    0, 1, ... in order, so a seed past a gap (a trial still running when the sweep stopped) waits for it."""
+    groups: dict[str, dict[int, TrialOutcome]] = {}
+    for outcome in outcomes:
+        groups.setdefault(outcome.label, {})[outcome.seed] = outcome
+    ordered = {}
+    for label, seeds in groups.items():
+        run: list[TrialOutcome] = []
+        while len(run) in seeds:
+            run.append(seeds[len(run)])
+        ordered[label] = run
+    return ordered
+
+
+def decisions(outcomes: Sequence[TrialOutcome], mode: str, design: evidence.Design) -> dict[str, dict[str, Any]]:
+    """`evidence.decide` on these outcomes; the baseline is the point whose outcomes say `is_baseline`."""
+    groups = by_seed(outcomes)
+    baseline = next((o.label for o in outcomes if o.is_baseline), BASELINE)
+    scores = {label: comparison_scores(group, mode) for label, group in groups.items()}
+    healthy = {label: [o.healthy for o in group] for label, group in groups.items()}
+    return evidence.decide(design, scores, healthy, baseline)
+
+
 def summarize_point(
-    group: Sequence[TrialOutcome], baseline: Sequence[TrialOutcome], mode: str, fallback: float | None
+    group: Sequence[TrialOutcome], decision: dict[str, Any] | None, mode: str, fallback: float | None
 ) -> dict[str, Any]:
     group = sorted(group, key=lambda o: o.seed)
     healthy = sum(o.healthy for o in group)
-    low, high = wilson_interval(healthy, len(group))
     values = metric_scores(group, mode, fallback)
-    finite = values[np.isfinite(values)]
+    score_centre, centre_kind = centre(values)
     is_baseline = group[0].is_baseline
-    # NaN (None) when the sweep holds no baseline trial to compare with
-    beats = (
-        None
-        if is_baseline
-        else _optional(prob_improvement(comparison_scores(group, mode), comparison_scores(baseline, mode)))
-    )
-    return {
+    summary: dict[str, Any] = {
         "label": group[0].label,
         "knobs": group[0].knobs,
         "is_baseline": is_baseline,
@@ -206,47 +200,74 @@ def summarize_point(
         "final_metrics": [o.final_metric if _finite(o.final_metric) else None for o in group],
         "scores": [_optional(v) for v in values],
         "healthy": healthy,
+        "unhealthy": len(group) - healthy,
         "healthy_rate": healthy / len(group),
-        "healthy_rate_ci": [low, high],
-        "median": finite_median(values),
-        "iqm": _optional(float(iqm(finite))) if finite.size else None,
-        "iqm_ci": [_optional(end) for end in bootstrap_iqm_interval(values)],
+        "healthy_rate_ci": list(evidence.wilson(healthy, len(group))),
+        "median_healthy_metric": finite_median([o.healthy_metric for o in group]),
+        "median_score": finite_median(values),
+        "score_centre": score_centre,
+        "score_centre_kind": centre_kind,
         "median_loss": finite_median([o.final_loss for o in group]),
-        "prob_beats_baseline": beats,
-        "verdict": "baseline" if is_baseline else verdict_of(beats, healthy / len(group)),
+        "verdict": "baseline" if is_baseline else "no_evidence",
     }
+    if decision is not None:
+        test, rate = decision["test"], decision["rate"]
+        shift = decision.get("shift")
+        summary.update(
+            {
+                "status": decision["status"],
+                "dropped_at": decision["dropped_at"],
+                "seeds_used": decision["seeds_used"],
+                "baseline_seeds_used": decision["baseline_seeds_used"],
+                "p_fixes": test.p_fixes if test else None,
+                "p_harmful": test.p_harmful if test else None,
+                "p_value": test.p_value if test else None,
+                "p_adjusted": decision["p_adjusted"],
+                "prob_superiority": test.prob_superiority if test else None,
+                "exact": test.exact if test else None,
+                "healthy_rate_difference": rate.difference if rate else None,
+                "healthy_rate_difference_ci": [_optional(end) for end in rate.interval] if rate else None,
+                "healthy_rate_p_fixes": rate.p_fixes if rate else None,
+                "healthy_rate_p_harmful": rate.p_harmful if rate else None,
+                "metric_shift": _optional(shift["estimate"]) if shift else None,
+                "metric_shift_ci": [_optional(shift["low"]), _optional(shift["high"])] if shift else None,
+                "replication_p": decision["replication_p"],
+                "replication_p_adjusted": decision["replication_p_adjusted"],
+                "replicated": decision["replicated"],
+                "verdict": decision["verdict"],
+            }
+        )
+    return summary
 
 
-def verdict_of(prob_beats_baseline: float | None, healthy_rate: float) -> str:
-    if prob_beats_baseline is None or math.isnan(prob_beats_baseline):
-        return "no_evidence"
-    if prob_beats_baseline >= FIXES_AT and healthy_rate >= 0.5:
-        return "fixes"
-    if prob_beats_baseline <= HARMFUL_AT:
-        return "harmful"
-    return "no_evidence"
-
-
-def rank_points(outcomes: Sequence[TrialOutcome], mode: str) -> list[dict[str, Any]]:
-    """One summary per grid point, best first: by healthy rate, then comparison score, then IQM."""
+def rank_points(outcomes: Sequence[TrialOutcome], mode: str, design: evidence.Design) -> list[dict[str, Any]]:
+    """One summary per grid point, the baseline included and ranked by the same rule, best first: by healthy
+    rate, then the median comparison score (unhealthy seeds last), then the median healthy metric."""
     groups: dict[str, list[TrialOutcome]] = {}
     for outcome in outcomes:
         groups.setdefault(outcome.label, []).append(outcome)
-    baseline = [o for o in outcomes if o.is_baseline]
+    decided = decisions(outcomes, mode, design)
+    ordered = by_seed(outcomes)
+    baseline = next((group for group in ordered.values() if group and group[0].is_baseline), [])
+    for label, decision in decided.items():  # the effect on the metric, over the seeds the test used
+        decision["shift"] = evidence.metric_shift(
+            [_or_nan(o.healthy_metric) for o in ordered[label][: decision["seeds_used"]]],
+            [_or_nan(o.healthy_metric) for o in baseline[: decision["baseline_seeds_used"]]],
+        )
     fallback = worst_metric(outcomes, mode)
     sign = 1.0 if mode == "max" else -1.0
 
     def order(summary_and_group):
         summary, group = summary_and_group
-        iqm_value = summary["iqm"]
+        metric = summary["median_healthy_metric"]
         return (
             -summary["healthy_rate"],
             -float(scaled_statistic(np.median, comparison_scores(group, mode))),
-            -sign * iqm_value if iqm_value is not None else math.inf,
+            -sign * metric if metric is not None else math.inf,
             summary["label"],
         )
 
-    summaries = [(summarize_point(group, baseline, mode, fallback), group) for group in groups.values()]
+    summaries = [(summarize_point(group, decided.get(label), mode, fallback), group) for label, group in groups.items()]
     return [summary for summary, _ in sorted(summaries, key=order)]
 
 
@@ -305,13 +326,11 @@ def _eta_squared(values: np.ndarray, labels: np.ndarray) -> float | None:
     return between / total
 
 
-def paired_effect(
-    outcomes: Sequence[TrialOutcome], change: dict[str, Any], defaults: dict[str, Any], where: dict[str, Any], mode: str
-) -> dict[str, Any]:
-    """The effect of setting the knobs in `change` (vs their defaults), within the points that match `where`:
-    every trial with the change is compared with its twin (same seed, same other knobs, changed knobs at
-    their defaults). Returns the number of twin pairs, both healthy rates, median metrics and median final
-    losses, and P(with beats without): the share of twin pairs the change improves, ties counting half."""
+def twin_pairs(
+    outcomes: Sequence[TrialOutcome], change: dict[str, Any], defaults: dict[str, Any], where: dict[str, Any]
+) -> list[tuple[TrialOutcome, TrialOutcome]]:
+    """Every trial with the change (within the points matching `where`) beside its twin: the same seed and
+    other knobs, the changed knobs at their defaults."""
 
     def matches(o: TrialOutcome, wanted: dict[str, Any]) -> bool:
         return all(o.knobs.get(k) == v for k, v in wanted.items())
@@ -320,21 +339,27 @@ def paired_effect(
         return (o.seed, tuple(sorted((k, repr(v)) for k, v in o.knobs.items() if k not in change)))
 
     twins = {twin_key(o): o for o in outcomes if matches(o, where) and matches(o, {k: defaults[k] for k in change})}
-    pairs = [
+    return [
         (o, twins[twin_key(o)]) for o in outcomes if matches(o, where) and matches(o, change) and twin_key(o) in twins
     ]
+
+
+def paired_effect(
+    pairs: Sequence[tuple[TrialOutcome, TrialOutcome]], mode: str, fallback: float | None
+) -> dict[str, Any]:
+    """What twin pairs measured: both healthy rates, median metrics and final losses, and the pairs the change
+    improves, worsens or leaves tied (unhealthy twins tie with each other below any healthy one)."""
     if not pairs:
         return {"pairs": 0}
     with_change = [a for a, _ in pairs]
     without = [b for _, b in pairs]
-    fallback = worst_metric(outcomes, mode)
-
-    # Twin against twin, not every seed against every seed: the other knobs differ between pairs.
     with_scores, without_scores = comparison_scores(with_change, mode), comparison_scores(without, mode)
-    wins = float(np.mean(with_scores > without_scores))
-    losses = float(np.mean(with_scores < without_scores))
+    wins, losses = int(np.sum(with_scores > without_scores)), int(np.sum(with_scores < without_scores))
     return {
         "pairs": len(pairs),
+        "improved": wins,
+        "worsened": losses,
+        "tied": len(pairs) - wins - losses,
         "healthy_rate_with": float(np.mean([o.healthy for o in with_change])),
         "healthy_rate_without": float(np.mean([o.healthy for o in without])),
         "median_metric_with": finite_median(metric_scores(with_change, mode, fallback)),
@@ -342,56 +367,69 @@ def paired_effect(
         "median_loss_with": finite_median([o.final_loss for o in with_change]),
         "median_loss_without": finite_median([o.final_loss for o in without]),
         "max_abs_loss_with": max((abs(o.final_loss) for o in with_change if _finite(o.final_loss)), default=None),
-        "share_improved": wins,
-        "share_worsened": losses,
-        "prob_with_beats_without": wins + 0.5 * (1.0 - wins - losses),
+        "prob_with_beats_without": (wins + 0.5 * (len(pairs) - wins - losses)) / len(pairs),
     }
 
 
-def judge_claim(effect: dict[str, Any], expect: str, zero_loss_atol: float) -> bool | None:
-    """Whether the measured paired effect bears the claim out; None when the grid cannot tell."""
-    if not effect.get("pairs"):
+def claim_p_value(effect: dict[str, Any], expect: str, margin: float | None) -> float | None:
+    """The claim's one-sided p-value from its twin pairs; None for `zero_loss` (a statement about every trial,
+    not a test) and where there are no pairs.
+
+    fixes / harmful: an exact sign test (scipy's binomtest) on the pairs that are not tied: does the change
+    improve (worsen) more twins than it worsens (improves)? no_effect: two one-sided sign tests (TOST) that
+    P(with beats without) = 1/2 + (share improved among untied - 1/2) x share untied lies within 1/2 +- margin,
+    conditional on the share of tied pairs; the p-value is the larger of the two."""
+    if not effect.get("pairs") or expect == "zero_loss":
         return None
-    p = effect["prob_with_beats_without"]
-    if expect == "fixes":
-        return p >= FIXES_AT and effect["healthy_rate_with"] >= 0.5
-    if expect == "harmful":
-        return p <= HARMFUL_AT
-    if expect == "no_effect":
-        return HARMFUL_AT < p < FIXES_AT
-    if expect == "zero_loss":
-        return effect["max_abs_loss_with"] is not None and effect["max_abs_loss_with"] <= zero_loss_atol
-    raise ValueError(f"unknown expectation {expect!r}")
+    wins, losses = effect["improved"], effect["worsened"]
+    untied = wins + losses
+    if expect in ("fixes", "harmful"):
+        if untied == 0:
+            return 1.0
+        side = "greater" if expect == "fixes" else "less"
+        return float(stats.binomtest(wins, untied, 0.5, alternative=side).pvalue)
+    assert margin is not None, "a no_effect claim has a margin (sweeper.spec)"
+    if untied == 0:
+        return 0.0  # every pair tied: P(with beats without) is exactly 1/2
+    bound = margin * effect["pairs"] / untied  # the margin on the share improved among untied pairs
+    # A null hypothesis beyond what the untied pairs can reach is rejected outright (p = 0).
+    above = 0.0 if 0.5 - bound <= 0 else float(stats.binomtest(wins, untied, 0.5 - bound, alternative="greater").pvalue)
+    below = 0.0 if 0.5 + bound >= 1 else float(stats.binomtest(wins, untied, 0.5 + bound, alternative="less").pvalue)
+    return max(above, below)
 
 
 def compare_sweeps(before: dict[str, Any], after: dict[str, Any]) -> list[dict[str, Any]]:
-    """The grid points two ranking documents share (by label): both verdicts, healthy counts and IQMs, and
-    P(a seed of `after` beats a seed of `before`), on the same scores as the ranking."""
+    """The grid points two ranking documents share (by label): both verdicts, healthy counts and median healthy
+    metrics, and the rank test of `after`'s seeds against `before`'s (P(a seed of `after` beats one of
+    `before`) and the two-sided p-value, unadjusted)."""
     if before["metric"] != after["metric"] or before["mode"] != after["mode"]:
         raise ValueError(f"the sweeps measure different metrics: {before['metric']} vs {after['metric']}")
     sign = 1.0 if before["mode"] == "max" else -1.0
 
-    def scores(point: dict[str, Any]) -> np.ndarray:
-        return np.array(
-            [
-                sign * m if v == "healthy" and m is not None else -np.inf
-                for v, m in zip(point["verdicts"], point["final_metrics"], strict=True)
-            ],
-            dtype=float,
-        )
+    def scores(point: dict[str, Any]) -> list[float]:
+        return [
+            sign * m if v == "healthy" and m is not None else -math.inf
+            for v, m in zip(point["verdicts"], point["final_metrics"], strict=True)
+        ]
 
     earlier = {p["label"]: p for p in before["points"]}
-    return [
-        {
-            "label": p["label"],
-            "verdict_before": earlier[p["label"]]["verdict"],
-            "verdict_after": p["verdict"],
-            "healthy_before": f"{earlier[p['label']]['healthy']}/{len(earlier[p['label']]['seeds'])}",
-            "healthy_after": f"{p['healthy']}/{len(p['seeds'])}",
-            "iqm_before": earlier[p["label"]]["iqm"],
-            "iqm_after": p["iqm"],
-            "prob_after_beats_before": prob_improvement(scores(p), scores(earlier[p["label"]])),
-        }
-        for p in after["points"]
-        if p["label"] in earlier
-    ]
+    rows = []
+    for p in after["points"]:
+        if p["label"] not in earlier:
+            continue
+        old = earlier[p["label"]]
+        test = evidence.rank_test(scores(p), scores(old))
+        rows.append(
+            {
+                "label": p["label"],
+                "verdict_before": old["verdict"],
+                "verdict_after": p["verdict"],
+                "healthy_before": f"{old['healthy']}/{len(old['seeds'])}",
+                "healthy_after": f"{p['healthy']}/{len(p['seeds'])}",
+                "metric_before": old["median_healthy_metric"],
+                "metric_after": p["median_healthy_metric"],
+                "prob_after_beats_before": None if test is None else test.prob_superiority,
+                "p_value": None if test is None else test.p_value,
+            }
+        )
+    return rows

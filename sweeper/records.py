@@ -88,17 +88,18 @@ class TrialRecord:
         return value if value is not None and math.isfinite(value) else None
 
 
-def in_grid_order(spec: SweepSpec, found: dict[str, TrialRecord]) -> list[TrialRecord]:
-    """One record per grid point and seed, in grid order; a trial that never finished is an `error`."""
-    records = []
-    for point in spec.points:
-        for seed in range(spec.seeds):
-            key = trial_key(point.label, seed)
-            record = found.get(key) or TrialRecord(key=key, point=point, seed=seed)
-            if record.diagnosis is None:
-                record.diagnosis = Diagnosis("error", UNFINISHED)
-            records.append(record)
-    return records
+def in_grid_order(
+    spec: SweepSpec, found: dict[str, TrialRecord], planned: list[tuple[GridPoint, int]]
+) -> list[TrialRecord]:
+    """Every found trial and every planned one, in grid order, then by seed; a planned trial that never
+    finished is an `error` whose reason is UNFINISHED."""
+    records = dict(found)
+    for point, seed in planned:
+        key = trial_key(point.label, seed)
+        if key not in records:
+            records[key] = TrialRecord(key=key, point=point, seed=seed, diagnosis=Diagnosis("error", UNFINISHED))
+    order = {point.label: index for index, point in enumerate(spec.points)}
+    return sorted(records.values(), key=lambda r: (order.get(r.point.label, len(order)), r.seed))
 
 
 # --- the sweep's own storage ---
@@ -207,10 +208,9 @@ def is_sweep_folder(path: Path) -> bool:
     return (path / SWEEP_FILE).is_file()
 
 
-def is_complete(sweep_dir: Path, spec: SweepSpec) -> bool:
-    """Every trial of the sweep is in its folder, and its outputs were written with none unfinished."""
-    if len(finished_keys(sweep_dir)) < spec.trial_count:
-        return False
+def is_complete(sweep_dir: Path) -> bool:
+    """The sweep's outputs were written with no trial its design wants unfinished (the analysis counts them:
+    how many seeds an adaptive design runs is known only from the trials)."""
     try:
         return json.loads((sweep_dir / RANKING_FILE).read_text(encoding="utf-8")).get("unfinished") == 0
     except (OSError, UnicodeDecodeError, ValueError):  # no outputs yet, or cut short: analyse again

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from sweeper import ranking
+from sweeper import evidence, ranking
 from sweeper.health import DIVERGED, is_number
 from sweeper.records import (
     PLOTS_DIR,
@@ -37,7 +37,7 @@ from sweeper.records import (
     TrialRecord,
     write_atomically,
 )
-from sweeper.spec import SweepSpec
+from sweeper.spec import GridPoint, SweepSpec
 from sweeper.workload import Workload
 
 VERDICT_COLOURS = {
@@ -59,6 +59,7 @@ PLOT_LIMIT = 1e100
 
 # --- analysis (pure) ---
 def outcomes_of(records: list[TrialRecord], metric: str) -> list[ranking.TrialOutcome]:
+    """The finished trials' outcomes (a trial that never finished is no outcome: the design waits for it)."""
     return ranking.fill_missing_chance(
         [
             ranking.TrialOutcome(
@@ -72,8 +73,21 @@ def outcomes_of(records: list[TrialRecord], metric: str) -> list[ranking.TrialOu
                 knobs=r.point.knobs,
             )
             for r in records
+            if r.reason != UNFINISHED
         ]
     )
+
+
+def planned_trials(spec: SweepSpec, workload: Workload, found: dict[str, TrialRecord]) -> list[tuple[GridPoint, int]]:
+    """Every trial the sweep's design wants so far, given the finished ones (`evidence.seeds_wanted`): each
+    point's seeds 0..n-1 and the baseline's, in grid order. A sweep is done when all of them are found."""
+    groups = ranking.by_seed(outcomes_of(list(found.values()), workload.metric))
+    scores = {p.label: ranking.comparison_scores(groups.get(p.label, []), workload.mode) for p in spec.points}
+    baseline = next(p for p in spec.points if p.is_baseline)
+    states, baseline_seeds, _ = evidence.seeds_wanted(spec.design, scores, baseline.label)
+    wanted = {label: state.seeds_wanted for label, state in states.items()}
+    wanted[baseline.label] = baseline_seeds
+    return [(point, seed) for point in spec.points for seed in range(wanted[point.label])]
 
 
 def _train_seconds(record: TrialRecord) -> float | None:
@@ -103,20 +117,7 @@ def compute_summary(records: list[TrialRecord]) -> dict[str, Any]:
 def analyze(spec: SweepSpec, workload: Workload, records: list[TrialRecord], sweep_id: str) -> dict[str, Any]:
     """The ranking document (ranking.json): everything the report says, as numbers."""
     outcomes = outcomes_of(records, workload.metric)
-    defaults = spec.defaults(workload)
-    claims = []
-    for claim in spec.claims:
-        effect = ranking.paired_effect(outcomes, claim.change, defaults, claim.where, workload.mode)
-        claims.append(
-            {
-                "claim": claim.text,
-                "set": claim.change,
-                "where": claim.where,
-                "expect": claim.expect,
-                "holds": ranking.judge_claim(effect, claim.expect, workload.thresholds.zero_loss_atol),
-                "measured": effect,
-            }
-        )
+    design = spec.design
     return {
         "sweep": sweep_id,
         "name": spec.name,
@@ -124,16 +125,106 @@ def analyze(spec: SweepSpec, workload: Workload, records: list[TrialRecord], swe
         "metric": workload.metric,
         "mode": workload.mode,
         "seeds": spec.seeds,
+        "max_seeds": spec.max_seeds,
+        "design": {
+            "kind": design.kind,
+            "looks": list(design.looks),
+            "baseline_looks": list(design.baseline_looks),
+            "alpha": design.alpha,
+            "correction": design.correction,
+            "futility_p": evidence.FUTILITY_P if design.kind == "adaptive" else None,
+        },
         "grid": spec.grid,
         "fixed": spec.fixed,
         "smoke": spec.smoke,
-        "verdict_rule": ranking.VERDICT_RULE,
-        "points": ranking.rank_points(outcomes, workload.mode),
+        "verdict_rule": design.describe(len(spec.points) - 1),
+        "points": ranking.rank_points(outcomes, workload.mode, design),
         "main_effects": ranking.main_effects(outcomes, spec.grid, workload.mode),
-        "claims": claims,
+        "claims": judge_claims(spec, workload, outcomes),
+        "claims_rule": CLAIMS_RULE.format(
+            correction="Holm" if design.correction == "holm" else "Benjamini-Hochberg", alpha=design.alpha
+        ),
         "compute": compute_summary(records),
         "unfinished": sum(r.reason == UNFINISHED for r in records),
     }
+
+
+CLAIMS_RULE = (
+    "Each claim is judged on twin trials (same seed and other knobs, the claimed change on vs off) by an exact "
+    "sign test on the pairs the change improves or worsens (no_effect: two one-sided tests against the claim's "
+    "margin); the claims are one family, {correction} at alpha = {alpha}. `not shown` means the test did not "
+    "reject: no evidence either way, not evidence against. Twins that both lie in a setting whose outcome is "
+    "fixed by construction (the workload's FIXED_OUTCOMES) are left out; a claim with no other twins is `not "
+    "testable here`."
+)
+
+
+def fixed_outcome(spec: SweepSpec, workload: Workload, knobs: dict[str, Any]) -> str | None:
+    """Why a trial with these grid knobs has an outcome fixed by construction (the workload's FIXED_OUTCOMES,
+    on the whole Config the trial runs with), or None."""
+    config = {name: knob.default for name, knob in workload.knobs.items()}
+    config.update(spec.base_overrides(workload), **knobs)
+    for when, why in workload.fixed_outcomes:
+        if all(config.get(key) == value for key, value in when.items()):
+            return f"{_knobs(when)}: {why}"
+    return None
+
+
+def judge_claims(spec: SweepSpec, workload: Workload, outcomes: list[ranking.TrialOutcome]) -> list[dict[str, Any]]:
+    """Every claim of the spec: where it is testable (from the spec and the workload alone), what its twin
+    pairs measured, its p-value and adjusted p-value (one family), and whether it holds."""
+    defaults = spec.defaults(workload)
+    fallback = ranking.worst_metric(outcomes, workload.mode)
+    judged: list[dict[str, Any]] = []
+    for claim in spec.claims:
+        informative, left_out = set(), set()
+        for point in spec.points:
+            if all(point.knobs[k] == v for k, v in {**claim.where, **claim.change}.items()):
+                twin = {**point.knobs, **{k: defaults[k] for k in claim.change}}
+                reason = fixed_outcome(spec, workload, point.knobs)
+                if reason is not None and fixed_outcome(spec, workload, twin) is not None:
+                    left_out.add(reason)
+                else:
+                    informative.add(point.label)
+        pairs = [
+            (a, b)
+            for a, b in ranking.twin_pairs(outcomes, claim.change, defaults, claim.where)
+            if a.label in informative
+        ]
+        effect = ranking.paired_effect(pairs, workload.mode, fallback)
+        judged.append(
+            {
+                "claim": claim.text,
+                "set": claim.change,
+                "where": claim.where,
+                "expect": claim.expect,
+                "margin": claim.margin,
+                "testable": bool(informative),
+                "left_out": sorted(left_out),
+                "p_value": ranking.claim_p_value(effect, claim.expect, claim.margin) if informative else None,
+                "measured": effect,
+            }
+        )
+    tested = [item for item in judged if item["p_value"] is not None]
+    for item, adjusted in zip(tested, evidence.adjust([i["p_value"] for i in tested], spec.correction), strict=True):
+        item["p_adjusted"] = adjusted
+    for item in judged:
+        item.setdefault("p_adjusted", None)
+        item["holds"], item["status"] = _claim_status(item, spec.alpha, workload.thresholds.zero_loss_atol)
+    return judged
+
+
+def _claim_status(item: dict[str, Any], alpha: float, zero_loss_atol: float) -> tuple[bool | None, str]:
+    if not item["testable"]:
+        return None, ranking.NOT_TESTABLE
+    if not item["measured"].get("pairs"):
+        return None, "cannot tell"
+    if item["expect"] == "zero_loss":  # a statement about every trial with the change, not a test
+        largest = item["measured"]["max_abs_loss_with"]
+        holds = largest is not None and largest <= zero_loss_atol
+        return holds, "holds" if holds else "does not hold"
+    holds = item["p_adjusted"] <= alpha
+    return holds, "holds" if holds else "not shown"
 
 
 def trial_rows(spec: SweepSpec, metric: str, records: list[TrialRecord]) -> list[dict[str, Any]]:
@@ -219,9 +310,15 @@ def intro_section(document: dict, trials: int, context: dict[str, str]) -> Secti
         intro.paragraphs.append(context["description"])
     intro.paragraphs += [f"{key}: {value}" for key, value in context.items() if key != "description"]
     compute = document["compute"]
+    design = document["design"]
+    seeds = (
+        f"{document['seeds']} seeds each"
+        if design["kind"] == "fixed"
+        else f"{design['looks'][0]}-{design['looks'][-1]} seeds a point, adaptive"
+    )
     intro.paragraphs.append(
-        f"metric: {document['metric']} ({document['mode']}); {len(document['points'])} grid points x "
-        f"{document['seeds']} seeds = {trials} trials; {compute['train_seconds']:.0f} training seconds; "
+        f"metric: {document['metric']} ({document['mode']}); {len(document['points'])} grid points ({seeds}): "
+        f"{trials} trials; {compute['train_seconds']:.0f} training seconds; "
         f"{compute['stopped_early']} diverged trials stopped early, saving about "
         f"{compute['estimated_seconds_saved']:.0f} s ({compute['saved_share']:.0%})."
     )
@@ -255,23 +352,28 @@ def claims_section(document: dict) -> Section:
     metric = document["metric"]
     section = Section(
         "The question's claims, measured",
-        ["Each claim is judged on twin trials: same seed and other knobs, the claimed change on vs off."],
-        ["claim", "change", "expected", "holds", "what was measured"],
+        [document["claims_rule"]],
+        ["claim", "change", "expected", "verdict", "p (adjusted)", "what was measured"],
     )
     for item in document["claims"]:
         m = item["measured"]
-        holds = {True: "holds", False: "does not hold", None: "cannot tell"}[item["holds"]]
         where = f" where {_knobs(item['where'])}" if item["where"] else ""
-        if m.get("pairs"):
+        if not item["testable"]:
+            measured = "every twin pair lies where the outcome is fixed: " + "; ".join(item["left_out"])
+        elif m.get("pairs"):
             measured = (
-                f"{m['pairs']} twin pairs: healthy {_share(m['healthy_rate_with'])} with vs "
-                f"{_share(m['healthy_rate_without'])} without; median {metric} {number(m['median_metric_with'])} vs "
-                f"{number(m['median_metric_without'])}; median final loss {number(m['median_loss_with'])} vs "
-                f"{number(m['median_loss_without'])}; P(with beats without) {m['prob_with_beats_without']:.2f}"
+                f"{m['pairs']} twin pairs: {m['improved']} improved, {m['worsened']} worsened, {m['tied']} tied; "
+                f"healthy {_share(m['healthy_rate_with'])} with vs {_share(m['healthy_rate_without'])} without; "
+                f"median {metric} {number(m['median_metric_with'])} vs {number(m['median_metric_without'])}; "
+                f"median final loss {number(m['median_loss_with'])} vs {number(m['median_loss_without'])}"
             )
+            if item["left_out"]:
+                measured += "; left out: " + "; ".join(item["left_out"])
         else:
             measured = "no twin trials in this grid"
-        section.rows.append([item["claim"], _knobs(item["set"]) + where, item["expect"], holds, measured])
+        expected = item["expect"] + (f" (margin {item['margin']:g})" if item["margin"] is not None else "")
+        p_values = "–" if item["p_value"] is None else f"{number(item['p_value'], 2)} ({number(item['p_adjusted'], 2)})"
+        section.rows.append([item["claim"], _knobs(item["set"]) + where, expected, item["status"], p_values, measured])
     return section
 
 
@@ -281,40 +383,67 @@ def ranking_section(document: dict) -> Section:
         "Ranking",
         [
             f"Verdict rule: {document['verdict_rule']}",
-            "Metric statistics count an unhealthy seed at its chance level. IQM interval: 95% bootstrap.",
+            (
+                f"seeds: the point's / the baseline's seeds in its test. median healthy {metric}: over the healthy "
+                "seeds only, with the unhealthy count. score: the mean (IQM from 4 seeds) with an unhealthy seed at "
+                "the chance level. Healthy-rate difference: Newcombe 95% interval. Metric shift: Hodges-Lehmann, "
+                "Moses 95% interval, healthy seeds only. Replicated: the `fixes` verdict holds again on the seeds "
+                "run after the first look alone."
+            ),
         ],
         [
             "rank",
             "grid point",
             "verdict",
+            "seeds",
             "healthy",
-            "healthy 95% CI",
-            f"median {metric}",
-            f"IQM {metric} [95% CI]",
-            "median final loss",
+            f"median healthy {metric} (unhealthy)",
+            "score",
             "P(beats baseline)",
-            "verdicts by seed",
+            "p (adjusted)",
+            "healthy-rate difference",
+            "metric shift",
+            "replicated",
         ],
         image="ranking.png",
     )
     for rank, p in enumerate(document["points"], 1):
-        low, high = p["healthy_rate_ci"]
-        beats = "–" if p["prob_beats_baseline"] is None else f"{p['prob_beats_baseline']:.2f}"
         section.rows.append(
             [
                 str(rank),
                 p["label"],
-                p["verdict"],
+                _verdict_cell(p),
+                _seeds_cell(p),
                 f"{p['healthy']}/{len(p['seeds'])}",
-                f"[{low:.2f}, {high:.2f}]",
-                number(p["median"]),
-                f"{number(p['iqm'])} [{number(p['iqm_ci'][0])}, {number(p['iqm_ci'][1])}]",
-                number(p["median_loss"]),
-                beats,
-                ", ".join(p["verdicts"]),
+                f"{number(p['median_healthy_metric'])} ({p['unhealthy']})",
+                f"{number(p['score_centre'])} {p['score_centre_kind']}",
+                number(p.get("prob_superiority"), 2),
+                "–" if p.get("p_value") is None else f"{number(p['p_value'], 2)} ({number(p['p_adjusted'], 2)})",
+                _interval(p.get("healthy_rate_difference"), p.get("healthy_rate_difference_ci")),
+                _interval(p.get("metric_shift"), p.get("metric_shift_ci")),
+                {True: "yes", False: "no", None: "–"}[p.get("replicated")],
             ]
         )
     return section
+
+
+def _verdict_cell(point: dict) -> str:
+    if point.get("status") == "dropped":
+        return f"{point['verdict']} (dropped at {point['dropped_at']} seeds)"
+    return point["verdict"]
+
+
+def _seeds_cell(point: dict) -> str:
+    if point["is_baseline"]:
+        return str(len(point["seeds"]))
+    return f"{point.get('seeds_used', len(point['seeds']))}/{point.get('baseline_seeds_used', '–')}"
+
+
+def _interval(estimate: float | None, interval: list[float | None] | None) -> str:
+    if estimate is None:
+        return "–"
+    low, high = interval or (None, None)
+    return f"{number(estimate, 3)} [{number(low, 3)}, {number(high, 3)}]"
 
 
 def effects_section(document: dict) -> Section:
@@ -409,18 +538,18 @@ def plots(document: dict, records: list[TrialRecord]) -> dict[str, bytes]:
 
     figure, axis = plt.subplots(figsize=(9, 0.3 * len(shown) + 1.2))
     for y, p in enumerate(shown):
-        if p["iqm"] is None:
-            continue
-        centre, low, high = _plottable([p["iqm"], *p["iqm_ci"]])
-        # An interval end that is missing, or on the wrong side of the IQM after rounding, is drawn at the
-        # IQM: matplotlib refuses a NaN or negative error bar.
-        low, high = np.fmin(low, centre), np.fmax(high, centre)
-        colour = VERDICT_COLOURS[
-            "healthy" if p["healthy"] == len(p["seeds"]) else "collapsed" if p["healthy"] else "error"
-        ]
-        axis.errorbar(centre, y, xerr=[[centre - low], [high - centre]], fmt="o", color=colour, capsize=3)
+        # Every seed: a healthy one at its final metric, an unhealthy one (hollow) at its score, the chance level.
+        healthy = [v == "healthy" for v in p["verdicts"]]
+        values = _plottable(p["scores"])
+        for ok, colour, face in (
+            (True, VERDICT_COLOURS["healthy"], None),
+            (False, VERDICT_COLOURS["collapsed"], "none"),
+        ):
+            chosen = values[np.array(healthy, dtype=bool) == ok] if values.size else values
+            axis.scatter(chosen, np.full(chosen.size, y), s=14, edgecolors=colour, facecolors=face or colour)
+        p_text = "" if p.get("p_adjusted") is None else f" · p_adj {number(p['p_adjusted'], 2)}"
         axis.annotate(
-            f"{p['healthy']}/{len(p['seeds'])} healthy · {p['verdict']}",
+            f"{p['healthy']}/{len(p['seeds'])} healthy · {p['verdict']}{p_text}",
             (1.01, y),
             xycoords=("axes fraction", "data"),
             va="center",
@@ -429,7 +558,7 @@ def plots(document: dict, records: list[TrialRecord]) -> dict[str, bytes]:
     _reference_lines(axis, records, vertical=True)
     axis.set_yticks(range(len(shown)), [p["label"] for p in shown], fontsize=8)
     axis.invert_yaxis()
-    axis.set_xlabel(f"IQM of final {metric} (unhealthy seeds at chance), 95% bootstrap interval")
+    axis.set_xlabel(f"final {metric} per seed (filled: healthy; hollow: unhealthy, drawn at chance)")
     images["ranking.png"] = png(figure)
 
     figure, axis = plt.subplots(figsize=(9, 0.3 * len(shown) + 1.2))

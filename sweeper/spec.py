@@ -5,7 +5,11 @@ small sweep per workload). Each document:
 
     name: listmle-remedies     # MLflow experiment and output folder prefix (default: the file's stem)
     workload: listmle          # a name (`sweeper list`), or a .py file: ./my_model.py (next to the spec)
-    seeds: 3                   # every grid point runs with seeds 0..seeds-1
+    seeds: 3                   # seeds 0..seeds-1 for every grid point at the first look
+    max_seeds: 10              # adaptive design: a point that may matter goes on up to this many seeds
+    design: adaptive           # adaptive | fixed (every point and the baseline run `seeds`; --seeds N too)
+    alpha: 0.05                # the error rate the verdicts keep: family-wise (holm) or false-discovery (bh)
+    correction: holm           # holm | bh, over the sweep's grid points; the claims are a second family
     smoke: false               # true: start from the workload's SMOKE overrides (tiny, fast trials)
     fixed: {epochs: 20}        # overrides for every trial
     grid:                      # knob -> values; the cartesian product is swept
@@ -17,8 +21,11 @@ small sweep per workload). Each document:
         set: {list_shape: grouped}       # the change the claim is about (each knob swept with its default)
         where: {labels: graded}          # optional: judge it only on the points that match
         expect: fixes                    # fixes | no_effect | harmful | zero_loss
+        margin: 0.2                      # no_effect only: the largest shift in P(with beats without) from
+                                         # 1/2 that still counts as no effect (an equivalence margin)
 
 The baseline (every grid knob at its Config default) is always swept, added if the product lacks it.
+How many seeds each point and the baseline run, and how the verdicts are tested, is `sweeper.evidence`.
 Knob values must have the knob's type and lie in the range its workload declares (`sweeper list`). A
 workload file is stored by its resolved absolute path (`SweepSpec.workload` and the spec's `document`), so
 the copy of the spec in the sweep folder and the Ray workers find it from anywhere.
@@ -32,20 +39,43 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from sweeper.errors import SweeperError, did_you_mean, one_of
 from sweeper.workload import Workload, is_workload_file, load
 
-TOP_LEVEL_KEYS = ("name", "workload", "description", "seeds", "smoke", "fixed", "grid", "resources", "claims")
+if TYPE_CHECKING:
+    from sweeper.evidence import Design
+
+TOP_LEVEL_KEYS = (
+    "name",
+    "workload",
+    "description",
+    "seeds",
+    "max_seeds",
+    "design",
+    "alpha",
+    "correction",
+    "smoke",
+    "fixed",
+    "grid",
+    "resources",
+    "claims",
+)
 RESOURCE_KEYS = ("cpu", "gpu")
-CLAIM_KEYS = ("claim", "set", "where", "expect")
+CLAIM_KEYS = ("claim", "set", "where", "expect", "margin")
 EXPECTATIONS = ("fixes", "no_effect", "harmful", "zero_loss")
 BASELINE_LABEL = "baseline"
 MAX_SPEC_BYTES = 1_000_000
 MAX_GRID_POINTS = 100_000
+DESIGNS = ("adaptive", "fixed")
+CORRECTIONS = ("holm", "bh")
+DEFAULT_MAX_SEEDS = 10
+MAX_SEEDS = 300
+"""Per point: the baseline may run up to BASELINE_SHARE_CAP (3) times as many, and seeds 1000 and up are kept
+for calibrating workloads (no seed both tunes and judges)."""
 """Hard limits on what a spec may ask for; `sweeper run --max-trials` is the softer, per-run one."""
 
 
@@ -80,6 +110,8 @@ class Claim:
     change: dict[str, Any]
     where: dict[str, Any]
     expect: str
+    margin: float | None = None
+    """`no_effect` only: P(with beats without) within 1/2 +- margin counts as no effect."""
 
 
 @dataclass(frozen=True)
@@ -94,22 +126,49 @@ class SweepSpec:
     cpu: float
     gpu: float
     description: str = ""
+    max_seeds: int = 10
+    design_kind: str = "adaptive"
+    alpha: float = 0.05
+    correction: str = "holm"
     points: list[GridPoint] = field(default_factory=list)
     claims: list[Claim] = field(default_factory=list)
     document: dict[str, Any] = field(default_factory=dict)
     """The spec's own YAML document, as written (seeds as run), so a sweep can be rebuilt from it."""
 
     @property
+    def design(self) -> Design:
+        from sweeper.evidence import make_design  # numpy and scipy: not needed to validate a spec
+
+        return make_design(
+            self.design_kind, len(self.points) - 1, self.seeds, self.max_seeds, self.alpha, self.correction
+        )
+
+    @property
     def trial_count(self) -> int:
-        return len(self.points) * self.seeds
+        """The most trials the design may run (an adaptive design usually stops points earlier)."""
+        design = self.design
+        return (len(self.points) - 1) * design.looks[-1] + design.baseline_looks[-1]
+
+    def describe_seeds(self) -> str:
+        design = self.design
+        if design.kind == "fixed":
+            return f"{len(self.points)} grid points x {self.seeds} seeds = {self.trial_count} trials"
+        return (
+            f"{len(self.points)} grid points, adaptive: {self.seeds} to {self.max_seeds} seeds a point and "
+            f"{design.baseline_looks[0]} to {design.baseline_looks[-1]} for the baseline, "
+            f"at most {self.trial_count} trials"
+        )
 
     def base_overrides(self, workload: Workload) -> dict[str, Any]:
         """What every trial's Config starts from: SMOKE (if asked for), then `fixed`."""
         return {**(workload.smoke if self.smoke else {}), **self.fixed}
 
     def with_seeds(self, seeds: int) -> SweepSpec:
+        """A fixed design: every point and the baseline run seeds 0..seeds-1."""
         _check_seeds(self.path, "--seeds", seeds)
-        return dataclasses.replace(self, seeds=seeds, document={**self.document, "seeds": seeds})
+        document = {**self.document, "seeds": seeds, "design": "fixed"}
+        document.pop("max_seeds", None)
+        return dataclasses.replace(self, seeds=seeds, max_seeds=seeds, design_kind="fixed", document=document)
 
     def defaults(self, workload: Workload) -> dict[str, Any]:
         return {knob: workload.knobs[knob].default for knob in self.grid}
@@ -180,6 +239,24 @@ def _parse(path: Path, doc: Any, index: int | None) -> SweepSpec:
 
     seeds = doc.get("seeds", 3)
     _check_seeds(where, "seeds", seeds)
+    design_kind = doc.get("design", "adaptive")
+    if design_kind not in DESIGNS:
+        raise fail("design", f"{design_kind!r} is not a design{did_you_mean(design_kind, DESIGNS)}; {one_of(DESIGNS)}")
+    max_seeds: Any = doc.get("max_seeds", seeds if design_kind == "fixed" else max(seeds, DEFAULT_MAX_SEEDS))
+    _check_seeds(where, "max_seeds", max_seeds)
+    if max_seeds < seeds:
+        raise fail("max_seeds", f"{max_seeds} is below seeds ({seeds}); the design starts at `seeds` and stops at it")
+    if design_kind == "fixed" and "max_seeds" in doc and max_seeds != seeds:
+        raise fail("max_seeds", "a fixed design runs `seeds` seeds everywhere; drop max_seeds or use design: adaptive")
+    alpha = doc.get("alpha", 0.05)
+    if not isinstance(alpha, float | int) or isinstance(alpha, bool) or not 0 < alpha <= 0.5:
+        raise fail("alpha", f"expected an error rate above 0 and at most 0.5, got {alpha!r}")
+    correction = doc.get("correction", "holm")
+    if correction not in CORRECTIONS:
+        raise fail(
+            "correction",
+            f"{correction!r} is not a correction{did_you_mean(correction, CORRECTIONS)}; {one_of(CORRECTIONS)}",
+        )
 
     smoke = doc.get("smoke", False)
     if not isinstance(smoke, bool):
@@ -233,6 +310,10 @@ def _parse(path: Path, doc: Any, index: int | None) -> SweepSpec:
         cpu=cpu,
         gpu=gpu,
         description=description,
+        max_seeds=max_seeds,
+        design_kind=design_kind,
+        alpha=float(alpha),
+        correction=correction,
         points=grid_points(workload, grid),
         claims=claims,
         document={**doc, "workload": workload_ref},
@@ -271,12 +352,30 @@ def _claim(workload: Workload, grid: dict[str, list[Any]], key: str, item: Any, 
             raise fail(
                 f"{key}.set.{knob}", f"the grid lacks the default {workload.knobs[knob].default!r} to compare with"
             )
-    return Claim(text=" ".join(text.split()), change=change, where=where, expect=expect)
+    margin = item.get("margin")
+    if expect == "no_effect":
+        if margin is None:
+            raise fail(
+                f"{key}.margin",
+                "missing; `expect: no_effect` needs an equivalence margin: how far P(with beats without) may stray "
+                "from 1/2 and still count as no effect (e.g. margin: 0.2)",
+            )
+        if not isinstance(margin, float | int) or isinstance(margin, bool) or not 0 < margin < 0.5:
+            raise fail(f"{key}.margin", f"expected a number above 0 and below 0.5, got {margin!r}")
+    elif margin is not None:
+        raise fail(f"{key}.margin", f"only `expect: no_effect` takes a margin, not {expect!r}")
+    return Claim(
+        text=" ".join(text.split()),
+        change=change,
+        where=where,
+        expect=expect,
+        margin=None if margin is None else float(margin),
+    )
 
 
 def _check_seeds(where: object, key: str, seeds: Any) -> None:
-    if not isinstance(seeds, int) or isinstance(seeds, bool) or not 1 <= seeds <= 1000:
-        raise SweeperError(f"{where}: {key}: expected a whole number of seeds from 1 to 1000, got {seeds!r}")
+    if not isinstance(seeds, int) or isinstance(seeds, bool) or not 1 <= seeds <= MAX_SEEDS:
+        raise SweeperError(f"{where}: {key}: expected a whole number of seeds from 1 to {MAX_SEEDS}, got {seeds!r}")
 
 
 def _mapping(doc: dict, key: str, fail, prefix: str = "") -> dict:

@@ -28,6 +28,7 @@ from sweeper.records import (
     SWEEP_FILE,
     UNFINISHED,
     TrialRecord,
+    finished_keys,
     in_grid_order,
     is_complete,
     is_sweep_folder,
@@ -141,21 +142,29 @@ def _utc_stamp() -> str:
 
 
 def run_sweep(sweep_dir: Path, *, address: str | None = None, tracking_uri: str | None = None) -> SweepOutcome:
-    """Run every trial of a sweep folder that it does not hold yet (all of them in a new folder, the rest
-    after a killed driver), then analyse, report and bring MLflow up to date."""
+    """Run, round by round, every trial the sweep's design wants that its folder does not hold yet (a new
+    folder starts at the first look, a resumed one where the trial files say it stopped), then analyse,
+    report and bring MLflow up to date. Each round is one Tuner over the missing trials; the next round is
+    planned from every finished trial (`report.planned_trials`, a pure function of the folder), so a killed
+    driver resumes at the same round with the same plan."""
+    from sweeper.report import planned_trials
+
     spec, workload, tracker, options = _open_sweep(sweep_dir, tracking_uri)
     runner = _start_ray(address)
     runner.check_cluster(spec, tracker.tracking_uri)
-    found = load_trials(sweep_dir, spec)
-    missing = [
-        (point, seed)
-        for point in spec.points
-        for seed in range(spec.seeds)
-        if trial_key(point.label, seed) not in found
-    ]
     wall_seconds = 0.0
-    if missing:
-        wall_seconds = _run_trials(spec, workload, sweep_dir, tracker, missing, done=len(found), options=options)
+    while True:
+        found = load_trials(sweep_dir, spec)
+        missing = [
+            (point, seed)
+            for point, seed in planned_trials(spec, workload, found)
+            if trial_key(point.label, seed) not in found
+        ]
+        if not missing:
+            break
+        wall_seconds += _run_trials(spec, workload, sweep_dir, tracker, missing, done=len(found), options=options)
+        if not finished_keys(sweep_dir) >= {trial_key(point.label, seed) for point, seed in missing}:
+            break  # interrupted, or trials lost past their retries: the analysis says what is unfinished
     return _finish(spec, workload, sweep_dir, tracker, wall_seconds)
 
 
@@ -174,8 +183,7 @@ def sweeps_to_resume(path: Path) -> list[Path]:
 def _finished(sweep_dir: Path) -> bool:
     if not is_sweep_folder(sweep_dir):
         raise SweeperError(f"{sweep_dir}: a plan names this sweep folder, but it is gone")
-    (spec,) = load_specs(sweep_dir / SPEC_FILE)
-    return is_complete(sweep_dir, spec)
+    return is_complete(sweep_dir)
 
 
 def _run_trials(
@@ -189,7 +197,8 @@ def _run_trials(
     started = time.perf_counter()
     mirror = TrialMirror(tracker, sweep_dir, _parent_fields(spec, sweep_dir))
     try:
-        with SweepProgress(tracker.sweep_id, spec.trial_count, workload.metric, workload.mode, done=done) as display:
+        total = done + len(trials)  # this round's; an adaptive design's next round is planned from its results
+        with SweepProgress(tracker.sweep_id, total, workload.metric, workload.mode, done=done) as display:
             runner.run_trials(
                 spec, trials, sweep_dir=sweep_dir, mirror=mirror, display=display, **dataclasses.asdict(options)
             )
@@ -234,7 +243,7 @@ def sync_sweep(sweep_dir: Path, *, tracking_uri: str | None = None) -> tuple[int
     """Bring MLflow to exactly what a sweep folder holds: every trial run that is missing, incomplete or
     duplicated is written again from its trial file; (trials replayed, tracking URI)."""
     spec, workload, tracker, _ = _open_sweep(sweep_dir, tracking_uri)
-    complete = is_complete(sweep_dir, spec)
+    complete = is_complete(sweep_dir)
     unreachable = SweeperError(
         f"--tracking-uri: MLflow at {tracker.tracking_uri} cannot be reached; nothing was replayed"
     )
@@ -272,9 +281,11 @@ def _analyse(spec: SweepSpec, workload: Workload, sweep_dir: Path, tracker) -> t
     analysis and its outputs, attached to the parent run; and
     whether MLflow has it all. An analysis that fails is returned, not raised: the trials are the expensive
     part, and they stay."""
+    from sweeper.report import planned_trials
+
     found = load_trials(sweep_dir, spec)
     synced = _sync_trials(spec, workload, sweep_dir, tracker, found)
-    records = in_grid_order(spec, found)
+    records = in_grid_order(spec, found, planned_trials(spec, workload, found))
     unfinished = sum(r.reason == UNFINISHED for r in records)
     context = {"tracking": f"{tracker.tracking_uri}, experiment {spec.name}"}
     document, analysis_error = None, None
@@ -298,7 +309,7 @@ def _warn_behind(tracker, sweep_dir: Path) -> None:
 def _finish(spec: SweepSpec, workload: Workload, sweep_dir: Path, tracker, wall_seconds: float) -> SweepOutcome:
     outcome, mirrored = _analyse(spec, workload, sweep_dir, tracker)
     compute = (outcome.ranking or {}).get("compute", {})
-    summary = {"wall_seconds": wall_seconds, "trials": float(spec.trial_count), **compute}
+    summary = {"wall_seconds": wall_seconds, "trials": float(len(load_trials(sweep_dir, spec))), **compute}
     status = "KILLED" if outcome.unfinished else "FAILED" if outcome.analysis_error else "FINISHED"
     if not (mirrored and tracker.end_sweep(status, summary)):
         _warn_behind(tracker, sweep_dir)
@@ -365,10 +376,12 @@ def rebuild_sweep(ref: str, *, tracking_uri: str, out_root: Path, claims_from: P
     sweep_id = parent.info.run_name
     sweep_dir = new_sweep_dir(out_root, f"{sweep_id}-report")
     write_atomically(sweep_dir / SPEC_FILE, yaml.safe_dump(_as_run(spec), sort_keys=False))
+    from sweeper.report import planned_trials
+
     document = write_report(
         spec,
         workload,
-        in_grid_order(spec, stored.trials),
+        in_grid_order(spec, stored.trials, planned_trials(spec, workload, stored.trials)),
         sweep_dir,
         sweep_id,
         {"rebuilt from": f"{tracking_uri}, parent run {parent.info.run_id}"},

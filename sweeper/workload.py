@@ -19,6 +19,10 @@ A workload is one module (see DESIGN.md) exporting:
   model's outputs: scores, Q-values), which the diagnosis uses. All values are plain numbers.
   `Workload.train`, which every caller uses, adds a numeric CHANCE as `chance` to a report without one.
 - optionally `THRESHOLDS`: overrides of `sweeper.health.Thresholds` where the defaults do not fit.
+- optionally `FIXED_OUTCOMES`: `[({knob: value, ...}, "why"), ...]`, the settings whose outcome is fixed by
+  construction whatever the other knobs (one-item lists make ListMLE exactly 0; a rank-1 input raises). A
+  claim compared only on twins that both lie in such a setting cannot differ there: it is `not testable
+  here`, decided from the spec and this declaration, never from the outcomes.
 
 Workloads are found in the `experiments` package and in the `sweeper.workloads` entry point group, or
 given as the path of a `.py` file (`load("/abs/my_model.py")`; a spec's `workload: ./my_model.py` is
@@ -162,6 +166,10 @@ class Workload:
     @property
     def thresholds(self) -> Thresholds:
         return Thresholds.with_overrides(getattr(self.module, "THRESHOLDS", None))
+
+    @property
+    def fixed_outcomes(self) -> list[tuple[dict[str, Any], str]]:
+        return [(dict(when), why) for when, why in getattr(self.module, "FIXED_OUTCOMES", [])]
 
     @property
     def smoke(self) -> dict[str, Any]:
@@ -317,6 +325,13 @@ def _check_contract(name: str, module: ModuleType) -> dict[str, Knob]:
                 raise broken(f"SMOKE sets {key} = {value!r}; {key} expects {knob.kind.__name__}")
             if not knob.in_range(checked):
                 raise broken(f"SMOKE sets {key} = {value!r}, outside its range {knob.range}")
+    for index, entry in enumerate(getattr(module, "FIXED_OUTCOMES", [])):
+        ok = isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[0], dict) and isinstance(entry[1], str)
+        if not ok:
+            raise broken(f"FIXED_OUTCOMES[{index}] is {entry!r}, not ({{knob: value, ...}}, 'why')")
+        for key, value in entry[0].items():
+            if key not in knobs or knobs[key].check(value) is None:
+                raise broken(f"FIXED_OUTCOMES[{index}] sets {key} = {value!r}, not a value of a Config field")
     try:
         Thresholds.with_overrides(getattr(module, "THRESHOLDS", None))
     except (TypeError, ValueError) as exc:

@@ -20,6 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sweeper import health, ranking, report
+from sweeper.evidence import make_design
 from sweeper.records import TrialRecord, trial_key
 from sweeper.spec import Claim, SweepSpec, grid_points
 from sweeper.workload import Knob, Workload
@@ -61,7 +62,7 @@ def stub_workload(mode: str) -> Workload:
 def stub_spec(workload: Workload, seeds: int) -> SweepSpec:
     claims = [
         Claim("the fix fixes it", {"fix": "on"}, {}, "fixes"),
-        Claim("half does nothing", {"fix": "half"}, {}, "no_effect"),
+        Claim("half does nothing", {"fix": "half"}, {}, "no_effect", margin=0.2),
         Claim("the loss reads zero", {"fix": "half"}, {"width": 8}, "zero_loss"),
     ]
     return SweepSpec(
@@ -74,6 +75,8 @@ def stub_spec(workload: Workload, seeds: int) -> SweepSpec:
         grid=GRID,
         cpu=1.0,
         gpu=0.0,
+        max_seeds=seeds,
+        design_kind="fixed",
         points=grid_points(workload, GRID),
         claims=claims,
     )
@@ -178,12 +181,12 @@ def test_every_history_gets_a_verdict(history, mode, error):
 def test_ranking_statistics_are_finite_or_none_for_any_outcomes(trials, mode):
     trials = ranking.fill_missing_chance(trials)
     document = {
-        "points": ranking.rank_points(trials, mode),
+        "points": ranking.rank_points(trials, mode, make_design("fixed", 2, 3, 3)),
         "effects": ranking.main_effects(trials, GRID, mode),
-        "paired": ranking.paired_effect(trials, {"fix": "on"}, {"fix": "off"}, {}, mode),
+        "paired": ranking.paired_effect(ranking.twin_pairs(trials, {"fix": "on"}, {"fix": "off"}, {}), mode, None),
     }
     strict_json(document)
-    assert {p["verdict"] for p in document["points"]} <= {"baseline", "fixes", "harmful", "no_evidence"}
+    assert {p["verdict"] for p in document["points"]} <= {"baseline", "fixes", "harmful", "no_evidence", "pending"}
 
 
 @settings(max_examples=60, deadline=None)
@@ -220,14 +223,14 @@ def test_a_baseline_that_ends_at_minus_1e297_and_an_infinite_loss_is_ranked_belo
     """R^2 of -1e296..-1e297 before the loss turns inf, no chance level: the fallback score's squared
     deviation used to overflow in eta squared, and no report was written."""
     workload = stub_workload("max")
-    spec = stub_spec(workload, seeds=3)
+    spec = stub_spec(workload, seeds=6)  # 6 seeds a side: enough for a verdict (p = 2 / C(12, 6), Holm x2)
     records = []
     for point in spec.points:
-        for seed in range(3):
+        for seed in range(6):
             if point.is_baseline:
                 history = [
                     {"step": 1, "loss": 2.0, "grad_norm": 1.0, METRIC: -1e296},
-                    {"step": 2, "loss": math.inf, "grad_norm": 1.0, METRIC: (-1e297, -2e297, -3e297)[seed]},
+                    {"step": 2, "loss": math.inf, "grad_norm": 1.0, METRIC: (-1e297, -2e297, -3e297)[seed % 3]},
                 ]
             elif point.knobs["fix"] == "on":
                 history = [
@@ -242,24 +245,24 @@ def test_a_baseline_that_ends_at_minus_1e297_and_an_infinite_loss_is_ranked_belo
             record = TrialRecord(trial_key(point.label, seed), point, seed, history, train_seconds=1.0)
             record.diagnosis = health.diagnose(history, METRIC, "max")
             records.append(record)
-    assert [r.diagnosis.verdict for r in records if r.point.is_baseline] == ["non_finite"] * 3
+    assert [r.diagnosis.verdict for r in records if r.point.is_baseline] == ["non_finite"] * 6
 
     document = report.analyze(spec, workload, records, "issue-12")
     points = {p["label"]: p for p in document["points"]}
     assert document["points"][0]["label"] == "fix=on" and points["fix=on"]["verdict"] == "fixes"
-    assert points["fix=on"]["iqm"] == pytest.approx(0.81)
-    assert points["baseline"]["scores"] == [-3e297] * 3  # unhealthy seeds count at the sweep's worst final metric
-    assert points["baseline"]["iqm"] == pytest.approx(-3e297) and points["fix=half"]["verdict"] == "no_evidence"
+    assert points["fix=on"]["score_centre"] == pytest.approx(0.825) and points["fix=on"]["score_centre_kind"] == "IQM"
+    assert points["baseline"]["scores"] == [-3e297] * 6  # unhealthy seeds count at the sweep's worst final metric
+    assert points["baseline"]["score_centre"] == pytest.approx(-3e297)
+    assert points["fix=half"]["verdict"] == "no_evidence"
     (effect,) = document["main_effects"]
-    # ranks: the six unhealthy scores tie at 3.5, fix=on's are 7, 8, 9 (mean 8; overall mean 5):
-    # total 6 * 1.5^2 + 2^2 + 3^2 + 4^2 = 42.5, between 6 * 1.5^2 + 3 * 3^2 = 40.5
-    assert effect["eta_squared_score"] == pytest.approx(40.5 / 42.5) and effect["eta_squared_healthy"] == pytest.approx(
-        1.0
-    )
+    # ranks: the twelve unhealthy scores tie at 6.5, fix=on's are 13..18 (mean 15.5; overall mean 9.5):
+    # total 12 * 3^2 + (3.5^2 + ... + 8.5^2) = 341.5, between 12 * 3^2 + 6 * 6^2 = 324
+    assert effect["eta_squared_score"] == pytest.approx(324 / 341.5)
+    assert effect["eta_squared_healthy"] == pytest.approx(1.0)
     strict_json(document)
 
     rows = report.trial_rows(spec, METRIC, records)
-    assert [row["final_loss"] for row in rows if row["point"] == "baseline"] == [None] * 3  # inf: an empty cell
+    assert [row["final_loss"] for row in rows if row["point"] == "baseline"] == [None] * 6  # inf: an empty cell
     report.write_outputs(tmp_path, document, records, rows, {})
     assert strict_loads((tmp_path / "ranking.json").read_text())["points"][0]["label"] == "fix=on"
     assert_finite_cells((tmp_path / "trials.csv").read_text())

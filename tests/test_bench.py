@@ -21,7 +21,9 @@ def test_bench_script_shows_its_usage(script):
 
 def test_trials_runs_one_trial_of_a_spec_with_no_harness(tmp_path):
     spec = tmp_path / "spec.yaml"
-    spec.write_text("name: one\nworkload: plrank\nseeds: 1\nsmoke: true\ngrid:\n  estimator_numerics: [logsumexp]\n")
+    spec.write_text(
+        "name: one\nworkload: plrank\nseeds: 1\ndesign: fixed\nsmoke: true\ngrid:\n  estimator_numerics: [logsumexp]\n"
+    )
     result = subprocess.run(
         [sys.executable, str(BENCH / "trials.py"), str(spec), "1", "--warm", "--threads", "1"],
         capture_output=True,

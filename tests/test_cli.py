@@ -55,7 +55,8 @@ def test_an_unexpected_error_is_one_line_and_debug_shows_the_traceback(tmp_path)
 SPEC = """
 name: {name}
 workload: {workload}
-seeds: 2
+seeds: 4
+design: fixed
 grid:
   feature_scaling: [raw, standardized]
 """
@@ -93,13 +94,14 @@ def test_a_failed_analysis_keeps_the_trials_and_the_later_sweeps_run(tmp_path, s
     (failed,) = (tmp_path / "out").glob("a-*")
     (line,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert "OverflowError" in line and f"sweeper report {failed.relative_to(tmp_path)}" in line
-    assert len(list((failed / "trials").glob("*.json"))) == 4 and not (failed / "ranking.json").exists()
+    assert len(list((failed / "trials").glob("*.json"))) == 8 and not (failed / "ranking.json").exists()
     (later,) = (tmp_path / "out").glob("b-*")
     assert json.loads((later / "ranking.json").read_text())["points"]
 
     retried = run_sweeper("report", str(failed), cwd=tmp_path)
     assert retried.returncode == 0, retried.stderr[-2000:]
     verdicts = {p["label"]: p["verdict"] for p in json.loads((failed / "ranking.json").read_text())["points"]}
+    # 4 healthy seeds against 4 diverged ones: p = 2 / C(8, 4) = 0.029
     assert verdicts == {"baseline": "baseline", "feature_scaling=standardized": "fixes"}
 
 
@@ -107,6 +109,7 @@ LISTMLE_SPEC = """
 name: interrupted
 workload: listmle
 seeds: 3
+design: fixed
 smoke: true
 grid:
   list_shape: [flattened, grouped]

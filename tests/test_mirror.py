@@ -248,7 +248,8 @@ def test_sync_brings_every_run_to_exactly_its_trial_file(tmp_path):
 def test_rebuild_refuses_a_run_that_lacks_reports(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     (tmp_path / "spec.yaml").write_text(
-        "name: refuse\nworkload: listmle\nseeds: 1\nsmoke: true\ngrid:\n  list_shape: [flattened, grouped]\n"
+        "name: refuse\nworkload: listmle\nseeds: 1\ndesign: fixed\nsmoke: true\n"
+        "grid:\n  list_shape: [flattened, grouped]\n"
     )
     (spec,) = load_specs(tmp_path / "spec.yaml")
     tracker = SweepTracker(uri, "refuse", "refuse-1", {})

@@ -5,23 +5,26 @@ import math
 import numpy as np
 import pytest
 
+from sweeper.evidence import make_design, wilson
 from sweeper.ranking import (
     TrialOutcome,
-    bootstrap_iqm_interval,
+    by_seed,
+    centre,
+    claim_p_value,
     compare_sweeps,
     comparison_scores,
     fill_missing_chance,
     finite_median,
     iqm,
-    judge_claim,
     main_effects,
     metric_scores,
     paired_effect,
-    prob_improvement,
     rank_points,
     scaled_statistic,
-    wilson_interval,
+    twin_pairs,
 )
+
+FIXED3 = make_design("fixed", 3, 3, 3)
 
 
 def outcome(label, seed, verdict, metric, is_baseline=False, chance=0.4, loss=0.1, **knobs):
@@ -30,13 +33,13 @@ def outcome(label, seed, verdict, metric, is_baseline=False, chance=0.4, loss=0.
 
 def test_wilson_interval_known_values():
     # 3/3: centre (1 + z^2/6) / (1 + z^2/3), half-width z * sqrt(z^2/36) / (1 + z^2/3)
-    low, high = wilson_interval(3, 3)
+    low, high = wilson(3, 3)
     assert low == pytest.approx(0.4385, abs=1e-4) and high == 1.0
-    low, high = wilson_interval(0, 3)
+    low, high = wilson(0, 3)
     assert low == 0.0 and high == pytest.approx(0.5615, abs=1e-4)
-    low, high = wilson_interval(5, 10)
+    low, high = wilson(5, 10)
     assert (low, high) == (pytest.approx(0.2366, abs=1e-4), pytest.approx(0.7634, abs=1e-4))
-    assert wilson_interval(0, 0) == (0.0, 1.0)
+    assert wilson(0, 0) == (0.0, 1.0)
 
 
 def test_unhealthy_trials_rank_worst_and_count_at_chance():
@@ -51,13 +54,9 @@ def test_unhealthy_trials_rank_worst_and_count_at_chance():
     assert list(metric_scores(trials, "max", fallback=0.1)) == [0.5, 0.3, 0.1]
 
 
-def test_iqm_and_its_bootstrap_interval():
+def test_iqm():
     assert iqm(np.array([1.0, 2.0, 3.0, 100.0])) == 2.5  # the middle half of four values: 2 and 3
     assert iqm(np.array([1.0, 2.0, 3.0])) == 2.0
-    assert bootstrap_iqm_interval(np.array([0.7, 0.7, 0.7])) == (pytest.approx(0.7), pytest.approx(0.7))
-    low, high = bootstrap_iqm_interval(np.array([0.1, 0.5, 0.9]))
-    assert 0.1 <= low < 0.5 < high <= 0.9
-    assert bootstrap_iqm_interval(np.array([0.1, 0.5, 0.9])) == (low, high)  # seeded: reproducible
 
 
 def test_statistics_of_values_near_the_float_limit_do_not_overflow():
@@ -67,18 +66,18 @@ def test_statistics_of_values_near_the_float_limit_do_not_overflow():
     assert scaled_statistic(np.median, np.array([-np.inf, big, big, 0.0])) == big / 2  # infinities take part
     assert finite_median([1e308, big, None, math.inf]) == pytest.approx(1.35e308)
     assert iqm(np.array([-big, big, big, big])) == big  # the middle half: big and big
-    assert bootstrap_iqm_interval(np.array([big, big, big])) == (pytest.approx(big), pytest.approx(big))
-    low, high = bootstrap_iqm_interval(np.array([-big, 0.0, big]))
-    assert -big <= low < 0.0 < high <= big
+    assert centre(np.array([big, big, big])) == (pytest.approx(big), "mean")
 
 
-def test_prob_improvement_counts_pairs_and_half_ties():
-    assert prob_improvement(np.array([2.0, 3.0]), np.array([1.0, 1.0])) == 1.0
-    assert prob_improvement(np.array([1.0]), np.array([1.0])) == 0.5
-    # pairs: (1 vs 1) tie, (1 vs 2) loss, (3 vs 1) win, (3 vs 2) win -> (2 + 0.5) / 4
-    assert prob_improvement(np.array([1.0, 3.0]), np.array([1.0, 2.0])) == 0.625
-    assert prob_improvement(np.array([-np.inf]), np.array([-np.inf])) == 0.5
-    assert math.isnan(prob_improvement(np.array([]), np.array([1.0])))
+def test_the_centre_is_the_mean_below_four_seeds_and_the_iqm_from_four():
+    assert centre(np.array([1.0, 2.0, 30.0])) == (11.0, "mean")
+    assert centre(np.array([1.0, 2.0, 3.0, 100.0])) == (2.5, "IQM")
+    assert centre(np.array([np.nan])) == (None, "mean")
+
+
+def test_seeds_are_read_in_order_up_to_the_first_gap():
+    trials = [outcome("a", s, "healthy", 0.5) for s in (0, 1, 3)]
+    assert [o.seed for o in by_seed(trials)["a"]] == [0, 1]
 
 
 def test_rank_points_orders_and_judges_remedies():
@@ -90,31 +89,46 @@ def test_rank_points_orders_and_judges_remedies():
         outcome("half", 2, "collapsed", 0.3),
     ]
     trials += [outcome("constant", s, "collapsed", 0.3) for s in range(3)]
-    ranked = rank_points(trials, "max")
+    ranked = rank_points(trials, "max", FIXED3)
     assert [p["label"] for p in ranked] == ["grouped", "half", "baseline", "constant"]
     by_label = {p["label"]: p for p in ranked}
     grouped = by_label["grouped"]
-    assert grouped["verdict"] == "fixes" and grouped["prob_beats_baseline"] == 1.0
-    assert grouped["median"] == pytest.approx(0.81) and grouped["iqm"] == pytest.approx(0.81)
-    # 2 healthy seeds beat all 3 baseline seeds; the collapsed one ties them: (6 + 0.5 * 3) / 9
+    # 3 seeds against 3: the best split of 6 has probability 1/C(6, 3) = 1/20, doubled for the two directions
+    assert grouped["prob_superiority"] == 1.0 and grouped["p_fixes"] == pytest.approx(1 / 20)
+    assert grouped["p_value"] == pytest.approx(0.1) and grouped["p_adjusted"] == pytest.approx(0.3)
+    assert grouped["verdict"] == "no_evidence"  # 3 seeds a side cannot carry a verdict at alpha 0.05
+    assert grouped["median_healthy_metric"] == pytest.approx(0.81) and grouped["score_centre_kind"] == "mean"
     half = by_label["half"]
-    assert half["prob_beats_baseline"] == pytest.approx(7.5 / 9) and half["verdict"] == "fixes"
-    assert half["scores"] == [0.7, 0.75, 0.4]  # the collapsed seed counts at chance, not at its 0.3
-    assert half["median"] == 0.7
-    assert by_label["constant"]["verdict"] == "no_evidence"  # as broken as the baseline, not worse
+    # 2 healthy seeds beat all 3 baseline seeds; the collapsed one ties them: (6 + 0.5 * 3) / 9
+    assert half["prob_superiority"] == pytest.approx(7.5 / 9)
+    assert half["scores"] == [0.7, 0.75, 0.4]  # the collapsed seed's score is the chance level, not its 0.3
+    assert half["median_healthy_metric"] == 0.725 and half["unhealthy"] == 1  # the real metric, healthy seeds
+    assert by_label["constant"]["p_value"] == 1.0  # as broken as the baseline, not worse
     assert by_label["baseline"]["verdict"] == "baseline" and by_label["baseline"]["healthy_rate"] == 0.0
-    assert by_label["baseline"]["scores"] == [0.4, 0.4, 0.4]
 
 
-def test_without_a_baseline_trial_there_is_no_evidence():
-    (point,) = rank_points([outcome("a", s, "healthy", 0.8) for s in range(3)], "max")
-    assert point["prob_beats_baseline"] is None and point["verdict"] == "no_evidence"
+def test_a_remedy_is_called_once_its_seeds_can_carry_the_test():
+    design = make_design("fixed", 2, 8, 8)
+    trials = [outcome("baseline", s, "stuck_zero", 0.42, is_baseline=True) for s in range(8)]
+    trials += [outcome("grouped", s, "healthy", 0.8) for s in range(8)]
+    trials += [outcome("other", s, "stuck_zero", 0.42) for s in range(8)]
+    points = {p["label"]: p for p in rank_points(trials, "max", design)}
+    # p = 2 / C(16, 8) = 1.6e-4, x2 points by Holm
+    assert points["grouped"]["verdict"] == "fixes" and points["grouped"]["p_adjusted"] == pytest.approx(2 * 2 / 12870)
+    assert points["other"]["verdict"] == "no_evidence"
+    assert points["grouped"]["healthy_rate_difference"] == 1.0
+
+
+def test_without_a_baseline_trial_a_point_waits_for_it():
+    (point,) = rank_points([outcome("a", s, "healthy", 0.8) for s in range(3)], "max", FIXED3)
+    assert point["p_value"] is None and point["verdict"] == "pending"
 
 
 def test_a_remedy_that_breaks_a_healthy_baseline_is_harmful():
-    trials = [outcome("baseline", s, "healthy", 0.8, is_baseline=True) for s in range(3)]
-    trials += [outcome("bad", s, "non_finite", None) for s in range(3)]
-    assert {p["label"]: p["verdict"] for p in rank_points(trials, "max")}["bad"] == "harmful"
+    design = make_design("fixed", 1, 6, 6)
+    trials = [outcome("baseline", s, "healthy", 0.8, is_baseline=True) for s in range(6)]
+    trials += [outcome("bad", s, "non_finite", None) for s in range(6)]
+    assert {p["label"]: p["verdict"] for p in rank_points(trials, "max", design)}["bad"] == "harmful"
 
 
 def factorial():
@@ -170,27 +184,26 @@ def test_importance_is_eta_squared_on_the_ranks_of_the_scores():
 def test_paired_effect_compares_twins_that_differ_only_in_the_change():
     trials = factorial()
     defaults = {"shape": "flat", "act": "relu"}
-    fix = paired_effect(trials, {"shape": "grouped"}, defaults, {}, "max")
-    assert fix["pairs"] == 4 and fix["prob_with_beats_without"] == 1.0 and fix["share_improved"] == 1.0
+    fix = paired_effect(twin_pairs(trials, {"shape": "grouped"}, defaults, {}), "max", None)
+    assert fix["pairs"] == 4 and fix["prob_with_beats_without"] == 1.0 and fix["improved"] == 4
     assert (fix["healthy_rate_with"], fix["healthy_rate_without"]) == (1.0, 0.0)
     assert fix["median_loss_without"] == 0.0
-    nothing = paired_effect(trials, {"act": "tanh"}, defaults, {"shape": "grouped"}, "max")
-    assert nothing["pairs"] == 2 and nothing["prob_with_beats_without"] == 0.5 and nothing["share_improved"] == 0.0
-    assert paired_effect(trials, {"act": "elu"}, defaults, {}, "max") == {"pairs": 0}
+    nothing = paired_effect(twin_pairs(trials, {"act": "tanh"}, defaults, {"shape": "grouped"}), "max", None)
+    assert nothing["pairs"] == 2 and nothing["prob_with_beats_without"] == 0.5 and nothing["tied"] == 2
+    assert paired_effect(twin_pairs(trials, {"act": "elu"}, defaults, {}), "max", None) == {"pairs": 0}
 
 
-def test_claims_are_judged_from_the_paired_effect():
-    trials = factorial()
-    defaults = {"shape": "flat", "act": "relu"}
-    fix = paired_effect(trials, {"shape": "grouped"}, defaults, {}, "max")
-    assert judge_claim(fix, "fixes", 1e-7) is True and judge_claim(fix, "no_effect", 1e-7) is False
-    nothing = paired_effect(trials, {"act": "tanh"}, defaults, {"shape": "grouped"}, "max")
-    assert judge_claim(nothing, "no_effect", 1e-7) is True and judge_claim(nothing, "fixes", 1e-7) is False
-    # with flat lists the loss is exactly zero whatever the activation
-    zero = paired_effect(trials, {"act": "tanh"}, defaults, {"shape": "flat"}, "max")
-    assert zero["max_abs_loss_with"] == 0.0 and judge_claim(zero, "zero_loss", 1e-7) is True
-    assert judge_claim(fix, "zero_loss", 1e-7) is False
-    assert judge_claim({"pairs": 0}, "fixes", 1e-7) is None
+def test_claims_get_a_sign_test_on_their_twins():
+    effect = {"pairs": 10, "improved": 8, "worsened": 0, "tied": 2}
+    assert claim_p_value(effect, "fixes", None) == pytest.approx(0.5**8)  # 8 of 8 untied pairs improve
+    assert claim_p_value(effect, "harmful", None) == 1.0
+    assert claim_p_value({"pairs": 4, "improved": 0, "worsened": 0, "tied": 4}, "fixes", None) == 1.0
+    # every twin tied: P(with beats without) is exactly 1/2, inside any margin
+    assert claim_p_value({"pairs": 4, "improved": 0, "worsened": 0, "tied": 4}, "no_effect", 0.1) == 0.0
+    # 5 improved, 5 worsened of 10: the share improved must be shown above 0.3 and below 0.7
+    tost = claim_p_value({"pairs": 10, "improved": 5, "worsened": 5, "tied": 0}, "no_effect", 0.2)
+    assert tost == pytest.approx(0.1503, abs=1e-4)  # P(X >= 5 | 10, 0.3), the larger of the two sides
+    assert claim_p_value(effect, "zero_loss", None) is None and claim_p_value({"pairs": 0}, "fixes", None) is None
 
 
 def test_a_trial_without_a_chance_level_gets_that_of_its_seed():
@@ -206,9 +219,10 @@ def test_a_trial_without_a_chance_level_gets_that_of_its_seed():
 
 
 def test_compare_sweeps_pairs_points_by_label():
-    before = {"metric": "m", "mode": "max", "points": rank_points(factorial(), "max")}
+    design = make_design("fixed", 3, 2, 2)
+    before = {"metric": "m", "mode": "max", "points": rank_points(factorial(), "max", design)}
     improved = [TrialOutcome(o.label, o.is_baseline, o.seed, "healthy", 0.95, 1.0, 0.4, o.knobs) for o in factorial()]
-    after = {"metric": "m", "mode": "max", "points": rank_points(improved, "max")}
+    after = {"metric": "m", "mode": "max", "points": rank_points(improved, "max", design)}
     rows = {r["label"]: r for r in compare_sweeps(before, after)}
     assert rows["grouped-relu"]["prob_after_beats_before"] == 1.0  # 0.95 beats 0.9 in every seed pair
     assert rows["flat-relu"]["verdict_before"] == "baseline" and rows["flat-relu"]["healthy_after"] == "2/2"

@@ -17,7 +17,9 @@ from sweeper.records import (
 )
 from sweeper.spec import load_specs
 
-SPEC = "name: records\nworkload: listmle\nseeds: 2\nsmoke: true\ngrid: {list_shape: [flattened, grouped]}\n"
+SPEC = (
+    "name: records\nworkload: listmle\nseeds: 2\ndesign: fixed\nsmoke: true\ngrid: {list_shape: [flattened, grouped]}\n"
+)
 
 
 @pytest.fixture
@@ -50,16 +52,16 @@ def test_a_trial_file_cut_short_is_named_and_its_trial_counts_as_not_finished(tm
     assert all(record.history[0]["loss"] != record.history[0]["loss"] for record in found.values())  # NaN kept
 
 
-def test_a_sweep_is_complete_once_every_trial_is_in_and_the_outputs_say_none_is_unfinished(tmp_path, spec):
-    assert not is_complete(tmp_path, spec)
+def test_a_sweep_is_complete_once_its_outputs_say_no_trial_its_design_wants_is_unfinished(tmp_path, spec):
+    assert not is_complete(tmp_path)
     save_all(tmp_path, spec)
-    assert not is_complete(tmp_path, spec)  # no outputs yet
+    assert not is_complete(tmp_path)  # no outputs yet
     (tmp_path / RANKING_FILE).write_text('{"unfinished": 1}')  # analysed while a trial was missing
-    assert not is_complete(tmp_path, spec)
+    assert not is_complete(tmp_path)
     (tmp_path / RANKING_FILE).write_text('{"unfinished": 0}')
-    assert is_complete(tmp_path, spec)
-    next((tmp_path / "trials").glob("*.json")).write_text("{")  # a trial file lost since: it runs again
-    assert not is_complete(tmp_path, spec)
+    assert is_complete(tmp_path)
+    (tmp_path / RANKING_FILE).write_text('{"unfin')  # cut short: analyse again
+    assert not is_complete(tmp_path)
 
 
 def test_plan_files_name_their_sweeps_in_order_and_never_overwrite(tmp_path):

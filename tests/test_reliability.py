@@ -31,6 +31,7 @@ SPEC = """
 name: fault-listmle
 workload: listmle
 seeds: 2
+design: fixed
 smoke: true
 grid:
   list_shape: [flattened, grouped]
@@ -150,6 +151,7 @@ SHARED_STORE_SPEC = """
 name: shared-store
 workload: {workload}
 seeds: 12
+design: fixed
 grid:
   feature_scaling: [raw, standardized]
 """  # 24 trials of milliseconds each: MLflow writes as fast as the driver makes them
@@ -353,6 +355,7 @@ BOUNCE_SPEC = """
 name: bounce-listmle
 workload: listmle
 seeds: 3
+design: fixed
 smoke: true
 fixed: {epochs: 1200}
 grid:

@@ -18,6 +18,7 @@ GOOD = """
 name: t
 workload: listmle
 seeds: 2
+design: fixed
 fixed: {epochs: 2}
 grid:
   list_shape: [grouped]
@@ -49,7 +50,7 @@ BAD = {
     "empty grid list": ("workload: listmle\ngrid: {labels: []}\n", ["grid.labels", "non-empty list"]),
     "negative gpu": ("workload: listmle\nresources: {gpu: -1}\n", ["resources.gpu", "0 or more"]),
     "unknown resource": ("workload: listmle\nresources: {gpus: 1}\n", ["resources.gpus", "did you mean 'gpu'"]),
-    "zero seeds": ("workload: listmle\nseeds: 0\n", ["seeds", "from 1 to 1000"]),
+    "zero seeds": ("workload: listmle\nseeds: 0\ndesign: fixed\n", ["seeds", "from 1 to 300"]),
     "missing workload": ("name: x\n", ["workload: missing"]),
     "not a mapping": ("- workload: listmle\n", ["mapping of keys"]),
     "claim on an unswept knob": (

@@ -1,0 +1,412 @@
+"""Verdicts as tests, and where seeds go: pure numpy/scipy, no Ray, so the whole rule can be simulated.
+
+The primary test of a grid point against the baseline
+------------------------------------------------------
+Each seed's outcome is a score, higher is better: the final metric of a healthy trial (signed by the
+workload's mode), and -inf for an unhealthy one, so unhealthy seeds tie with each other below every healthy
+seed. The statistic is the Mann-Whitney U of the point's seeds against the baseline's (ties counting one
+half); its p-value is exact under the permutation null, conditional on the tie pattern (`rank_test`).
+The test is unpaired: the point and the baseline may run different numbers of seeds. Seeds are shared
+(seed s draws the same data in every point), so under "the knob does nothing" a point's outcome on seed s is
+positively correlated with the baseline's, which narrows the spread of U: the unpaired test is then
+conservative, never liberal. A point gets two one-sided p-values (`fixes`: it ranks above the baseline;
+`harmful`: below) and one p-value for the family, twice the smaller one (capped at 1), so that picking the
+direction after looking costs what it should.
+
+The family and its error rate
+-----------------------------
+A sweep's grid points (the baseline excepted) form one family, adjusted by Holm (family-wise error rate:
+the probability of calling any do-nothing point `fixes` or `harmful` is at most alpha) or, if the spec asks
+for `correction: bh`, Benjamini-Hochberg (false-discovery rate at most alpha; BH assumes the p-values are
+independent or positively dependent, which shared seeds give). A spec's claims form a second family, adjusted
+the same way (`judge_claims`).
+
+The design: where seeds go (`seeds_wanted`)
+--------------------------------------------
+Adaptive (the default): every point starts at `seeds` seeds and the baseline, compared with every point, at
+`baseline_share` times as many (Dunnett's square root of the number of points, capped). At each interim look
+a point whose two one-sided p-values are both above `FUTILITY_P` is dropped: it shows no sign of moving either
+way. The others go on (seeds doubling) to `max_seeds`, where the single efficacy test is made. Dropping is
+futility only and non-binding, so the final test at its fixed sample size keeps its level: a point is called
+only if it reached the final look, and then its p-value is exactly the fixed-design one. A dropped point
+stays in the family with p-value 1 (it is not tested), so Holm's count of points does not shrink by looking.
+Fixed (`--seeds N`): every point and the baseline run N seeds, one look.
+
+Replication: a point called `fixes` is re-tested on the seeds it ran after the first look alone, against the
+baseline's seeds after the first look (`replication`): seeds disjoint from those that decided it should go
+on. "Replicated" means that test's Holm-adjusted one-sided p-value, over the points called `fixes`, is at
+most alpha.
+
+Calibration: FUTILITY_P, BASELINE_SHARE_CAP and the look schedule were chosen with the simulation in
+`bench/design_sim.py` on random-number seeds 1000 and up; the tests check the error rate and the power on
+seeds below 1000.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+FUTILITY_P = 0.2
+"""An interim look drops a point whose one-sided p-values, in both directions, are above this."""
+BASELINE_SHARE_CAP = 3.0
+"""The baseline runs min(sqrt(points), this) times a point's seeds at every look."""
+EXACT_LIMIT = 200_000
+"""The rank test enumerates every split of the pooled seeds when there are at most this many; beyond it the
+permutation null is sampled (MONTE_CARLO_RESAMPLES, seeded)."""
+MONTE_CARLO_RESAMPLES = 99_999
+MONTE_CARLO_SEED = 20211111
+
+
+Scores = Mapping[str, Sequence[float] | np.ndarray]
+"""Each point's scores by label, in seed order 0, 1, ..."""
+
+
+# --- tests ---
+@dataclass(frozen=True)
+class RankTest:
+    p_fixes: float
+    """One-sided: the point's seeds rank above the baseline's more often than chance would have them."""
+    p_harmful: float
+    p_value: float
+    """For the family: min(1, 2 * min(p_fixes, p_harmful))."""
+    prob_superiority: float
+    """U / (n m): P(a seed of the point beats a seed of the baseline), ties counting one half."""
+    exact: bool
+    """The permutation null was enumerated (else sampled, MONTE_CARLO_RESAMPLES)."""
+
+
+def rank_test(point: Sequence[float] | np.ndarray, baseline: Sequence[float] | np.ndarray) -> RankTest | None:
+    """The primary test on scores (higher is better, -inf for an unhealthy seed); None when a side is empty."""
+    x, y = np.asarray(point, dtype=float), np.asarray(baseline, dtype=float)
+    n, m = x.size, y.size
+    if n == 0 or m == 0:
+        return None
+    pooled = np.concatenate([x, y])
+    midranks = stats.rankdata(pooled)
+    u = float(midranks[:n].sum() - n * (n + 1) / 2)
+    _, counts = np.unique(pooled, return_counts=True)  # the tie pattern, in rank order
+    null, exact = _null_u(n, m, tuple(int(c) for c in counts))
+    # Midranks are multiples of 1/2, so every U is exact in floating point and the comparisons are too.
+    at_least = len(null) - int(np.searchsorted(null, u, side="left"))
+    at_most = int(np.searchsorted(null, u, side="right"))
+    if exact:
+        p_fixes, p_harmful = at_least / len(null), at_most / len(null)
+    else:  # a sampled null: the observed split counts as one of the resamples, which keeps the test valid
+        p_fixes, p_harmful = (at_least + 1) / (len(null) + 1), (at_most + 1) / (len(null) + 1)
+    return RankTest(
+        p_fixes=p_fixes,
+        p_harmful=p_harmful,
+        p_value=min(1.0, 2 * min(p_fixes, p_harmful)),
+        prob_superiority=u / (n * m),
+        exact=exact,
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def _null_u(n: int, m: int, tie_counts: tuple[int, ...]) -> tuple[np.ndarray, bool]:
+    """The permutation distribution of U (sorted) for n point and m baseline seeds whose pooled values tie in
+    groups of `tie_counts` (in rank order): it depends on nothing else, so it is computed once per pattern,
+    by `scipy.stats.permutation_test` over the midranks."""
+    ends = np.cumsum(tie_counts)
+    midranks = np.repeat(ends - (np.asarray(tie_counts) - 1) / 2.0, tie_counts)
+    if min(n, m) == 1:  # scipy asks for two values a side; with one, the N splits are N choices of one seed
+        point_sums = midranks if n == 1 else midranks.sum() - midranks
+        return np.sort(point_sums - n * (n + 1) / 2), True
+    exact = math.comb(n + m, n) <= EXACT_LIMIT
+    result = stats.permutation_test(
+        (midranks[:n], midranks[n:]),
+        lambda a, b, axis: np.sum(a, axis=axis),
+        permutation_type="independent",
+        vectorized=True,
+        n_resamples=np.inf if exact else MONTE_CARLO_RESAMPLES,
+        alternative="greater",
+        rng=np.random.default_rng(MONTE_CARLO_SEED),
+    )
+    return np.sort(result.null_distribution - n * (n + 1) / 2), exact
+
+
+@dataclass(frozen=True)
+class RateTest:
+    difference: float
+    """Healthy rate of the point minus the baseline's."""
+    interval: tuple[float, float]
+    """95% Newcombe (hybrid score) interval of the difference, from the two Wilson intervals."""
+    p_fixes: float
+    """One-sided Boschloo exact test: the point is healthy more often."""
+    p_harmful: float
+
+
+def rate_test(healthy: int, n: int, baseline_healthy: int, m: int) -> RateTest | None:
+    """The secondary readout: the difference in healthy rate, with its interval and exact p-values."""
+    if n == 0 or m == 0:
+        return None
+    p1, p2 = healthy / n, baseline_healthy / m
+    l1, u1 = wilson(healthy, n)
+    l2, u2 = wilson(baseline_healthy, m)
+    d = p1 - p2
+    low = d - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2)
+    high = d + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
+    greater, less = _boschloo(healthy, n, baseline_healthy, m)
+    return RateTest(d, (max(-1.0, low), min(1.0, high)), greater, less)
+
+
+@functools.lru_cache(maxsize=4096)
+def _boschloo(healthy: int, n: int, baseline_healthy: int, m: int) -> tuple[float, float]:
+    if healthy == baseline_healthy == 0 or (healthy == n and baseline_healthy == m):
+        return 1.0, 1.0  # nothing varies: scipy would divide by zero
+    table = np.array([[healthy, baseline_healthy], [n - healthy, m - baseline_healthy]])
+    return tuple(  # type: ignore[return-value]
+        float(min(1.0, stats.boschloo_exact(table, alternative=side).pvalue)) for side in ("greater", "less")
+    )
+
+
+def wilson(successes: int, n: int) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion (scipy's binomtest); (0, 1) when n is 0."""
+    if n == 0:
+        return 0.0, 1.0
+    ci = stats.binomtest(successes, n).proportion_ci(confidence_level=0.95, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def adjust(p_values: Sequence[float], correction: str) -> list[float]:
+    """Holm's step-down adjusted p-values (family-wise error rate), or Benjamini-Hochberg's (false-discovery
+    rate, scipy's `false_discovery_control`): reject where the adjusted p-value is at most alpha."""
+    p = np.asarray(p_values, dtype=float)
+    if p.size == 0:
+        return []
+    if correction == "bh":
+        return [float(v) for v in stats.false_discovery_control(p, method="bh")]
+    order = np.argsort(p, kind="stable")
+    stepped = np.minimum(1.0, np.maximum.accumulate(p[order] * (p.size - np.arange(p.size))))
+    adjusted = np.empty_like(p)
+    adjusted[order] = stepped
+    return [float(v) for v in adjusted]
+
+
+# --- the design ---
+@dataclass(frozen=True)
+class Design:
+    kind: str
+    """adaptive | fixed"""
+    looks: tuple[int, ...]
+    """A point's seeds at each look; the last is the final test."""
+    baseline_looks: tuple[int, ...]
+    """The baseline's seeds at each look."""
+    alpha: float
+    correction: str
+
+    @property
+    def max_trials(self) -> int:
+        """Per point; the baseline runs `baseline_looks[-1]`."""
+        return self.looks[-1]
+
+    def describe(self, points: int) -> str:
+        final = self.looks[-1]
+        family = (
+            "Holm (family-wise error rate)"
+            if self.correction == "holm"
+            else "Benjamini-Hochberg (false-discovery rate)"
+        )
+        if self.kind == "fixed":
+            seeds = f"fixed design: every point and the baseline run {final} seeds, one look"
+        else:
+            seeds = (
+                f"adaptive design: each point runs {', then '.join(map(str, self.looks))} seeds and the baseline "
+                f"{', then '.join(map(str, self.baseline_looks))}; at each interim look a point whose one-sided "
+                f"p-values are both above {FUTILITY_P} is dropped (futility only, non-binding), and the one "
+                f"efficacy test is made at {final} seeds"
+            )
+        return (
+            f"Each of the {points} grid points is tested against the baseline: an exact permutation test of the "
+            f"Mann-Whitney U on the final metric (unhealthy seeds tied below every healthy one), unpaired, "
+            f"one-sided each way, the family's p-value twice the smaller; {family} at alpha = {self.alpha}. "
+            f"{seeds}."
+        )
+
+
+def make_design(
+    kind: str, points: int, seeds: int, max_seeds: int, alpha: float = 0.05, correction: str = "holm"
+) -> Design:
+    """The looks of a sweep with `points` grid points besides the baseline."""
+    if kind == "fixed" or max_seeds <= seeds:
+        return Design("fixed", (seeds,), (seeds,), alpha, correction)
+    looks = [seeds]
+    while looks[-1] < max_seeds:
+        looks.append(min(max_seeds, 2 * looks[-1]))
+    share = min(math.sqrt(max(points, 1)), BASELINE_SHARE_CAP)
+    baseline = tuple(max(look, math.ceil(share * look)) for look in looks)
+    return Design("adaptive", tuple(looks), baseline, alpha, correction)
+
+
+@dataclass(frozen=True)
+class PointState:
+    seeds_wanted: int
+    status: str
+    """running | dropped | final"""
+    dropped_at: int | None = None
+
+
+def seeds_wanted(design: Design, scores: Scores, baseline: str) -> tuple[dict[str, PointState], int, bool]:
+    """Where the seeds go next, from the scores so far of every point (by label, in seed order 0, 1, ...):
+    each point's state and the seeds it needs now, the seeds the baseline needs now, and whether the design
+    is done (every point dropped or at its final look, with the seeds that look needs)."""
+    states = {label: PointState(design.looks[0], "running") for label in scores if label != baseline}
+    base = scores.get(baseline, ())
+    for index, (look, base_look) in enumerate(zip(design.looks, design.baseline_looks, strict=True)):
+        active = [label for label, state in states.items() if state.status == "running"]
+        final = index == len(design.looks) - 1
+        for label in active:
+            states[label] = PointState(look, "final" if final else "running")
+        short = len(base) < base_look or any(len(scores[label]) < look for label in active)
+        if short or final:
+            return states, base_look, not short
+        for label in active:
+            test = rank_test(scores[label][:look], base[:base_look])
+            if test is not None and min(test.p_fixes, test.p_harmful) > FUTILITY_P:
+                states[label] = PointState(look, "dropped", dropped_at=look)
+        if all(state.status == "dropped" for state in states.values()):
+            return states, base_look, True
+    raise AssertionError("unreachable: the last look returns")
+
+
+# --- decisions ---
+def decide(
+    design: Design,
+    scores: Scores,
+    healthy: Mapping[str, Sequence[bool] | np.ndarray],
+    baseline: str,
+    readouts: bool = True,
+) -> dict[str, dict[str, Any]]:
+    """Every point's tests and verdict (fixes | harmful | no_evidence | pending), from the scores the design
+    asked for. A point is decided only at its final look; a dropped point is `no_evidence`. `readouts=False`
+    leaves out the secondary readout (`rate_test`), which decides nothing."""
+    states, _, done = seeds_wanted(design, scores, baseline)
+    base = list(scores.get(baseline, ()))
+    base_ok = list(healthy.get(baseline, ()))
+    results: dict[str, dict[str, Any]] = {}
+    for label, state in states.items():
+        n = min(len(scores[label]), state.seeds_wanted)
+        m = _baseline_seeds_for(design, state, len(base))
+        test = rank_test(scores[label][:n], base[:m])
+        rate = rate_test(sum(healthy[label][:n]), n, sum(base_ok[:m]), m) if readouts else None
+        results[label] = {
+            "status": state.status if done or state.status == "dropped" else "running",
+            "dropped_at": state.dropped_at,
+            "seeds_used": n,
+            "baseline_seeds_used": m,
+            "test": test,
+            "rate": rate,
+        }
+    family = [r["test"].p_value if r["status"] == "final" and r["test"] is not None else 1.0 for r in results.values()]
+    for r, adjusted in zip(results.values(), adjust(family, design.correction), strict=True):
+        r["p_adjusted"] = adjusted if r["status"] == "final" else None
+        r["verdict"] = _verdict(r, design.alpha)
+    _replication(design, scores, base, results)
+    return results
+
+
+def _baseline_seeds_for(design: Design, state: PointState, available: int) -> int:
+    look = design.looks.index(state.seeds_wanted)
+    return min(available, design.baseline_looks[look])
+
+
+def _verdict(result: dict[str, Any], alpha: float) -> str:
+    test = result["test"]
+    if result["status"] == "running":
+        return "pending"
+    if result["status"] != "final" or test is None or result["p_adjusted"] > alpha:
+        return "no_evidence"
+    return "fixes" if test.p_fixes <= test.p_harmful else "harmful"
+
+
+def _replication(design: Design, scores: Scores, base: list[float], results: dict[str, dict[str, Any]]) -> None:
+    """Re-test each `fixes` point on its seeds after the first look against the baseline's after the first
+    look, Holm over those points; sets `replication_p`, `replication_p_adjusted` and `replicated` (None where
+    there is nothing to replicate: not `fixes`, or a fixed design with one look)."""
+    for r in results.values():
+        r["replication_p"] = r["replication_p_adjusted"] = r["replicated"] = None
+    if len(design.looks) < 2:
+        return
+    called = [label for label, r in results.items() if r["verdict"] == "fixes"]
+    first, base_first = design.looks[0], design.baseline_looks[0]
+    p_values = []
+    for label in called:
+        r = results[label]
+        test = rank_test(scores[label][first : r["seeds_used"]], base[base_first : r["baseline_seeds_used"]])
+        p_values.append(test.p_fixes if test is not None else 1.0)
+    for label, p, adjusted in zip(called, p_values, adjust(p_values, "holm"), strict=True):
+        results[label].update(replication_p=p, replication_p_adjusted=adjusted, replicated=adjusted <= design.alpha)
+
+
+# --- simulation ---
+@dataclass(frozen=True)
+class SimulatedPoint:
+    fail: float
+    """Probability that a seed is unhealthy."""
+    shift: float = 0.0
+    """The healthy metric's mean, in standard deviations above the baseline's (higher is better)."""
+
+
+def simulate_sweep(
+    design: Design,
+    baseline: SimulatedPoint,
+    points: Sequence[SimulatedPoint],
+    rng: np.random.Generator,
+    correlation: float = 0.5,
+) -> tuple[dict[str, dict[str, Any]], int]:
+    """One synthetic sweep through the real decision code (`seeds_wanted`, then `decide`): the verdict of each
+    point (labelled by its index) and the trials the design spent. Outcomes are correlated across points as
+    real seeds are: seed s shares a latent draw between every point, for health (a Gaussian copula) and for
+    the metric, with `correlation` the share of the variance it explains."""
+    columns = max(design.looks[-1], design.baseline_looks[-1])
+    everyone = [baseline, *points]
+    shared = np.sqrt(correlation)
+    own = np.sqrt(1.0 - correlation)
+    seed_health, seed_metric = rng.standard_normal(columns), rng.standard_normal(columns)
+    latent = shared * seed_health + own * rng.standard_normal((len(everyone), columns))
+    fails = np.array([p.fail for p in everyone])[:, None]
+    unhealthy = stats.norm.cdf(latent) < fails
+    metric = np.array([p.shift for p in everyone])[:, None] + shared * seed_metric
+    metric = metric + own * rng.standard_normal((len(everyone), columns))
+    scores = np.where(unhealthy, -np.inf, metric)
+    labels = ["baseline", *map(str, range(len(points)))]
+    revealed = dict.fromkeys(labels, 0)
+    while True:
+        seen = {label: scores[row, : revealed[label]] for row, label in enumerate(labels)}
+        states, base_need, done = seeds_wanted(design, seen, "baseline")
+        if done:
+            break
+        revealed["baseline"] = max(revealed["baseline"], base_need)
+        for label, state in states.items():
+            if state.status != "dropped":
+                revealed[label] = max(revealed[label], state.seeds_wanted)
+    seen = {label: scores[row, : revealed[label]] for row, label in enumerate(labels)}
+    healthy = {label: ~unhealthy[row, : revealed[label]] for row, label in enumerate(labels)}
+    return decide(design, seen, healthy, "baseline", readouts=False), sum(revealed.values())
+
+
+def metric_shift(point: Sequence[float], baseline: Sequence[float]) -> dict[str, float] | None:
+    """The shift of the healthy metric (point minus baseline, in the metric's units): the Hodges-Lehmann
+    estimate (median of every pairwise difference) with its 95% distribution-free (Moses) interval, read off
+    the same exact U distribution the rank test uses; None with fewer than one healthy seed a side."""
+    x, y = np.asarray(point, dtype=float), np.asarray(baseline, dtype=float)
+    x, y = x[np.isfinite(x)], y[np.isfinite(y)]
+    n, m = x.size, y.size
+    if n == 0 or m == 0:
+        return None
+    differences = np.sort((x[:, None] - y[None, :]).ravel())
+    null, _ = _null_u(n, m, (1,) * (n + m))
+    # k differences are cut from each end: the largest k with P(U <= k - 1) <= 2.5%.
+    k = int(np.sum(np.searchsorted(null, np.arange(n * m + 1) - 1, side="right") <= 0.025 * len(null))) - 1
+    with np.errstate(over="ignore", invalid="ignore"):  # differences of values near 1e308: inf, reported as None
+        estimate = float(np.median(differences))
+    if k == 0:
+        return {"estimate": estimate, "low": -math.inf, "high": math.inf}
+    return {"estimate": estimate, "low": float(differences[k - 1]), "high": float(differences[-k])}
