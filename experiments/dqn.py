@@ -120,13 +120,15 @@ MODE = "max"
 # evaluation episodes, which depends on the environment and the seed.
 CHANCE = "reported"
 
-# A return must clear the random policy by 20% of the chance->oracle gap to count as learning, not the
-# default 5%. The greedy policy of an untrained (or regressed-to-zero) Q-network is a fixed function of
-# the state, not a random policy, and such a function can beat chance by luck: on MountainCar-v0 one that
-# happens to push with the velocity reaches the goal now and then (a broken baseline once scored -189.4
-# against chance -200 and oracle -110, past the default margin of 4.5). 20% (18 on MountainCar, about 95
-# on CartPole) separates such luck from a policy that learned something.
-THRESHOLDS = {"collapse_margin": 0.2}
+# The collapse margin is sweeper's default, 5% of the chance->oracle gap (about 24 on CartPole, 4.5 on
+# MountainCar). Checked on calibration seeds 1000-1004, never on a sweep's seeds (`python
+# bench/calibrate_dqn.py`, both environments, the full budget): the broken baseline's greedy policy reached
+# at most 0% of the gap (returns ~9.5 on CartPole, -200 on MountainCar) and the TD learner at least 15.8%
+# where it learned at all (CartPole 100-500, MountainCar -157 to -127 in 3 of 5 seeds), so 5% separates them.
+# An earlier override of 20% was chosen after one baseline on a report seed scored -189.4 on MountainCar;
+# it called a learner at four times a random policy's return `collapsed`, and is gone. The agent's own
+# settings (learning rate, buffer, target updates) were chosen on seeds 0-4 before this rule and have not
+# been re-tuned; the calibration run above shows what they give on fresh seeds.
 
 # A tenth of the default budget with the defaults' network, batch and update ratio, so every failure mode
 # looks the same, only shorter; a few seconds on one CPU core once TensorFlow is imported.
