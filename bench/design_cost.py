@@ -1,39 +1,112 @@
-"""What the adaptive design spent, beside what the fixed 10-seed design would have: from finished sweep folders.
+"""The adaptive design against the fixed 10-seed design, on the same seeds: trial-seconds and decisions.
 
-    python bench/design_cost.py SWEEP_DIR [SWEEP_DIR ...]
+    python bench/design_cost.py SWEEP_DIR [SWEEP_DIR ...] [--work DIR] [--report-only]
 
-For each sweep: its trials and training seconds (the adaptive design as run), and the fixed design's cost
-estimated from the same sweep's measured seconds: every point and the baseline at 10 seeds, each point's
-trials at that point's mean training seconds. The fixed design's own decisions are not replayed here: that
-needs every point run at 10 seeds (see README, Verdicts, for what was and was not run).
+Each SWEEP_DIR is a finished sweep run with the adaptive design (`sweeper run configs/<workload>.yaml`). Its
+trials are copied to `<work>/<sweep>` and completed to the superset both designs draw from: every point at
+10 seeds and the baseline at the adaptive design's last baseline look (those trials run on Ray, resumably:
+rerun the command after a kill and it runs only what is still missing). Then both designs are replayed on
+that superset through the real decision code: the adaptive one on the prefixes of the seeds its rule asks
+for (exactly what the sweep ran), the fixed one on seeds 0..9 of every point and of the baseline. Prints,
+per sweep and in all, the trial-seconds (the trials' own training seconds) each design spends, and every
+grid point whose verdict differs. `--report-only` replays what the work folders hold, running nothing.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import shutil
+import sys
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 FIXED_SEEDS = 10
+
+
+def superset(spec) -> list:
+    design = spec.design
+    return [
+        (point, seed)
+        for point in spec.points
+        for seed in range(design.baseline_looks[-1] if point.is_baseline else max(FIXED_SEEDS, design.looks[-1]))
+    ]
+
+
+def complete(sweep_dir: Path, work: Path) -> Path:
+    """The work copy of a sweep, with every trial of the superset run (only the missing ones)."""
+    from sweeper import sweep
+    from sweeper.records import SPEC_FILE, SWEEP_FILE, TRIALS_DIR, load_trials, trial_key
+
+    copy = work / sweep_dir.name
+    if not copy.exists():
+        (copy / TRIALS_DIR).mkdir(parents=True)
+        for name in (SPEC_FILE, SWEEP_FILE):
+            shutil.copy2(sweep_dir / name, copy / name)
+        for trial in (sweep_dir / TRIALS_DIR).glob("*.json"):
+            shutil.copy2(trial, copy / TRIALS_DIR / trial.name)
+    spec, workload, tracker, options = sweep._open_sweep(copy, f"sqlite:///{work / 'mlflow.db'}")
+    found = load_trials(copy, spec)
+    missing = [(p, s) for p, s in superset(spec) if trial_key(p.label, s) not in found]
+    if missing:
+        sweep._start_ray(None)
+        sweep._run_trials(spec, workload, copy, tracker, missing, done=len(found), options=options)
+    return copy
+
+
+def replay(copy: Path) -> tuple[str, dict[str, tuple[float, dict[str, str]]], int]:
+    """Per design: trial-seconds and verdict by grid point; and how many superset trials are still missing."""
+    from sweeper import evidence, ranking, report
+    from sweeper.records import SPEC_FILE, load_trials, trial_key
+    from sweeper.spec import load_specs
+    from sweeper.workload import load
+
+    (spec,) = load_specs(copy / SPEC_FILE)
+    workload = load(spec.workload)
+    found = load_trials(copy, spec)
+    missing = sum(trial_key(p.label, s) not in found for p, s in superset(spec))
+    designs = {
+        "adaptive": spec.design,
+        "fixed-10": evidence.make_design("fixed", len(spec.points) - 1, FIXED_SEEDS, FIXED_SEEDS, spec.alpha),
+    }
+    results = {}
+    for name, design in designs.items():
+        used_spec = spec if name == "adaptive" else spec.with_seeds(FIXED_SEEDS)
+        keys = [trial_key(p.label, s) for p, s in report.planned_trials(used_spec, workload, found)]
+        used = [found[key] for key in keys if key in found]
+        outcomes = report.outcomes_of(used, workload.metric)
+        points = ranking.rank_points(outcomes, workload.mode, design)
+        seconds = sum(r.train_seconds for r in used)
+        results[name] = (seconds, {p["label"]: p["verdict"] for p in points if not p["is_baseline"]})
+    return spec.name, results, missing
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("sweeps", nargs="+", type=Path)
+    parser.add_argument("--work", type=Path, default=Path("bench-design"))
+    parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args()
-    total_spent = total_fixed = 0.0
-    print(f"{'sweep':40} {'trials':>7} {'trial-s':>9} {'fixed-10 trial-s':>17} {'saved':>6}")
-    for folder in args.sweeps:
-        seconds: dict[str, list[float]] = {}
-        for path in (folder / "trials").glob("*.json"):
-            trial = json.loads(path.read_text())
-            seconds.setdefault(trial["label"], []).append(float(trial.get("train_seconds", 0.0)))
-        spent = sum(sum(values) for values in seconds.values())
-        fixed = sum(FIXED_SEEDS * sum(values) / len(values) for values in seconds.values())
-        total_spent, total_fixed = total_spent + spent, total_fixed + fixed
-        trials = sum(len(values) for values in seconds.values())
-        print(f"{folder.name[:40]:40} {trials:7d} {spent:9.0f} {fixed:17.0f} {1 - spent / fixed:6.0%}")
-    print(f"{'all':40} {'':7} {total_spent:9.0f} {total_fixed:17.0f} {1 - total_spent / total_fixed:6.0%}")
+    args.work.mkdir(exist_ok=True)
+    totals = {"adaptive": 0.0, "fixed-10": 0.0}
+    print(f"{'sweep':28} {'adaptive trial-s':>17} {'fixed-10 trial-s':>17} {'saved':>6}  decisions that differ")
+    for sweep_dir in args.sweeps:
+        copy = args.work / sweep_dir.name if args.report_only else complete(sweep_dir, args.work)
+        name, results, missing = replay(copy)
+        (adaptive, a_verdicts), (fixed, f_verdicts) = results["adaptive"], results["fixed-10"]
+        totals["adaptive"] += adaptive
+        totals["fixed-10"] += fixed
+        differ = [
+            f"{label}: {a_verdicts[label]} vs {f_verdicts[label]}"
+            for label in a_verdicts
+            if a_verdicts[label] != f_verdicts[label]
+        ]
+        note = f" ({missing} superset trials missing)" if missing else ""
+        print(
+            f"{name:28} {adaptive:17.0f} {fixed:17.0f} {1 - adaptive / fixed:6.0%}  {'; '.join(differ) or 'none'}{note}"
+        )
+    saved = 1 - totals["adaptive"] / totals["fixed-10"]
+    print(f"{'all':28} {totals['adaptive']:17.0f} {totals['fixed-10']:17.0f} {saved:6.0%}")
 
 
 if __name__ == "__main__":

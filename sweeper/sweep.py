@@ -90,6 +90,10 @@ def _parent_fields(spec: SweepSpec, sweep_dir: Path) -> tuple[dict[str, Any], di
     params = {
         "workload": spec.workload,
         "seeds": spec.seeds,
+        "max_seeds": spec.max_seeds,
+        "design": spec.design_kind,
+        "alpha": spec.alpha,
+        "correction": spec.correction,
         "smoke": spec.smoke,
         "grid": spec.grid,
         "fixed": spec.fixed,

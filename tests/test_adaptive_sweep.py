@@ -2,6 +2,9 @@
 (tests/workloads/coin_flip.py): 19 settings that change nothing, one real remedy, started at 3 seeds."""
 
 import json
+import shutil
+
+import pytest
 
 from conftest import TEST_WORKLOADS, run_sweeper, sweep_dirs
 
@@ -15,11 +18,18 @@ grid:
 """
 
 
-def test_no_do_nothing_setting_is_called_and_the_real_remedy_is(tmp_path):
-    (tmp_path / "spec.yaml").write_text(SPEC)
-    result = run_sweeper("run", "spec.yaml", "--out", "out", cwd=tmp_path, timeout=900)
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    work = tmp_path_factory.mktemp("coin")
+    (work / "spec.yaml").write_text(SPEC)
+    result = run_sweeper("run", "spec.yaml", "--out", "out", cwd=work, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
-    (sweep_dir,) = sweep_dirs(tmp_path / "out")
+    (sweep_dir,) = sweep_dirs(work / "out")
+    return sweep_dir
+
+
+def test_no_do_nothing_setting_is_called_and_the_real_remedy_is(sweep):
+    sweep_dir = sweep
     document = json.loads((sweep_dir / "ranking.json").read_text())
     points = {p["label"]: p for p in document["points"]}
     assert document["design"]["kind"] == "adaptive" and document["unfinished"] == 0
@@ -34,4 +44,28 @@ def test_no_do_nothing_setting_is_called_and_the_real_remedy_is(tmp_path):
     trials = len(list((sweep_dir / "trials").glob("*.json")))
     assert trials == sum(len(p["seeds"]) for p in points.values()) < 20 * 10 + 30
     report = (sweep_dir / "report.md").read_text()
-    assert "adaptive design" in report and "Holm" in report
+    assert "Adaptive design" in report and "Holm" in report
+
+
+def test_a_sweep_stopped_between_looks_resumes_at_the_same_look(sweep, tmp_path):
+    """The next look is planned from the trial files alone: without its last look's trials and its outputs,
+    `resume` runs exactly those trials again and reaches the same decisions."""
+    copy = tmp_path / sweep.name
+    shutil.copytree(sweep, copy)
+    (copy / "ranking.json").unlink()
+    removed = {path.name for path in (copy / "trials").glob("*.json") if json.loads(path.read_text())["seed"] >= 6}
+    assert removed
+    for name in removed:
+        (copy / "trials" / name).unlink()
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = run_sweeper("resume", str(copy), "--tracking-uri", store, cwd=tmp_path, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert {path.name for path in (copy / "trials").glob("*.json")} == {
+        path.name for path in (sweep / "trials").glob("*.json")
+    }
+
+    def decisions(folder):
+        points = json.loads((folder / "ranking.json").read_text())["points"]
+        return {p["label"]: (p["verdict"], p["seeds"], p.get("p_adjusted")) for p in points}
+
+    assert decisions(copy) == decisions(sweep)

@@ -228,3 +228,43 @@ def test_compare_sweeps_pairs_points_by_label():
     assert rows["flat-relu"]["verdict_before"] == "baseline" and rows["flat-relu"]["healthy_after"] == "2/2"
     with pytest.raises(ValueError, match="different metrics"):
         compare_sweeps(before, {**after, "metric": "other"})
+
+
+def test_a_claim_is_not_testable_where_the_workload_declares_the_outcome_fixed(tmp_path):
+    from sweeper.report import judge_claims
+    from sweeper.spec import load_specs
+    from sweeper.workload import load
+
+    (tmp_path / "spec.yaml").write_text(
+        "workload: listmle\nseeds: 6\ndesign: fixed\n"
+        "grid: {list_shape: [flattened, grouped, vector], hidden_activation: [relu, tanh]}\n"
+        "claims:\n"
+        "  - {claim: tanh fixes it, set: {hidden_activation: tanh}, expect: fixes}\n"
+        "  - {claim: tanh fixes flat lists, set: {hidden_activation: tanh}, where: {list_shape: flattened}, "
+        "expect: fixes}\n"
+        "  - {claim: grouping fixes it, set: {list_shape: grouped}, where: {hidden_activation: relu}, expect: fixes}\n"
+    )
+    (spec,) = load_specs(tmp_path / "spec.yaml")
+    trials = [
+        TrialOutcome(
+            p.label,
+            p.is_baseline,
+            seed,
+            "healthy" if p.knobs["list_shape"] == "grouped" else "stuck_zero",
+            0.8 + seed / 100 + (0.05 if p.knobs["hidden_activation"] == "tanh" else 0.0),
+            1.0,
+            0.4,
+            p.knobs,
+        )
+        for p in spec.points
+        for seed in range(6)
+    ]
+    every_tanh, flat_tanh, grouping = judge_claims(spec, load("listmle"), trials)
+    # tanh is judged on grouped lists alone: 6 twin pairs, each improved
+    assert every_tanh["testable"] and len(every_tanh["left_out"]) == 2 and every_tanh["measured"]["pairs"] == 6
+    assert every_tanh["p_value"] == pytest.approx(0.5**6) and every_tanh["status"] == "holds"  # Holm x2: 0.031
+    assert flat_tanh["status"] == "not testable here" and flat_tanh["p_value"] is None  # not in the family
+    assert "one-item lists" in flat_tanh["left_out"][0]
+    # grouping's twins are flattened, but the grouped side is not fixed: testable, every pair improved
+    assert grouping["testable"] and grouping["left_out"] == [] and grouping["measured"]["improved"] == 6
+    assert grouping["p_adjusted"] == pytest.approx(2 * 0.5**6) and grouping["status"] == "holds"

@@ -91,7 +91,34 @@ BAD = {
         ["claims[0].where.epochs: epochs = 0 is outside its range [1, 10000]"],
     ),
     "missing workload file": ("workload: ./nope.py\n", ["workload: ./nope.py: no such workload file"]),
+    "unknown design": ("workload: listmle\ndesign: adaptiv\n", ["design:", "did you mean 'adaptive'", "valid: "]),
+    "max_seeds below seeds": ("workload: listmle\nseeds: 5\nmax_seeds: 4\n", ["max_seeds:", "below seeds (5)"]),
+    "max_seeds in a fixed design": (
+        "workload: listmle\ndesign: fixed\nmax_seeds: 10\n",
+        ["max_seeds:", "a fixed design runs `seeds` seeds everywhere"],
+    ),
+    "seeds kept for calibration": ("workload: listmle\nmax_seeds: 1000\n", ["max_seeds:", "from 1 to 300"]),
+    "alpha out of range": ("workload: listmle\nalpha: 0.9\n", ["alpha:", "at most 0.5", "0.9"]),
+    "unknown correction": ("workload: listmle\ncorrection: bonferoni\n", ["correction:", "valid: holm, bh"]),
+    "no_effect without a margin": (
+        "workload: listmle\ngrid: {labels: [graded, constant]}\n"
+        "claims: [{claim: x, set: {labels: constant}, expect: no_effect}]\n",
+        ["claims[0].margin", "needs an equivalence margin"],
+    ),
+    "a margin on a fixes claim": (
+        "workload: listmle\ngrid: {labels: [graded, constant]}\n"
+        "claims: [{claim: x, set: {labels: constant}, expect: fixes, margin: 0.1}]\n",
+        ["claims[0].margin", "only `expect: no_effect` takes a margin"],
+    ),
 }
+
+
+def test_the_default_design_is_adaptive_and_seeds_on_the_command_line_fix_it(tmp_path):
+    (spec,) = load_specs(write(tmp_path, "workload: listmle\ngrid: {labels: [graded, constant]}\n"))
+    assert spec.design.kind == "adaptive" and spec.design.looks == (3, 6, 10) and spec.alpha == 0.05
+    assert spec.trial_count == 10 + 10  # one point at 10 seeds, the baseline at max(1, sqrt(1)) x 10
+    fixed = spec.with_seeds(4)
+    assert fixed.design.kind == "fixed" and fixed.trial_count == 8 and fixed.document["design"] == "fixed"
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -170,6 +170,11 @@ def test_a_chance_that_is_neither_a_number_nor_reported_is_refused(tmp_path, val
         ),
         (("Range(1, 100)]", "Range(1, 100), Range(1, 10)]"), "Config.steps: declares 2 Ranges; a knob has at most one"),
         (("Range(1, 100)]", "Range(100, 1)]"), "cannot be imported at line 16: ValueError: Range(low=100, high=1"),
+        (
+            ('SMOKE = {"steps": 2}', 'SMOKE = {"steps": 2}\nFIXED_OUTCOMES = [({"shape": "c"}, "x")]'),
+            "sets shape = 'c'",
+        ),
+        (('SMOKE = {"steps": 2}', 'SMOKE = {"steps": 2}\nFIXED_OUTCOMES = [{"shape": "a"}]'), "FIXED_OUTCOMES[0] is"),
     ],
 )
 def test_the_contract_refuses_ranges_that_do_not_fit(tmp_path, change, fragment):
