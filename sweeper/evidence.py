@@ -204,10 +204,11 @@ class Design:
     alpha: float
     correction: str
 
-    @property
-    def max_trials(self) -> int:
-        """Per point; the baseline runs `baseline_looks[-1]`."""
-        return self.looks[-1]
+    def smallest_adjusted_p(self, points: int) -> float:
+        """The smallest adjusted p-value any point can reach: every seed of it above (or below) every seed of
+        the baseline at the final look, at the first step of the correction over `points` points."""
+        n, m = self.looks[-1], self.baseline_looks[-1]
+        return min(1.0, 2 / math.comb(n + m, n) * max(points, 1))
 
     def describe(self, points: int) -> str:
         final = self.looks[-1]
@@ -217,11 +218,11 @@ class Design:
             else "Benjamini-Hochberg (false-discovery rate)"
         )
         if self.kind == "fixed":
-            floor = min(1.0, 2 / math.comb(2 * final, final))
+            floor = self.smallest_adjusted_p(points)
             seeds = (
                 f"Fixed design: every point and the baseline run {final} seeds, one look; with {final} seeds a side "
-                f"no p-value can go below {floor:.2g}, and the first step of the correction asks for "
-                f"{self.alpha / max(points, 1):.2g}."
+                f"no adjusted p-value can go below {floor:.2g}"
+                + (f", so no verdict can reach alpha = {self.alpha}." if floor > self.alpha else ".")
             )
         else:
             seeds = (

@@ -152,7 +152,9 @@ class SweepSpec:
     def describe_seeds(self) -> str:
         design = self.design
         if design.kind == "fixed":
-            return f"{len(self.points)} grid points x {self.seeds} seeds = {self.trial_count} trials"
+            floor = design.smallest_adjusted_p(len(self.points) - 1)
+            warning = f" (too few seeds: no verdict can reach alpha {self.alpha})" if floor > self.alpha else ""
+            return f"{len(self.points)} grid points x {self.seeds} seeds = {self.trial_count} trials{warning}"
         return (
             f"{len(self.points)} grid points, adaptive: {self.seeds} to {self.max_seeds} seeds a point and "
             f"{design.baseline_looks[0]} to {design.baseline_looks[-1]} for the baseline, "

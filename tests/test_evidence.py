@@ -66,6 +66,9 @@ def test_the_adaptive_design_doubles_seeds_and_gives_the_baseline_more():
     assert design.looks == (3, 6, 10) and design.baseline_looks == (9, 18, 30)
     assert make_design("fixed", 20, 3, 10).looks == (3,)
     assert make_design("adaptive", 4, 3, 3).kind == "fixed"  # nothing to adapt
+    # 3 seeds a side: 2 / C(6, 3) = 0.1 at best, x3 points: no verdict can reach 0.05
+    assert make_design("fixed", 3, 3, 3).smallest_adjusted_p(3) == pytest.approx(0.3)
+    assert design.smallest_adjusted_p(20) < 1e-6
 
 
 def test_a_hopeless_point_is_dropped_at_the_first_look_and_a_promising_one_goes_on():
