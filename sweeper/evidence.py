@@ -16,10 +16,11 @@ direction after looking costs what it should.
 The family and its error rate
 -----------------------------
 A sweep's grid points (the baseline excepted) form one family, adjusted by Holm (family-wise error rate:
-the probability of calling any do-nothing point `fixes` or `harmful` is at most alpha) or, if the spec asks
-for `correction: bh`, Benjamini-Hochberg (false-discovery rate at most alpha; BH assumes the p-values are
-independent or positively dependent, which shared seeds give). A spec's claims form a second family, adjusted
-the same way (`judge_claims`).
+the probability of calling any do-nothing point `fixes` or `harmful` is at most alpha, under any dependence
+between the points) or, if the spec asks for `correction: bh`, Benjamini-Hochberg (false-discovery rate at
+most alpha when the p-values are independent or positively dependent; the shared baseline, the shared seeds
+and the two-sided p-values are not known to give that, so under BH the rate is the simulated one, not a
+guarantee). A spec's claims form a second family, adjusted the same way (`report.judge_claims`).
 
 The design: where seeds go (`seeds_wanted`)
 --------------------------------------------
@@ -32,10 +33,11 @@ only if it reached the final look, and then its p-value is exactly the fixed-des
 stays in the family with p-value 1 (it is not tested), so Holm's count of points does not shrink by looking.
 Fixed (`--seeds N`): every point and the baseline run N seeds, one look.
 
-Replication: a point called `fixes` is re-tested on the seeds it ran after the first look alone, against the
-baseline's seeds after the first look (`replication`): seeds disjoint from those that decided it should go
-on. "Replicated" means that test's Holm-adjusted one-sided p-value, over the points called `fixes`, is at
-most alpha.
+Replication: a point called `fixes` is re-tested on the seeds it ran after the last interim look alone,
+against the baseline's seeds after that look (`_replication`): seeds disjoint from every seed that decided it
+should go on. "Replicated" means that test's Holm-adjusted one-sided p-value, over the points called `fixes`,
+is at most alpha. These seeds are part of the final test too, so a replication is not independent of the
+verdict; it says the verdict does not rest on the seeds that selected the point.
 
 Calibration: FUTILITY_P, BASELINE_SHARE_CAP and the look schedule were chosen with the simulation in
 `bench/design_sim.py` on random-number seeds 1000 and up; the tests check the error rate and the power on
@@ -111,7 +113,7 @@ def rank_test(point: Sequence[float] | np.ndarray, baseline: Sequence[float] | n
     )
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=256)  # an enumerated null holds up to EXACT_LIMIT values
 def _null_u(n: int, m: int, tie_counts: tuple[int, ...]) -> tuple[np.ndarray, bool]:
     """The permutation distribution of U (sorted) for n point and m baseline seeds whose pooled values tie in
     groups of `tie_counts` (in rank order): it depends on nothing else, so it is computed once per pattern,
@@ -205,10 +207,18 @@ class Design:
     correction: str
 
     def smallest_adjusted_p(self, points: int) -> float:
-        """The smallest adjusted p-value any point can reach: every seed of it above (or below) every seed of
-        the baseline at the final look, at the first step of the correction over `points` points."""
+        """The smallest adjusted p-value a point can reach: every seed of it above (or below) every seed of the
+        baseline at the final look; Holm's first step multiplies it by the number of points, Benjamini-
+        Hochberg's by 1 when every point is that extreme."""
         n, m = self.looks[-1], self.baseline_looks[-1]
-        return min(1.0, 2 / math.comb(n + m, n) * max(points, 1))
+        return min(1.0, 2 / math.comb(n + m, n) * (max(points, 1) if self.correction == "holm" else 1))
+
+    def first_look_can_go_on(self) -> bool:
+        """Whether a point can pass the first interim look at all: its smallest one-sided p-value there (every
+        seed beyond every seed of the baseline) must be at most FUTILITY_P, else every point is dropped."""
+        return (
+            self.kind == "fixed" or 1 / math.comb(self.looks[0] + self.baseline_looks[0], self.looks[0]) <= FUTILITY_P
+        )
 
     def describe(self, points: int) -> str:
         final = self.looks[-1]
@@ -229,13 +239,15 @@ class Design:
                 f"Adaptive design: each point runs {', then '.join(map(str, self.looks))} seeds and the baseline "
                 f"{', then '.join(map(str, self.baseline_looks))}; at each interim look a point whose one-sided "
                 f"p-values are both above {FUTILITY_P} is dropped (futility only, non-binding), and the one "
-                f"efficacy test is made at {final} seeds. Built for a remedy that makes every seed healthy where "
-                f"the baseline fails half of them, its healthy metric one standard deviation better: with 3 to 10 "
-                f"seeds among 20 points it is found with power {DESIGN_POWER} (simulated: bench/design_sim.py)."
+                f"efficacy test is made at {final} seeds. The default design (3 to 10 seeds) is built for a remedy "
+                f"that makes every seed healthy where the baseline fails half of them, its healthy metric one "
+                f"standard deviation better: in a simulated sweep of 20 points it finds it with power "
+                f"{DESIGN_POWER} (bench/design_sim.py)."
             )
         return (
-            f"Each of the {points} grid points is tested against the baseline: an exact permutation test of the "
-            f"Mann-Whitney U on the final metric (unhealthy seeds tied below every healthy one), unpaired, "
+            f"Each of the {points} grid points is tested against the baseline: a permutation test of the "
+            f"Mann-Whitney U on the final metric (unhealthy seeds tied below every healthy one; exact up to "
+            f"{EXACT_LIMIT:,} splits of the seeds, else {MONTE_CARLO_RESAMPLES:,} seeded random splits), unpaired, "
             f"one-sided each way, the family's p-value twice the smaller; {family} at alpha = {self.alpha}. {seeds}"
         )
 
@@ -336,15 +348,15 @@ def _verdict(result: dict[str, Any], alpha: float) -> str:
 
 
 def _replication(design: Design, scores: Scores, base: list[float], results: dict[str, dict[str, Any]]) -> None:
-    """Re-test each `fixes` point on its seeds after the first look against the baseline's after the first
-    look, Holm over those points; sets `replication_p`, `replication_p_adjusted` and `replicated` (None where
-    there is nothing to replicate: not `fixes`, or a fixed design with one look)."""
+    """Re-test each `fixes` point on its seeds after the last interim look against the baseline's after it,
+    Holm over those points; sets `replication_p`, `replication_p_adjusted` and `replicated` (None where there
+    is nothing to replicate: not `fixes`, or a fixed design with one look)."""
     for r in results.values():
         r["replication_p"] = r["replication_p_adjusted"] = r["replicated"] = None
     if len(design.looks) < 2:
         return
     called = [label for label, r in results.items() if r["verdict"] == "fixes"]
-    first, base_first = design.looks[0], design.baseline_looks[0]
+    first, base_first = design.looks[-2], design.baseline_looks[-2]
     p_values = []
     for label in called:
         r = results[label]

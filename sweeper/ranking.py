@@ -174,9 +174,13 @@ def by_seed(outcomes: Sequence[TrialOutcome]) -> dict[str, list[TrialOutcome]]:
     return ordered
 
 
-def decisions(outcomes: Sequence[TrialOutcome], mode: str, design: evidence.Design) -> dict[str, dict[str, Any]]:
-    """`evidence.decide` on these outcomes; the baseline is the point whose outcomes say `is_baseline`."""
-    groups = by_seed(outcomes)
+def decisions(
+    outcomes: Sequence[TrialOutcome], mode: str, design: evidence.Design, labels: Sequence[str] = ()
+) -> dict[str, dict[str, Any]]:
+    """`evidence.decide` on these outcomes, over every grid point in `labels` (the spec's: a point with no
+    finished trial stays in the family, and keeps the design waiting) and every point the outcomes name; the
+    baseline is the point whose outcomes say `is_baseline`."""
+    groups: dict[str, list[TrialOutcome]] = {label: [] for label in labels} | by_seed(outcomes)
     baseline = next((o.label for o in outcomes if o.is_baseline), BASELINE)
     scores = {label: comparison_scores(group, mode) for label, group in groups.items()}
     healthy = {label: [o.healthy for o in group] for label, group in groups.items()}
@@ -240,18 +244,21 @@ def summarize_point(
     return summary
 
 
-def rank_points(outcomes: Sequence[TrialOutcome], mode: str, design: evidence.Design) -> list[dict[str, Any]]:
-    """One summary per grid point, the baseline included and ranked by the same rule, best first: by healthy
-    rate, then the median comparison score (unhealthy seeds last), then the median healthy metric."""
+def rank_points(
+    outcomes: Sequence[TrialOutcome], mode: str, design: evidence.Design, labels: Sequence[str] = ()
+) -> list[dict[str, Any]]:
+    """One summary per grid point with outcomes, the baseline included and ranked by the same rule, best
+    first: by healthy rate, then the median comparison score (unhealthy seeds last), then the median healthy
+    metric. `labels`: every grid point of the sweep, so that one without outcomes stays in the family."""
     groups: dict[str, list[TrialOutcome]] = {}
     for outcome in outcomes:
         groups.setdefault(outcome.label, []).append(outcome)
-    decided = decisions(outcomes, mode, design)
+    decided = decisions(outcomes, mode, design, labels)
     ordered = by_seed(outcomes)
     baseline = next((group for group in ordered.values() if group and group[0].is_baseline), [])
     for label, decision in decided.items():  # the effect on the metric, over the seeds the test used
         decision["shift"] = evidence.metric_shift(
-            [_or_nan(o.healthy_metric) for o in ordered[label][: decision["seeds_used"]]],
+            [_or_nan(o.healthy_metric) for o in ordered.get(label, [])[: decision["seeds_used"]]],
             [_or_nan(o.healthy_metric) for o in baseline[: decision["baseline_seeds_used"]]],
         )
     fallback = worst_metric(outcomes, mode)
@@ -376,9 +383,17 @@ def claim_p_value(effect: dict[str, Any], expect: str, margin: float | None) -> 
     not a test) and where there are no pairs.
 
     fixes / harmful: an exact sign test (scipy's binomtest) on the pairs that are not tied: does the change
-    improve (worsen) more twins than it worsens (improves)? no_effect: two one-sided sign tests (TOST) that
-    P(with beats without) = 1/2 + (share improved among untied - 1/2) x share untied lies within 1/2 +- margin,
-    conditional on the share of tied pairs; the p-value is the larger of the two."""
+    improve (worsen) more twins than it worsens (improves)?
+
+    no_effect: P(with beats without) = 1/2 + s (q - 1/2), with s the share of untied pairs and q the share
+    improved among them, is shown within 1/2 +- margin in either of two ways, each at its own level, so the
+    p-value is twice the smaller (Bonferroni): |q - 1/2| < margin (two one-sided sign tests on the untied
+    pairs, TOST), which bounds the effect since s <= 1; or s < 2 margin (an exact binomial test on the share
+    of untied pairs), which bounds it since |q - 1/2| <= 1/2. Twins that always tie (a change that builds the
+    same arrays) pass the second; a handful of pairs passes neither.
+
+    Pairs from different grid points on one seed share that seed's data, so they are not independent; the
+    tests treat them as if they were, which can overstate the evidence when one seed decides many pairs."""
     if not effect.get("pairs") or expect == "zero_loss":
         return None
     wins, losses = effect["improved"], effect["worsened"]
@@ -389,13 +404,13 @@ def claim_p_value(effect: dict[str, Any], expect: str, margin: float | None) -> 
         side = "greater" if expect == "fixes" else "less"
         return float(stats.binomtest(wins, untied, 0.5, alternative=side).pvalue)
     assert margin is not None, "a no_effect claim has a margin (sweeper.spec)"
-    if untied == 0:
-        return 0.0  # every pair tied: P(with beats without) is exactly 1/2
-    bound = margin * effect["pairs"] / untied  # the margin on the share improved among untied pairs
-    # A null hypothesis beyond what the untied pairs can reach is rejected outright (p = 0).
-    above = 0.0 if 0.5 - bound <= 0 else float(stats.binomtest(wins, untied, 0.5 - bound, alternative="greater").pvalue)
-    below = 0.0 if 0.5 + bound >= 1 else float(stats.binomtest(wins, untied, 0.5 + bound, alternative="less").pvalue)
-    return max(above, below)
+    rarely_untied = float(stats.binomtest(untied, effect["pairs"], min(1.0, 2 * margin), alternative="less").pvalue)
+    balanced = 1.0
+    if untied:
+        above = float(stats.binomtest(wins, untied, 0.5 - margin, alternative="greater").pvalue)
+        below = float(stats.binomtest(wins, untied, 0.5 + margin, alternative="less").pvalue)
+        balanced = max(above, below)
+    return min(1.0, 2 * min(balanced, rarely_untied))
 
 
 def compare_sweeps(before: dict[str, Any], after: dict[str, Any]) -> list[dict[str, Any]]:

@@ -138,7 +138,7 @@ def analyze(spec: SweepSpec, workload: Workload, records: list[TrialRecord], swe
         "fixed": spec.fixed,
         "smoke": spec.smoke,
         "verdict_rule": design.describe(len(spec.points) - 1),
-        "points": ranking.rank_points(outcomes, workload.mode, design),
+        "points": ranking.rank_points(outcomes, workload.mode, design, [p.label for p in spec.points]),
         "main_effects": ranking.main_effects(outcomes, spec.grid, workload.mode),
         "claims": judge_claims(spec, workload, outcomes),
         "claims_rule": CLAIMS_RULE.format(

@@ -68,15 +68,15 @@ RESOURCE_KEYS = ("cpu", "gpu")
 CLAIM_KEYS = ("claim", "set", "where", "expect", "margin")
 EXPECTATIONS = ("fixes", "no_effect", "harmful", "zero_loss")
 BASELINE_LABEL = "baseline"
-MAX_SPEC_BYTES = 1_000_000
-MAX_GRID_POINTS = 100_000
 DESIGNS = ("adaptive", "fixed")
 CORRECTIONS = ("holm", "bh")
 DEFAULT_MAX_SEEDS = 10
+MAX_SPEC_BYTES = 1_000_000
+MAX_GRID_POINTS = 100_000
+"""Hard limits on what a spec may ask for; `sweeper run --max-trials` is the softer, per-run one."""
 MAX_SEEDS = 300
 """Per point: the baseline may run up to BASELINE_SHARE_CAP (3) times as many, and seeds 1000 and up are kept
 for calibrating workloads (no seed both tunes and judges)."""
-"""Hard limits on what a spec may ask for; `sweeper run --max-trials` is the softer, per-run one."""
 
 
 class _SpecLoader(yaml.SafeLoader):
@@ -301,7 +301,7 @@ def _parse(path: Path, doc: Any, index: int | None) -> SweepSpec:
         raise fail("claims", f"expected a list of claims, got {claims_doc!r}")
     claims = [_claim(workload, grid, f"claims[{i}]", item, fail) for i, item in enumerate(claims_doc)]
 
-    return SweepSpec(
+    spec = SweepSpec(
         path=path,
         name=name,
         workload=workload_ref,
@@ -320,6 +320,13 @@ def _parse(path: Path, doc: Any, index: int | None) -> SweepSpec:
         claims=claims,
         document={**doc, "workload": workload_ref},
     )
+    if not spec.design.first_look_can_go_on():
+        raise fail(
+            "seeds",
+            f"{seeds} is too few for the adaptive design's first look: no point could ever go on; start at more "
+            "seeds, or use design: fixed",
+        )
+    return spec
 
 
 def _claim(workload: Workload, grid: dict[str, list[Any]], key: str, item: Any, fail) -> Claim:

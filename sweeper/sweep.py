@@ -91,7 +91,7 @@ def _parent_fields(spec: SweepSpec, sweep_dir: Path) -> tuple[dict[str, Any], di
         "workload": spec.workload,
         "seeds": spec.seeds,
         "max_seeds": spec.max_seeds,
-        "design": spec.design_kind,
+        "design": spec.design.kind,
         "alpha": spec.alpha,
         "correction": spec.correction,
         "smoke": spec.smoke,

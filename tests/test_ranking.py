@@ -119,6 +119,14 @@ def test_a_remedy_is_called_once_its_seeds_can_carry_the_test():
     assert points["grouped"]["healthy_rate_difference"] == 1.0
 
 
+def test_a_point_without_a_finished_trial_keeps_the_family_waiting():
+    design = make_design("fixed", 2, 8, 8)
+    trials = [outcome("baseline", s, "stuck_zero", 0.42, is_baseline=True) for s in range(8)]
+    trials += [outcome("grouped", s, "healthy", 0.8) for s in range(8)]
+    (point, _) = rank_points(trials, "max", design, ["baseline", "grouped", "lost"])
+    assert point["label"] == "grouped" and point["verdict"] == "pending"  # Holm cannot count without "lost"
+
+
 def test_without_a_baseline_trial_a_point_waits_for_it():
     (point,) = rank_points([outcome("a", s, "healthy", 0.8) for s in range(3)], "max", FIXED3)
     assert point["p_value"] is None and point["verdict"] == "pending"
@@ -198,11 +206,18 @@ def test_claims_get_a_sign_test_on_their_twins():
     assert claim_p_value(effect, "fixes", None) == pytest.approx(0.5**8)  # 8 of 8 untied pairs improve
     assert claim_p_value(effect, "harmful", None) == 1.0
     assert claim_p_value({"pairs": 4, "improved": 0, "worsened": 0, "tied": 4}, "fixes", None) == 1.0
-    # every twin tied: P(with beats without) is exactly 1/2, inside any margin
-    assert claim_p_value({"pairs": 4, "improved": 0, "worsened": 0, "tied": 4}, "no_effect", 0.1) == 0.0
-    # 5 improved, 5 worsened of 10: the share improved must be shown above 0.3 and below 0.7
+    # every twin tied: shown when untied pairs are shown rarer than 2 x margin: 30 tied pairs, P = 0.6^30, x2
+    assert claim_p_value({"pairs": 30, "improved": 0, "worsened": 0, "tied": 30}, "no_effect", 0.2) == pytest.approx(
+        2 * 0.6**30
+    )
+    # ... but 4 tied pairs show nothing: 2 x 0.8^4
+    assert claim_p_value({"pairs": 4, "improved": 0, "worsened": 0, "tied": 4}, "no_effect", 0.1) == pytest.approx(
+        2 * 0.8**4
+    )
+    # 5 improved, 5 worsened of 10: the share improved must be shown above 0.3 and below 0.7:
+    # P(X >= 5 | 10, 0.3) = 0.1503, the larger of the two sides, x2
     tost = claim_p_value({"pairs": 10, "improved": 5, "worsened": 5, "tied": 0}, "no_effect", 0.2)
-    assert tost == pytest.approx(0.1503, abs=1e-4)  # P(X >= 5 | 10, 0.3), the larger of the two sides
+    assert tost == pytest.approx(2 * 0.1503, abs=2e-4)
     assert claim_p_value(effect, "zero_loss", None) is None and claim_p_value({"pairs": 0}, "fixes", None) is None
 
 

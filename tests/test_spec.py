@@ -91,6 +91,10 @@ BAD = {
         ["claims[0].where.epochs: epochs = 0 is outside its range [1, 10000]"],
     ),
     "missing workload file": ("workload: ./nope.py\n", ["workload: ./nope.py: no such workload file"]),
+    "adaptive from one seed": (
+        "workload: listmle\nseeds: 1\ngrid: {labels: [graded, constant]}\n",
+        ["seeds: 1 is too few for the adaptive design's first look", "design: fixed"],
+    ),
     "unknown design": ("workload: listmle\ndesign: adaptiv\n", ["design:", "did you mean 'adaptive'", "valid: "]),
     "max_seeds below seeds": ("workload: listmle\nseeds: 5\nmax_seeds: 4\n", ["max_seeds:", "below seeds (5)"]),
     "max_seeds in a fixed design": (
