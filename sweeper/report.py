@@ -387,8 +387,9 @@ def ranking_section(document: dict) -> Section:
                 f"seeds: the point's / the baseline's seeds in its test. median healthy {metric}: over the healthy "
                 "seeds only, with the unhealthy count. score: the mean (IQM from 4 seeds) with an unhealthy seed at "
                 "the chance level. Healthy-rate difference: Newcombe 95% interval. Metric shift: Hodges-Lehmann, "
-                "Moses 95% interval, healthy seeds only. Replicated: the `fixes` verdict holds again on the seeds "
-                "run after the first look alone."
+                "Moses 95% interval, healthy seeds only. Replicated: the point beats the baseline again (one-sided, "
+                "Holm over the `fixes` points) on the seeds run after the last interim look alone, none of which "
+                "chose to go on with it; they are part of the final test too, so this is no independent repeat."
             ),
         ],
         [
