@@ -236,19 +236,25 @@ def sync(
 
 
 def _print_ranking(document: dict | None) -> None:
-    """The report's ranking and claims tables, as the report has them (none when the analysis failed)."""
+    """The report's ranking and claims tables (none when the analysis failed), without the columns only the
+    report has room for (CONSOLE_LEAVES_OUT)."""
     if document is None:
         return
     from sweeper.report import claims_section, ranking_section
 
     for section in (ranking_section(document), claims_section(document)):
         if section.rows:
+            shown = [i for i, column in enumerate(section.header) if column not in CONSOLE_LEAVES_OUT]
             table = Table(title=f"{document['sweep']}: {section.title}", title_justify="left")
-            for column in section.header:
-                table.add_column(column, overflow="fold")
+            for i in shown:
+                table.add_column(section.header[i], overflow="fold")
             for row in section.rows:
-                table.add_row(*row)
+                table.add_row(*(row[i] for i in shown))
             console.print(table)
+
+
+CONSOLE_LEAVES_OUT = ("score", "healthy-rate difference", "metric shift")
+"""Ranking columns left to report.md and report.html: the console table stays readable at 160 columns."""
 
 
 @app.command()
