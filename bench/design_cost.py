@@ -54,8 +54,8 @@ def complete(sweep_dir: Path, work: Path) -> Path:
     return copy
 
 
-def replay(copy: Path) -> tuple[str, dict[str, tuple[float, dict[str, str]]], int]:
-    """Per design: trial-seconds and verdict by grid point; and how many superset trials are still missing."""
+def replay(copy: Path) -> tuple[str, dict[str, tuple[int, float, dict[str, str]]], int]:
+    """Per design: trials, trial-seconds and verdict by grid point; and how many superset trials are missing."""
     from sweeper import evidence, ranking, report
     from sweeper.records import SPEC_FILE, load_trials, trial_key
     from sweeper.spec import load_specs
@@ -77,7 +77,7 @@ def replay(copy: Path) -> tuple[str, dict[str, tuple[float, dict[str, str]]], in
         outcomes = report.outcomes_of(used, workload.metric)
         points = ranking.rank_points(outcomes, workload.mode, design)
         seconds = sum(r.train_seconds for r in used)
-        results[name] = (seconds, {p["label"]: p["verdict"] for p in points if not p["is_baseline"]})
+        results[name] = (len(used), seconds, {p["label"]: p["verdict"] for p in points if not p["is_baseline"]})
     return spec.name, results, missing
 
 
@@ -88,14 +88,18 @@ def main() -> None:
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args()
     args.work.mkdir(exist_ok=True)
-    totals = {"adaptive": 0.0, "fixed-10": 0.0}
-    print(f"{'sweep':28} {'adaptive trial-s':>17} {'fixed-10 trial-s':>17} {'saved':>6}  decisions that differ")
+    totals: dict[str, list[float]] = {"adaptive": [0, 0.0], "fixed-10": [0, 0.0]}
+    print(
+        f"{'sweep':22} {'trials':>13} {'trial-seconds':>15} {'saved':>6}  decisions that differ (adaptive vs fixed-10)"
+    )
+    print(f"{'':22} {'adapt. fixed':>13} {'adapt. fixed':>15}")
     for sweep_dir in args.sweeps:
         copy = args.work / sweep_dir.name if args.report_only else complete(sweep_dir, args.work)
         name, results, missing = replay(copy)
-        (adaptive, a_verdicts), (fixed, f_verdicts) = results["adaptive"], results["fixed-10"]
-        totals["adaptive"] += adaptive
-        totals["fixed-10"] += fixed
+        (a_trials, adaptive, a_verdicts), (f_trials, fixed, f_verdicts) = results["adaptive"], results["fixed-10"]
+        for design, trials, seconds in (("adaptive", a_trials, adaptive), ("fixed-10", f_trials, fixed)):
+            totals[design][0] += trials
+            totals[design][1] += seconds
         differ = [
             f"{label}: {a_verdicts[label]} vs {f_verdicts[label]}"
             for label in a_verdicts
@@ -103,10 +107,11 @@ def main() -> None:
         ]
         note = f" ({missing} superset trials missing)" if missing else ""
         print(
-            f"{name:28} {adaptive:17.0f} {fixed:17.0f} {1 - adaptive / fixed:6.0%}  {'; '.join(differ) or 'none'}{note}"
+            f"{name[:22]:22} {a_trials:6d} {f_trials:6d} {adaptive:7.0f} {fixed:7.0f} {1 - adaptive / fixed:6.0%}  "
+            f"{'; '.join(differ) or 'none'}{note}"
         )
-    saved = 1 - totals["adaptive"] / totals["fixed-10"]
-    print(f"{'all':28} {totals['adaptive']:17.0f} {totals['fixed-10']:17.0f} {saved:6.0%}")
+    (a_trials, adaptive), (f_trials, fixed) = totals["adaptive"], totals["fixed-10"]
+    print(f"{'all':22} {a_trials:6.0f} {f_trials:6.0f} {adaptive:7.0f} {fixed:7.0f} {1 - adaptive / fixed:6.0%}")
 
 
 if __name__ == "__main__":
