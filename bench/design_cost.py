@@ -110,8 +110,10 @@ def main() -> None:
             f"{name[:22]:22} {a_trials:6d} {f_trials:6d} {adaptive:7.0f} {fixed:7.0f} {1 - adaptive / fixed:6.0%}  "
             f"{'; '.join(differ) or 'none'}{note}"
         )
-    (a_trials, adaptive), (f_trials, fixed) = totals["adaptive"], totals["fixed-10"]
-    print(f"{'all':22} {a_trials:6.0f} {f_trials:6.0f} {adaptive:7.0f} {fixed:7.0f} {1 - adaptive / fixed:6.0%}")
+    (trials_a, seconds_a), (trials_f, seconds_f) = totals["adaptive"], totals["fixed-10"]
+    print(
+        f"{'all':22} {trials_a:6.0f} {trials_f:6.0f} {seconds_a:7.0f} {seconds_f:7.0f} {1 - seconds_a / seconds_f:6.0%}"
+    )
 
 
 if __name__ == "__main__":
