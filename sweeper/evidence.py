@@ -5,7 +5,8 @@ The primary test of a grid point against the baseline
 Each seed's outcome is a score, higher is better: the final metric of a healthy trial (signed by the
 workload's mode), and -inf for an unhealthy one, so unhealthy seeds tie with each other below every healthy
 seed. The statistic is the Mann-Whitney U of the point's seeds against the baseline's (ties counting one
-half); its p-value is exact under the permutation null, conditional on the tie pattern (`rank_test`).
+half); its p-value comes from the permutation null, conditional on the tie pattern (`rank_test`): exact,
+every split of the pooled seeds enumerated, up to EXACT_LIMIT splits; beyond, from seeded random splits.
 The test is unpaired: the point and the baseline may run different numbers of seeds. Seeds are shared
 (seed s draws the same data in every point), so under "the knob does nothing" a point's outcome on seed s is
 positively correlated with the baseline's, which narrows the spread of U: the unpaired test is then
@@ -25,11 +26,12 @@ guarantee). A spec's claims form a second family, adjusted the same way (`report
 The design: where seeds go (`seeds_wanted`)
 --------------------------------------------
 Adaptive (the default): every point starts at `seeds` seeds and the baseline, compared with every point, at
-`baseline_share` times as many (Dunnett's square root of the number of points, capped). At each interim look
-a point whose two one-sided p-values are both above `FUTILITY_P` is dropped: it shows no sign of moving either
-way. The others go on (seeds doubling) to `max_seeds`, where the single efficacy test is made. Dropping is
-futility only and non-binding, so the final test at its fixed sample size keeps its level: a point is called
-only if it reached the final look, and then its p-value is exactly the fixed-design one. A dropped point
+min(sqrt(points), BASELINE_SHARE_CAP) times as many (Dunnett's square root of the number of points, capped).
+At each interim look a point whose two one-sided p-values are both above `FUTILITY_P` is dropped: it shows no
+sign of moving either way. The others go on (seeds doubling) to `max_seeds`, where the single efficacy test
+is made. Dropping is futility only and non-binding, so the final test at its fixed sample size keeps its
+level: a point is called only if it reached the final look, and then its p-value is exactly the fixed-design
+one. A dropped point
 stays in the family with p-value 1 (it is not tested), so Holm's count of points does not shrink by looking.
 Fixed (`--seeds N`): every point and the baseline run N seeds, one look.
 
@@ -39,9 +41,8 @@ should go on. "Replicated" means that test's Holm-adjusted one-sided p-value, ov
 is at most alpha. These seeds are part of the final test too, so a replication is not independent of the
 verdict; it says the verdict does not rest on the seeds that selected the point.
 
-Calibration: FUTILITY_P, BASELINE_SHARE_CAP and the look schedule were chosen with the simulation in
-`bench/design_sim.py` on random-number seeds 1000 and up; the tests check the error rate and the power on
-seeds below 1000.
+Calibration: FUTILITY_P and BASELINE_SHARE_CAP were chosen with the simulation in `bench/design_sim.py` on
+random-number seeds 1000 and up; the tests check the error rate and the power on seeds below 1000.
 """
 
 from __future__ import annotations
