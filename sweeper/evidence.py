@@ -31,8 +31,8 @@ At each interim look a point whose two one-sided p-values are both above `FUTILI
 sign of moving either way. The others go on (seeds doubling) to `max_seeds`, where the single efficacy test
 is made. Dropping is futility only and non-binding, so the final test at its fixed sample size keeps its
 level: a point is called only if it reached the final look, and then its p-value is exactly the fixed-design
-one. A dropped point
-stays in the family with p-value 1 (it is not tested), so Holm's count of points does not shrink by looking.
+one. A dropped point stays in the family with p-value 1 (it is not tested), so Holm's count of points does
+not shrink by looking.
 Fixed (`--seeds N`): every point and the baseline run N seeds, one look.
 
 Replication: a point called `fixes` is re-tested on the seeds it ran after the last interim look alone,
