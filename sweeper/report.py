@@ -136,6 +136,7 @@ def analyze(spec: SweepSpec, workload: Workload, records: list[TrialRecord], swe
         },
         "grid": spec.grid,
         "fixed": spec.fixed,
+        "baseline": spec.baseline,
         "smoke": spec.smoke,
         "verdict_rule": design.describe(len(spec.points) - 1),
         "points": ranking.rank_points(outcomes, workload.mode, design, [p.label for p in spec.points]),
@@ -329,7 +330,14 @@ def baseline_section(document: dict, rows: list[dict[str, Any]]) -> Section:
     metric = document["metric"]
     section = Section(
         "The failure, reproduced",
-        ["The baseline is every swept knob at its default: the setup the workload declares failing."],
+        [
+            "The baseline is every swept knob at its default: the setup the workload declares failing"
+            + (
+                f"; this sweep's failing setup sets {_knobs(document['baseline'])}."
+                if document.get("baseline")
+                else "."
+            )
+        ],
         ["seed", "verdict", "why", "steps", "final loss", f"final {metric}", "chance", "oracle"],
     )
     for row in (r for r in rows if r["is_baseline"]):

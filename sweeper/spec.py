@@ -11,6 +11,8 @@ small sweep per workload). Each document:
     alpha: 0.05                # the error rate the verdicts keep: family-wise (holm) or false-discovery (bh)
     correction: holm           # holm | bh, over the sweep's grid points; the claims are a second family
     smoke: false               # true: start from the workload's SMOKE overrides (tiny, fast trials)
+    baseline: {loss: td}       # this sweep's failing setup where it is not the workload's defaults: the
+                               # baseline point's value of a swept knob, every trial's value of another
     fixed: {epochs: 20}        # overrides for every trial
     grid:                      # knob -> values; the cartesian product is swept
       list_shape: [flattened, grouped]
@@ -59,6 +61,7 @@ TOP_LEVEL_KEYS = (
     "alpha",
     "correction",
     "smoke",
+    "baseline",
     "fixed",
     "grid",
     "resources",
@@ -126,6 +129,8 @@ class SweepSpec:
     cpu: float
     gpu: float
     description: str = ""
+    baseline: dict[str, Any] = field(default_factory=dict)
+    """Knob values of this sweep's failing setup, overriding the workload's defaults (`defaults`)."""
     max_seeds: int = 10
     design_kind: str = "adaptive"
     alpha: float = 0.05
@@ -162,8 +167,10 @@ class SweepSpec:
         )
 
     def base_overrides(self, workload: Workload) -> dict[str, Any]:
-        """What every trial's Config starts from: SMOKE (if asked for), then `fixed`."""
-        return {**(workload.smoke if self.smoke else {}), **self.fixed}
+        """What every trial's Config starts from: SMOKE (if asked for), the baseline's values of knobs that
+        are not swept, then `fixed`."""
+        unswept = {knob: value for knob, value in self.baseline.items() if knob not in self.grid}
+        return {**(workload.smoke if self.smoke else {}), **unswept, **self.fixed}
 
     def with_seeds(self, seeds: int) -> SweepSpec:
         """A fixed design: every point and the baseline run seeds 0..seeds-1."""
@@ -173,7 +180,8 @@ class SweepSpec:
         return dataclasses.replace(self, seeds=seeds, max_seeds=seeds, design_kind="fixed", document=document)
 
     def defaults(self, workload: Workload) -> dict[str, Any]:
-        return {knob: workload.knobs[knob].default for knob in self.grid}
+        """The baseline point's value of every swept knob: the spec's `baseline`, else the workload's default."""
+        return baseline_values(workload, self.grid, self.baseline)
 
 
 def load_specs(path: str | Path) -> list[SweepSpec]:
@@ -270,6 +278,11 @@ def _parse(path: Path, doc: Any, index: int | None) -> SweepSpec:
 
     fixed = _mapping(doc, "fixed", fail)
     fixed = {key: _knob_value(workload, f"fixed.{key}", key, value, fail) for key, value in fixed.items()}
+    baseline = _mapping(doc, "baseline", fail)
+    baseline = {key: _knob_value(workload, f"baseline.{key}", key, value, fail) for key, value in baseline.items()}
+    for key in baseline:
+        if key in fixed:
+            raise fail(f"baseline.{key}", "is also set in `fixed`; a knob is either fixed or part of the baseline")
 
     grid_doc = _mapping(doc, "grid", fail)
     grid: dict[str, list[Any]] = {}
@@ -299,7 +312,8 @@ def _parse(path: Path, doc: Any, index: int | None) -> SweepSpec:
     claims_doc = doc.get("claims", [])
     if not isinstance(claims_doc, list):
         raise fail("claims", f"expected a list of claims, got {claims_doc!r}")
-    claims = [_claim(workload, grid, f"claims[{i}]", item, fail) for i, item in enumerate(claims_doc)]
+    defaults = baseline_values(workload, grid, baseline)
+    claims = [_claim(workload, grid, defaults, f"claims[{i}]", item, fail) for i, item in enumerate(claims_doc)]
 
     spec = SweepSpec(
         path=path,
@@ -312,11 +326,12 @@ def _parse(path: Path, doc: Any, index: int | None) -> SweepSpec:
         cpu=cpu,
         gpu=gpu,
         description=description,
+        baseline=baseline,
         max_seeds=max_seeds,
         design_kind=design_kind,
         alpha=float(alpha),
         correction=correction,
-        points=grid_points(workload, grid),
+        points=grid_points(workload, grid, baseline),
         claims=claims,
         document={**doc, "workload": workload_ref},
     )
@@ -329,7 +344,9 @@ def _parse(path: Path, doc: Any, index: int | None) -> SweepSpec:
     return spec
 
 
-def _claim(workload: Workload, grid: dict[str, list[Any]], key: str, item: Any, fail) -> Claim:
+def _claim(
+    workload: Workload, grid: dict[str, list[Any]], defaults: dict[str, Any], key: str, item: Any, fail
+) -> Claim:
     if not isinstance(item, dict):
         raise fail(key, f"expected a mapping with {', '.join(CLAIM_KEYS)}, got {item!r}")
     for name in item:
@@ -357,10 +374,8 @@ def _claim(workload: Workload, grid: dict[str, list[Any]], key: str, item: Any, 
     for knob in change:
         if knob in where:
             raise fail(f"{key}.where.{knob}", "is also in `set`; a claim changes a knob or filters on it, not both")
-        if workload.knobs[knob].default not in grid[knob]:
-            raise fail(
-                f"{key}.set.{knob}", f"the grid lacks the default {workload.knobs[knob].default!r} to compare with"
-            )
+        if defaults[knob] not in grid[knob]:
+            raise fail(f"{key}.set.{knob}", f"the grid lacks the baseline's {defaults[knob]!r} to compare with")
     margin = item.get("margin")
     if expect == "no_effect":
         if margin is None:
@@ -432,9 +447,17 @@ def _amount(value: Any, key: str, fail, *, minimum_exclusive: bool) -> float:
     return float(value)
 
 
-def grid_points(workload: Workload, grid: dict[str, list[Any]]) -> list[GridPoint]:
+def baseline_values(workload: Workload, grid: dict[str, list[Any]], baseline: dict[str, Any]) -> dict[str, Any]:
+    """The baseline point's value of every swept knob: the spec's `baseline` where it sets one, else the
+    workload's default (the failing setup its Config declares)."""
+    return {key: baseline.get(key, workload.knobs[key].default) for key in grid}
+
+
+def grid_points(
+    workload: Workload, grid: dict[str, list[Any]], baseline: dict[str, Any] | None = None
+) -> list[GridPoint]:
     """The cartesian product of the grid, baseline first (added if the product lacks it)."""
-    defaults = {key: workload.knobs[key].default for key in grid}
+    defaults = baseline_values(workload, grid, baseline or {})
     points = [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
     if defaults not in points:
         points.append(defaults)

@@ -69,7 +69,7 @@ BAD = {
     ),
     "claim without the default to compare with": (
         "workload: listmle\ngrid: {labels: [constant]}\nclaims: [{claim: x, set: {labels: constant}, expect: fixes}]\n",
-        ["claims[0].set.labels", "lacks the default 'graded'"],
+        ["claims[0].set.labels", "lacks the baseline's 'graded'"],
     ),
     "grid value below its range": (
         "workload: listmle\ngrid: {epochs: [-1]}\n",
@@ -94,6 +94,14 @@ BAD = {
     "adaptive from one seed": (
         "workload: listmle\nseeds: 1\ngrid: {labels: [graded, constant]}\n",
         ["seeds: 1 is too few for the adaptive design's first look", "design: fixed"],
+    ),
+    "baseline knob also fixed": (
+        "workload: listmle\nfixed: {labels: graded}\nbaseline: {labels: constant}\n",
+        ["baseline.labels", "is also set in `fixed`"],
+    ),
+    "baseline value outside the set": (
+        "workload: listmle\nbaseline: {list_shape: groupd}\n",
+        ["baseline.list_shape", "did you mean 'grouped'"],
     ),
     "unknown design": ("workload: listmle\ndesign: adaptiv\n", ["design:", "did you mean 'adaptive'", "valid: "]),
     "max_seeds below seeds": ("workload: listmle\nseeds: 5\nmax_seeds: 4\n", ["max_seeds:", "below seeds (5)"]),
@@ -123,6 +131,23 @@ def test_the_default_design_is_adaptive_and_seeds_on_the_command_line_fix_it(tmp
     assert spec.trial_count == 10 + 10  # one point at 10 seeds, the baseline at max(1, sqrt(1)) x 10
     fixed = spec.with_seeds(4)
     assert fixed.design.kind == "fixed" and fixed.trial_count == 8 and fixed.document["design"] == "fixed"
+
+
+def test_a_spec_baseline_is_this_sweeps_failing_setup(tmp_path):
+    (spec,) = load_specs(
+        write(
+            tmp_path,
+            "workload: listmle\nbaseline: {list_shape: grouped, labels: constant}\n"
+            "grid: {labels: [constant, graded]}\n"
+            "claims: [{claim: graded labels fix it, set: {labels: graded}, expect: fixes}]\n",
+        )
+    )
+    from sweeper.workload import load
+
+    workload = load("listmle")
+    assert [p.label for p in spec.points] == ["baseline", "labels=graded"]
+    assert spec.points[0].knobs == {"labels": "constant"} == spec.defaults(workload)
+    assert spec.base_overrides(workload) == {"list_shape": "grouped"}  # an unswept baseline knob: every trial
 
 
 def write(tmp_path: Path, text: str) -> Path:
