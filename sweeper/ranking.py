@@ -38,10 +38,10 @@ import numpy as np
 from scipy import stats
 
 from sweeper import evidence
+from sweeper.spec import BASELINE_LABEL
 
 IQM_FROM = 4
 """Seeds from which the score's centre is the interquartile mean; below, the IQM trims nothing: the mean."""
-BASELINE = "baseline"
 NOT_TESTABLE = "not testable here"
 
 
@@ -159,10 +159,11 @@ def _or_nan(value: float | None) -> float:
     return math.nan if value is None else value
 
 
-def by_seed(outcomes: Sequence[TrialOutcome]) -> dict[str, list[TrialOutcome]]:
+def by_seed(outcomes: Sequence[TrialOutcome], labels: Sequence[str] = ()) -> dict[str, list[TrialOutcome]]:
     """Each grid point's outcomes in seed order, up to its first missing seed: the design reads seeds
-    0, 1, ... in order, so a seed past a gap (a trial still running when the sweep stopped) waits for it."""
-    groups: dict[str, dict[int, TrialOutcome]] = {}
+    0, 1, ... in order, so a seed past a gap (a trial still running when the sweep stopped) waits for it.
+    `labels`: grid points to include even without outcomes (an empty list each)."""
+    groups: dict[str, dict[int, TrialOutcome]] = {label: {} for label in labels}
     for outcome in outcomes:
         groups.setdefault(outcome.label, {})[outcome.seed] = outcome
     ordered = {}
@@ -174,17 +175,21 @@ def by_seed(outcomes: Sequence[TrialOutcome]) -> dict[str, list[TrialOutcome]]:
     return ordered
 
 
-def decisions(
-    outcomes: Sequence[TrialOutcome], mode: str, design: evidence.Design, labels: Sequence[str] = ()
-) -> dict[str, dict[str, Any]]:
-    """`evidence.decide` on these outcomes, over every grid point in `labels` (the spec's: a point with no
-    finished trial stays in the family, and keeps the design waiting) and every point the outcomes name; the
-    baseline is the point whose outcomes say `is_baseline`."""
-    groups: dict[str, list[TrialOutcome]] = {label: [] for label in labels} | by_seed(outcomes)
-    baseline = next((o.label for o in outcomes if o.is_baseline), BASELINE)
-    scores = {label: comparison_scores(group, mode) for label, group in groups.items()}
+def scores_by_label(groups: dict[str, list[TrialOutcome]], mode: str) -> dict[str, np.ndarray]:
+    """The comparison scores of `by_seed`'s groups, as the design reads them (`evidence.Scores`)."""
+    return {label: comparison_scores(group, mode) for label, group in groups.items()}
+
+
+def decisions(groups: dict[str, list[TrialOutcome]], mode: str, design: evidence.Design) -> dict[str, dict[str, Any]]:
+    """`evidence.decide` on `by_seed`'s groups (with every grid point of the sweep: a point with no finished
+    trial stays in the family, and keeps the design waiting)."""
     healthy = {label: [o.healthy for o in group] for label, group in groups.items()}
-    return evidence.decide(design, scores, healthy, baseline)
+    return evidence.decide(design, scores_by_label(groups, mode), healthy, baseline_label(groups))
+
+
+def baseline_label(groups: dict[str, list[TrialOutcome]]) -> str:
+    """The label of the group whose outcomes say `is_baseline`; the spec's baseline label when none has any."""
+    return next((label for label, group in groups.items() if group and group[0].is_baseline), BASELINE_LABEL)
 
 
 def summarize_point(
@@ -253,12 +258,12 @@ def rank_points(
     groups: dict[str, list[TrialOutcome]] = {}
     for outcome in outcomes:
         groups.setdefault(outcome.label, []).append(outcome)
-    decided = decisions(outcomes, mode, design, labels)
-    ordered = by_seed(outcomes)
-    baseline = next((group for group in ordered.values() if group and group[0].is_baseline), [])
+    ordered = by_seed(outcomes, labels)
+    decided = decisions(ordered, mode, design)
+    baseline = ordered.get(baseline_label(ordered), [])
     for label, decision in decided.items():  # the effect on the metric, over the seeds the test used
         decision["shift"] = evidence.metric_shift(
-            [_or_nan(o.healthy_metric) for o in ordered.get(label, [])[: decision["seeds_used"]]],
+            [_or_nan(o.healthy_metric) for o in ordered[label][: decision["seeds_used"]]],
             [_or_nan(o.healthy_metric) for o in baseline[: decision["baseline_seeds_used"]]],
         )
     fallback = worst_metric(outcomes, mode)

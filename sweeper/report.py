@@ -37,7 +37,7 @@ from sweeper.records import (
     TrialRecord,
     write_atomically,
 )
-from sweeper.spec import GridPoint, SweepSpec
+from sweeper.spec import BASELINE_LABEL, GridPoint, SweepSpec
 from sweeper.workload import Workload
 
 VERDICT_COLOURS = {
@@ -81,12 +81,11 @@ def outcomes_of(records: list[TrialRecord], metric: str) -> list[ranking.TrialOu
 def planned_trials(spec: SweepSpec, workload: Workload, found: dict[str, TrialRecord]) -> list[tuple[GridPoint, int]]:
     """Every trial the sweep's design wants so far, given the finished ones (`evidence.seeds_wanted`): each
     point's seeds 0..n-1 and the baseline's, in grid order. A sweep is done when all of them are found."""
-    groups = ranking.by_seed(outcomes_of(list(found.values()), workload.metric))
-    scores = {p.label: ranking.comparison_scores(groups.get(p.label, []), workload.mode) for p in spec.points}
-    baseline = next(p for p in spec.points if p.is_baseline)
-    states, baseline_seeds, _ = evidence.seeds_wanted(spec.design, scores, baseline.label)
+    groups = ranking.by_seed(outcomes_of(list(found.values()), workload.metric), [p.label for p in spec.points])
+    scores = ranking.scores_by_label(groups, workload.mode)
+    states, baseline_seeds, _ = evidence.seeds_wanted(spec.design, scores, BASELINE_LABEL)
     wanted = {label: state.seeds_wanted for label, state in states.items()}
-    wanted[baseline.label] = baseline_seeds
+    wanted[BASELINE_LABEL] = baseline_seeds
     return [(point, seed) for point in spec.points for seed in range(wanted[point.label])]
 
 

@@ -28,7 +28,6 @@ from sweeper.records import (
     SWEEP_FILE,
     UNFINISHED,
     TrialRecord,
-    finished_keys,
     in_grid_order,
     is_complete,
     is_sweep_folder,
@@ -158,17 +157,15 @@ def run_sweep(sweep_dir: Path, *, address: str | None = None, tracking_uri: str 
     runner = _start_ray(address)
     runner.check_cluster(spec, tracker.tracking_uri)
     wall_seconds = 0.0
-    while True:
-        found = load_trials(sweep_dir, spec)
-        missing = [
-            (point, seed)
-            for point, seed in planned_trials(spec, workload, found)
-            if trial_key(point.label, seed) not in found
-        ]
-        if not missing:
-            break
+    found = load_trials(sweep_dir, spec)
+    while missing := [
+        (point, seed)
+        for point, seed in planned_trials(spec, workload, found)
+        if trial_key(point.label, seed) not in found
+    ]:
         wall_seconds += _run_trials(spec, workload, sweep_dir, tracker, missing, done=len(found), options=options)
-        if not finished_keys(sweep_dir) >= {trial_key(point.label, seed) for point, seed in missing}:
+        found = load_trials(sweep_dir, spec)
+        if any(trial_key(point.label, seed) not in found for point, seed in missing):
             break  # interrupted, or trials lost past their retries: the analysis says what is unfinished
     return _finish(spec, workload, sweep_dir, tracker, wall_seconds)
 
