@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import dataclasses
 import html
 import io
 import json
@@ -37,7 +38,7 @@ from sweeper.records import (
     TrialRecord,
     write_atomically,
 )
-from sweeper.spec import BASELINE_LABEL, GridPoint, SweepSpec
+from sweeper.spec import BASELINE_LABEL, PROJECT_SOURCE, Claim, GridPoint, Source, SweepSpec
 from sweeper.workload import Workload
 
 VERDICT_COLOURS = {
@@ -139,7 +140,10 @@ def analyze(spec: SweepSpec, workload: Workload, records: list[TrialRecord], swe
         "smoke": spec.smoke,
         "verdict_rule": design.describe(len(spec.points) - 1),
         "points": ranking.rank_points(outcomes, workload.mode, design, [p.label for p in spec.points]),
-        "main_effects": ranking.main_effects(outcomes, spec.grid, workload.mode),
+        "vary": spec.vary,
+        # One knob at a time from the baseline, each point is already its knob's effect; averaging a knob's
+        # value over the other knobs' points would mix their effects in.
+        "main_effects": ranking.main_effects(outcomes, spec.grid, workload.mode) if spec.vary == "cartesian" else [],
         "claims": judge_claims(spec, workload, outcomes),
         "claims_rule": CLAIMS_RULE.format(
             correction="Holm" if design.correction == "holm" else "Benjamini-Hochberg", alpha=design.alpha
@@ -199,6 +203,7 @@ def judge_claims(spec: SweepSpec, workload: Workload, outcomes: list[ranking.Tri
                 "where": claim.where,
                 "expect": claim.expect,
                 "margin": claim.margin,
+                "source": claim_source(claim),
                 "testable": bool(informative),
                 "left_out": sorted(left_out),
                 "p_value": ranking.claim_p_value(effect, claim.expect, claim.margin) if informative else None,
@@ -212,6 +217,11 @@ def judge_claims(spec: SweepSpec, workload: Workload, outcomes: list[ranking.Tri
         item.setdefault("p_adjusted", None)
         item["holds"], item["status"] = _claim_status(item, spec.alpha, workload.thresholds.zero_loss_atol)
     return judged
+
+
+def claim_source(claim: Claim) -> dict[str, str] | str | None:
+    """The claim's source as ranking.json keeps it: {file, quote}, "project", or None."""
+    return dataclasses.asdict(claim.source) if isinstance(claim.source, Source) else claim.source
 
 
 def _claim_status(item: dict[str, Any], alpha: float, zero_loss_atol: float) -> tuple[bool | None, str]:
@@ -279,7 +289,7 @@ def sections(document: dict, rows: list[dict[str, Any]], context: dict[str, str]
         baseline_section(document, rows),
         claims_section(document),
         ranking_section(document),
-        effects_section(document),
+        *([effects_section(document)] if document["main_effects"] else []),
         Section(
             "Failure modes per grid point",
             ["Verdict counts over the seeds, in ranking order."],
@@ -360,7 +370,7 @@ def claims_section(document: dict) -> Section:
     section = Section(
         "The question's claims, measured",
         [document["claims_rule"]],
-        ["claim", "change", "expected", "verdict", "p (adjusted)", "what was measured"],
+        ["claim", "source", "change", "expected", "verdict", "p (adjusted)", "what was measured"],
     )
     for item in document["claims"]:
         m = item["measured"]
@@ -380,8 +390,17 @@ def claims_section(document: dict) -> Section:
             measured = "no twin trials in this grid"
         expected = item["expect"] + (f" (margin {item['margin']:g})" if item["margin"] is not None else "")
         p_values = "–" if item["p_value"] is None else f"{number(item['p_value'], 2)} ({number(item['p_adjusted'], 2)})"
-        section.rows.append([item["claim"], _knobs(item["set"]) + where, expected, item["status"], p_values, measured])
+        section.rows.append(
+            [item["claim"], _source_cell(item.get("source")), _knobs(item["set"]) + where]
+            + [expected, item["status"], p_values, measured]
+        )
     return section
+
+
+def _source_cell(source: dict[str, str] | str | None) -> str:
+    if isinstance(source, dict):
+        return f"{source['file']}: “{source['quote']}”"
+    return "the project's own (no document says it)" if source == PROJECT_SOURCE else "–"
 
 
 def ranking_section(document: dict) -> Section:

@@ -14,8 +14,10 @@ small sweep per workload). Each document:
     baseline: {loss: td}       # this sweep's failing setup where it is not the workload's defaults: the
                                # baseline point's value of a swept knob, every trial's value of another
     fixed: {epochs: 20}        # overrides for every trial
-    grid:                      # knob -> values; the cartesian product is swept
+    grid:                      # knob -> values
       list_shape: [flattened, grouped]
+    vary: cartesian            # cartesian: every combination of the grid's values; one_at_a_time: the
+                               # baseline, and each knob's other values with the rest at the baseline's
     resources: {cpu: 1, gpu: 0}
     description: free text shown in the report
     claims:                    # the source question's claims, each judged from the measurements
@@ -25,8 +27,13 @@ small sweep per workload). Each document:
         expect: fixes                    # fixes | no_effect | harmful | zero_loss
         margin: 0.2                      # no_effect only: the largest shift in P(with beats without) from
                                          # 1/2 that still counts as no effect (an equivalence margin)
+        source: {file: 000_d839642e40c27b5a.txt, quote: "the sentence the claim tests, word for word"}
+                                         # or `source: project`: a claim no document makes
 
-The baseline (every grid knob at its Config default) is always swept, added if the product lacks it.
+The baseline (every grid knob at its Config default, or the spec's `baseline` value) is always swept, added
+if the product lacks it. A claim must have twins in the grid: a point that matches `where` and `set`, and
+the same point with `set`'s knobs at the baseline's values (so under one_at_a_time a claim changes one knob
+and filters on baseline values only).
 How many seeds each point and the baseline run, and how the verdicts are tested, is `sweeper.evidence`.
 Knob values must have the knob's type and lie in the range its workload declares (`sweeper list`). A
 workload file is stored by its resolved absolute path (`SweepSpec.workload` and the spec's `document`), so
@@ -64,14 +71,19 @@ TOP_LEVEL_KEYS = (
     "baseline",
     "fixed",
     "grid",
+    "vary",
     "resources",
     "claims",
 )
 RESOURCE_KEYS = ("cpu", "gpu")
-CLAIM_KEYS = ("claim", "set", "where", "expect", "margin")
+CLAIM_KEYS = ("claim", "set", "where", "expect", "margin", "source")
+SOURCE_KEYS = ("file", "quote")
+PROJECT_SOURCE = "project"
+"""`source: project`: a claim the project makes on its own, which no source document states."""
 EXPECTATIONS = ("fixes", "no_effect", "harmful", "zero_loss")
 BASELINE_LABEL = "baseline"
 DESIGNS = ("adaptive", "fixed")
+VARIATIONS = ("cartesian", "one_at_a_time")
 CORRECTIONS = ("holm", "bh")
 DEFAULT_MAX_SEEDS = 10
 MAX_SPEC_BYTES = 1_000_000
@@ -105,6 +117,14 @@ class GridPoint:
 
 
 @dataclass(frozen=True)
+class Source:
+    """Where a claim comes from: a document's file name and the sentence the claim tests, word for word."""
+
+    file: str
+    quote: str
+
+
+@dataclass(frozen=True)
 class Claim:
     """A claim of the source question: setting `change` (vs the knobs' defaults), on the grid points that
     match `where`, is expected to `expect`."""
@@ -115,6 +135,8 @@ class Claim:
     expect: str
     margin: float | None = None
     """`no_effect` only: P(with beats without) within 1/2 +- margin counts as no effect."""
+    source: Source | str | None = None
+    """The document sentence it tests, PROJECT_SOURCE for the project's own claim, or None (not said)."""
 
 
 @dataclass(frozen=True)
@@ -131,6 +153,8 @@ class SweepSpec:
     description: str = ""
     baseline: dict[str, Any] = field(default_factory=dict)
     """Knob values of this sweep's failing setup, overriding the workload's defaults (`defaults`)."""
+    vary: str = "cartesian"
+    """How the grid becomes points: `cartesian` or `one_at_a_time` (see `grid_points`)."""
     max_seeds: int = 10
     design_kind: str = "adaptive"
     alpha: float = 0.05
@@ -296,7 +320,15 @@ def _parse(path: Path, doc: Any, index: int | None) -> SweepSpec:
             raise fail(f"grid.{key}", f"lists a value twice: {values!r}")
         grid[str(key)] = checked
 
-    size = math.prod(len(values) for values in grid.values())
+    vary = doc.get("vary", "cartesian")
+    if vary not in VARIATIONS:
+        raise fail(
+            "vary", f"{vary!r} is not a way to vary the grid{did_you_mean(vary, VARIATIONS)}; {one_of(VARIATIONS)}"
+        )
+    if vary == "cartesian":
+        size = math.prod(len(values) for values in grid.values())
+    else:
+        size = 1 + sum(len(values) for values in grid.values())
     if size > MAX_GRID_POINTS:
         raise fail("grid", f"{size} grid points; a spec may sweep at most {MAX_GRID_POINTS}")
 
@@ -313,7 +345,8 @@ def _parse(path: Path, doc: Any, index: int | None) -> SweepSpec:
     if not isinstance(claims_doc, list):
         raise fail("claims", f"expected a list of claims, got {claims_doc!r}")
     defaults = baseline_values(workload, grid, baseline)
-    claims = [_claim(workload, grid, defaults, f"claims[{i}]", item, fail) for i, item in enumerate(claims_doc)]
+    points = grid_points(workload, grid, baseline, vary)
+    claims = [_claim(workload, grid, defaults, points, f"claims[{i}]", item, fail) for i, item in enumerate(claims_doc)]
 
     spec = SweepSpec(
         path=path,
@@ -327,11 +360,12 @@ def _parse(path: Path, doc: Any, index: int | None) -> SweepSpec:
         gpu=gpu,
         description=description,
         baseline=baseline,
+        vary=vary,
         max_seeds=max_seeds,
         design_kind=design_kind,
         alpha=float(alpha),
         correction=correction,
-        points=grid_points(workload, grid, baseline),
+        points=points,
         claims=claims,
         document={**doc, "workload": workload_ref},
     )
@@ -345,7 +379,13 @@ def _parse(path: Path, doc: Any, index: int | None) -> SweepSpec:
 
 
 def _claim(
-    workload: Workload, grid: dict[str, list[Any]], defaults: dict[str, Any], key: str, item: Any, fail
+    workload: Workload,
+    grid: dict[str, list[Any]],
+    defaults: dict[str, Any],
+    points: list[GridPoint],
+    key: str,
+    item: Any,
+    fail,
 ) -> Claim:
     if not isinstance(item, dict):
         raise fail(key, f"expected a mapping with {', '.join(CLAIM_KEYS)}, got {item!r}")
@@ -376,6 +416,13 @@ def _claim(
             raise fail(f"{key}.where.{knob}", "is also in `set`; a claim changes a knob or filters on it, not both")
         if defaults[knob] not in grid[knob]:
             raise fail(f"{key}.set.{knob}", f"the grid lacks the baseline's {defaults[knob]!r} to compare with")
+    if not twins_exist(points, change, where, defaults):
+        raise fail(
+            f"{key}.set",
+            "no grid point pairs this change with its twin (the same point with the changed knobs at the "
+            "baseline's values) where the claim looks; one_at_a_time grids vary one knob at a time from the "
+            "baseline, so there a claim changes one knob and its `where` names baseline values only",
+        )
     margin = item.get("margin")
     if expect == "no_effect":
         if margin is None:
@@ -394,7 +441,36 @@ def _claim(
         where=where,
         expect=expect,
         margin=None if margin is None else float(margin),
+        source=_source(item.get("source"), f"{key}.source", fail),
     )
+
+
+def _source(value: Any, key: str, fail) -> Source | str | None:
+    if value is None or value == PROJECT_SOURCE:
+        return value
+    if not isinstance(value, dict):
+        raise fail(key, f"expected {{file: ..., quote: ...}} or {PROJECT_SOURCE!r}, got {value!r}")
+    for name in value:
+        if name not in SOURCE_KEYS:
+            raise fail(f"{key}.{name}", f"unknown key{did_you_mean(name, SOURCE_KEYS)}; {one_of(SOURCE_KEYS)}")
+    for name in SOURCE_KEYS:
+        if not isinstance(value.get(name), str) or not value[name].strip():
+            what = "the document's file name" if name == "file" else "the sentence the claim tests, word for word"
+            raise fail(f"{key}.{name}", f"missing; give {what}")
+    return Source(file=value["file"].strip(), quote=" ".join(value["quote"].split()))
+
+
+def twins_exist(
+    points: list[GridPoint], change: dict[str, Any], where: dict[str, Any], defaults: dict[str, Any]
+) -> bool:
+    """Whether some point with the change (within `where`) has its twin among the points: the same knobs,
+    the changed ones at the baseline's values."""
+    all_knobs = [point.knobs for point in points]
+    for knobs in all_knobs:
+        if all(knobs[k] == v for k, v in {**where, **change}.items()):
+            if {**knobs, **{k: defaults[k] for k in change}} in all_knobs:
+                return True
+    return False
 
 
 def _check_seeds(where: object, key: str, seeds: Any) -> None:
@@ -454,11 +530,17 @@ def baseline_values(workload: Workload, grid: dict[str, list[Any]], baseline: di
 
 
 def grid_points(
-    workload: Workload, grid: dict[str, list[Any]], baseline: dict[str, Any] | None = None
+    workload: Workload, grid: dict[str, list[Any]], baseline: dict[str, Any] | None = None, vary: str = "cartesian"
 ) -> list[GridPoint]:
-    """The cartesian product of the grid, baseline first (added if the product lacks it)."""
+    """The grid's points, baseline first (added if the grid lacks it): every combination of the values
+    (`cartesian`), or each knob's other values alone with the other knobs at the baseline's (`one_at_a_time`)."""
     defaults = baseline_values(workload, grid, baseline or {})
-    points = [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
+    if vary == "cartesian":
+        points = [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
+    else:
+        points = [
+            {**defaults, key: value} for key, values in grid.items() for value in values if value != defaults[key]
+        ]
     if defaults not in points:
         points.append(defaults)
     points.sort(key=lambda knobs: knobs != defaults)  # stable: the baseline moves to the front

@@ -97,6 +97,7 @@ def _parent_fields(spec: SweepSpec, sweep_dir: Path) -> tuple[dict[str, Any], di
         "grid": spec.grid,
         "fixed": spec.fixed,
         "baseline": spec.baseline,
+        "vary": spec.vary,
         "spec_file": str(spec.path),
     }
     return params, {TAG_WORKLOAD: spec.workload, "sweeper.output": str(sweep_dir.resolve())}
@@ -397,10 +398,10 @@ def _with_claims_from(spec: SweepSpec, path: Path) -> SweepSpec:
     if not matching:
         raise SweeperError(f"{path}: no sweep named {spec.name!r} to take claims from")
     (other,) = matching
-    as_run = (spec.workload, spec.grid, spec.fixed, spec.baseline, spec.smoke)
-    if (other.workload, other.grid, other.fixed, other.baseline, other.smoke) != as_run:
+    as_run = (spec.workload, spec.grid, spec.vary, spec.fixed, spec.baseline, spec.smoke)
+    if (other.workload, other.grid, other.vary, other.fixed, other.baseline, other.smoke) != as_run:
         raise SweeperError(
-            f"{path}: {spec.name}: its workload, grid, fixed or baseline knobs differ from the sweep as run"
+            f"{path}: {spec.name}: its workload, grid, vary, fixed or baseline knobs differ from the sweep as run"
         )
     return dataclasses.replace(
         spec, claims=other.claims, document={**spec.document, "claims": other.document.get("claims", [])}

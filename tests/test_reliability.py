@@ -43,6 +43,10 @@ def finished_trials(out: Path) -> list[Path]:
     return sorted(out.glob("*/trials/*.json"))
 
 
+def nodes_that_finished(out: Path) -> set[str]:
+    return {json.loads(path.read_text())["worker"].split(":")[0] for path in finished_trials(out)}
+
+
 def child_runs(client: MlflowClient, experiment: str):
     runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id], max_results=1000)
     return [r for r in runs if r.data.tags.get("sweeper.kind") == "trial"], [
@@ -329,7 +333,9 @@ def test_a_two_node_cluster_survives_a_lost_node(tmp_path):
 
         run_on_cluster = ["run", "spec.yaml", "--address", f"127.0.0.1:{head_port}", "--tracking-uri", uri]
         driver = start_sweeper(*run_on_cluster, "--out", str(out), cwd=tmp_path, RAY_AUTH_MODE="token")
-        wait_for(lambda: len(finished_trials(out)) >= 2, 900, "two trials finished on the cluster")
+        # Both nodes must have finished a trial before one is lost: the second node's first TensorFlow import
+        # can take longer than the head's first two trials, and then nothing would show it took part.
+        wait_for(lambda: len(nodes_that_finished(out)) == 2, 900, "a trial finished on each node")
         os.killpg(node.pid, signal.SIGKILL)  # the second node and its worker processes, mid-trial
         stdout, stderr = driver.communicate(timeout=1200)
         assert driver.returncode == 0, stdout[-3000:] + stderr[-3000:]

@@ -122,6 +122,35 @@ BAD = {
         "claims: [{claim: x, set: {labels: constant}, expect: fixes, margin: 0.1}]\n",
         ["claims[0].margin", "only `expect: no_effect` takes a margin"],
     ),
+    "unknown way to vary": (
+        "workload: listmle\nvary: one_at_a_tim\n",
+        ["vary:", "did you mean 'one_at_a_time'", "valid: cartesian, one_at_a_time"],
+    ),
+    "claim without twins one knob at a time": (
+        "workload: listmle\nvary: one_at_a_time\ngrid: {list_shape: [flattened, grouped], labels: [graded, constant]}\n"
+        "claims: [{claim: x, set: {list_shape: grouped}, where: {labels: constant}, expect: fixes}]\n",
+        ["claims[0].set", "no grid point pairs this change with its twin", "one knob"],
+    ),
+    "claim changing two knobs one knob at a time": (
+        "workload: listmle\nvary: one_at_a_time\ngrid: {list_shape: [flattened, grouped], labels: [graded, constant]}\n"
+        "claims: [{claim: x, set: {list_shape: grouped, labels: constant}, expect: fixes}]\n",
+        ["claims[0].set", "no grid point pairs"],
+    ),
+    "claim source with an unknown key": (
+        "workload: listmle\ngrid: {labels: [graded, constant]}\n"
+        "claims: [{claim: x, set: {labels: constant}, expect: fixes, source: {file: a.txt, quot: b}}]\n",
+        ["claims[0].source.quot", "did you mean 'quote'", "valid: file, quote"],
+    ),
+    "claim source without its quote": (
+        "workload: listmle\ngrid: {labels: [graded, constant]}\n"
+        "claims: [{claim: x, set: {labels: constant}, expect: fixes, source: {file: a.txt}}]\n",
+        ["claims[0].source.quote", "missing", "word for word"],
+    ),
+    "claim source neither a document nor the project": (
+        "workload: listmle\ngrid: {labels: [graded, constant]}\n"
+        "claims: [{claim: x, set: {labels: constant}, expect: fixes, source: me}]\n",
+        ["claims[0].source", "{file: ..., quote: ...} or 'project'", "'me'"],
+    ),
 }
 
 
@@ -168,6 +197,44 @@ def test_a_good_spec_puts_the_baseline_first(tmp_path):
 def test_a_grid_that_contains_the_baseline_keeps_it_once(tmp_path):
     (spec,) = load_specs(write(tmp_path, "workload: listmle\ngrid: {labels: [constant, graded]}\n"))
     assert [p.label for p in spec.points] == [BASELINE_LABEL, "labels=constant"]
+
+
+def test_one_at_a_time_varies_each_knob_alone_from_the_baseline(tmp_path):
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(
+        "workload: listmle\nvary: one_at_a_time\nbaseline: {labels: constant}\n"
+        "grid: {list_shape: [flattened, grouped, vector], labels: [graded, constant], hidden_units: [8]}\n"
+        "claims: [{claim: x, set: {list_shape: grouped}, expect: fixes, source: project}]\n"
+    )
+    (spec,) = load_specs(spec_file)
+    knobs = [point.knobs for point in spec.points]
+    base = {"list_shape": "flattened", "labels": "constant", "hidden_units": 64}
+    assert knobs == [  # hidden_units' baseline value (64, the default) is added as the baseline point's
+        base,
+        {**base, "list_shape": "grouped"},
+        {**base, "list_shape": "vector"},
+        {**base, "labels": "graded"},
+        {**base, "hidden_units": 8},
+    ]
+    assert [point.label for point in spec.points] == [
+        BASELINE_LABEL,
+        "list_shape=grouped",
+        "list_shape=vector",
+        "labels=graded",
+        "hidden_units=8",
+    ]
+    assert spec.claims[0].source == "project"
+
+
+def test_a_claim_source_keeps_the_quote_with_its_whitespace_folded(tmp_path):
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(
+        "workload: listmle\ngrid: {labels: [graded, constant]}\nclaims:\n"
+        "  - {claim: x, set: {labels: constant}, expect: fixes,\n"
+        '     source: {file: 000_d839642e40c27b5a.txt, quote: "  invariant\\n  labels  "}}\n'
+    )
+    (spec,) = load_specs(spec_file)
+    assert (spec.claims[0].source.file, spec.claims[0].source.quote) == ("000_d839642e40c27b5a.txt", "invariant labels")
 
 
 def test_several_documents_are_several_sweeps(tmp_path):

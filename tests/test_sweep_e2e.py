@@ -206,7 +206,10 @@ def test_report_html_shows_its_plots_in_a_real_browser(sweep, tmp_path):
 
 def test_report_judges_claims_added_after_the_run(sweep, tmp_path):
     work, sweep_dir, _ = sweep
-    claims = SPEC + "claims:\n  - {claim: Grouping fixes it, set: {list_shape: grouped}, expect: fixes}\n"
+    claims = SPEC + (
+        "claims:\n  - {claim: Grouping fixes it, set: {list_shape: grouped}, expect: fixes,\n"
+        "     source: {file: 000_d839642e40c27b5a.txt, quote: Example 3}}\n"
+    )
     (tmp_path / "claims.yaml").write_text(claims)
     store = f"sqlite:///{work / 'mlflow.db'}"
     result = subprocess.run(
@@ -229,7 +232,9 @@ def test_report_judges_claims_added_after_the_run(sweep, tmp_path):
     (rebuilt,) = sweep_dirs(tmp_path / "out")
     (claim,) = json.loads((rebuilt / "ranking.json").read_text())["claims"]
     assert claim["claim"] == "Grouping fixes it" and claim["measured"]["pairs"] == 2 and claim["holds"] is not None
+    assert claim["source"] == {"file": "000_d839642e40c27b5a.txt", "quote": "Example 3"}
     assert "Grouping fixes it" in (rebuilt / "report.md").read_text()
+    assert "000_d839642e40c27b5a.txt: “Example 3”" in (rebuilt / "report.md").read_text()
 
     (tmp_path / "other.yaml").write_text(claims.replace("vector]", "vector]\n  labels: [graded, constant]"))
     refused = subprocess.run(
