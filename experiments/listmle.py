@@ -34,9 +34,10 @@ from sweeper.workload import Range
 @dataclass(frozen=True)
 class Config:
     # --- the folk remedies (defaults reproduce the question) ---
-    list_shape: Literal["flattened", "grouped", "vector"] = "flattened"
+    list_shape: Literal["flattened", "grouped", "vector", "one_list"] = "flattened"
     """Shape of what reaches the loss: `flattened` (batch*list_size, 1) as in the question, `grouped` (batch,
-    list_size), `vector` (batch*list_size,)."""
+    list_size), `vector` (batch*list_size,) as in the answer's Example 3, `one_list` (1, batch*list_size): the
+    answer's "one big list", every document of the batch in a single list across queries."""
     labels: Literal["graded", "constant"] = "graded"
     """Training labels: `graded` (0..4 from the hidden scoring function) or `constant` (every training label set to the
     same grade, the answer's "invariant labels"); test labels stay graded."""
@@ -174,6 +175,10 @@ def to_loss_shape(tensor, list_shape: str):
         # Rank 1: ListMLE reduces over axis 1, which does not exist, so it raises
         # a ValueError while tracing; it is left to propagate.
         return tf.reshape(tensor, (-1,))
+    if list_shape == "one_list":
+        # One list of every document in the batch: the loss is not zero, but it ranks documents of
+        # different queries against each other, which a query's ranking never asks for.
+        return tf.reshape(tensor, (1, -1))
     return tensor
 
 

@@ -186,7 +186,10 @@ def judge_claims(spec: SweepSpec, workload: Workload, outcomes: list[ranking.Tri
             if all(point.knobs[k] == v for k, v in {**claim.where, **claim.change}.items()):
                 twin = {**point.knobs, **{k: defaults[k] for k in claim.change}}
                 reason = fixed_outcome(spec, workload, point.knobs)
-                if reason is not None and fixed_outcome(spec, workload, twin) is not None:
+                # A zero_loss claim is about the trials with the change, whatever their twins: there a fixed
+                # outcome (a loss that is exactly 0, or an exception) is the answer, not a setting to leave out.
+                comparative = claim.expect != "zero_loss"
+                if reason is not None and comparative and fixed_outcome(spec, workload, twin) is not None:
                     left_out.add(reason)
                 else:
                     informative.add(point.label)

@@ -33,7 +33,7 @@ CASES = {
     "value outside the set": (
         b"workload: listmle\ngrid: {list_shape: [grouped, 3d]}\n",
         [],
-        "valid: flattened, grouped, vector",
+        "valid: flattened, grouped, vector, one_list",
     ),
     "grid value is a mapping": (b"workload: listmle\ngrid: {list_shape: [{a: 1}]}\n", [], "grid.list_shape[0]"),
     "grid is a list": (b"workload: listmle\ngrid: [list_shape]\n", [], "grid: expected a mapping"),

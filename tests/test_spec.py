@@ -32,7 +32,7 @@ BAD = {
     ),
     "value outside the set": (
         "workload: listmle\ngrid: {list_shape: [grouped, groupd]}\n",
-        ["grid.list_shape[1]", "'groupd'", "did you mean 'grouped'", "valid: flattened, grouped, vector"],
+        ["grid.list_shape[1]", "'groupd'", "did you mean 'grouped'", "valid: flattened, grouped, vector, one_list"],
     ),
     "unknown workload": ("workload: listmel\n", ["workload:", "did you mean 'listmle'", "valid: "]),
     "malformed YAML": ("workload: listmle\ngrid: {list_shape: [grouped\n", ["malformed YAML", "line "]),
