@@ -3,8 +3,10 @@
 Reproduces the widely read question "Why is my bidirectional LSTM achieving a
 val_score of 0.0?". The folk answer lists: variable-length sequences padded
 without care (padded zeros read as data, no masking), features on very
-different scales, a sigmoid output on a regression target, too few units or
-too little data, a learning rate too high or too low, and improper masking.
+different scales, a sigmoid output on a regression target, a loss that does
+not match the output, labels encoded inconsistently or with a narrow range,
+too few units, layers or data, dropout, a learning rate too high or too low,
+too few iterations or too small batches, and improper masking.
 It also recommends `pad_sequences(..., padding='post')` over
 `np.pad(..., 'constant')` at the end, which builds the very same array.
 
@@ -34,11 +36,17 @@ the end it read is mostly forgotten (standardising alone reaches ~0.4).
 Standardising AND masking reach ~0.95. `padding_impl` cannot matter: see `pad`.
 
 The defaults of `Config` are the question's setup; every folk remedy is a
-knob. Only the standard library and numpy are imported at module level so the
-module can be imported for spec validation without paying for TensorFlow.
+knob, and so is every other cause the answer names, each off by default: the
+loss against the output activation (`loss`), masking done wrong (`masking=
+wrong_side`), steps not properly sequenced (`sequencing`), labels with a narrow
+range (`positive_rate`) or encoded inconsistently (`inconsistent_share`), the
+number of layers, dropout. Only the standard library and numpy are imported
+at module level so the module can be imported for spec validation without
+paying for TensorFlow.
 """
 
 import dataclasses
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -63,38 +71,66 @@ class Config:
     padding_impl: Literal["np_pad", "pad_sequences"] = "np_pad"
     """How the batch is padded: `np.pad` per sequence or `tf.keras.utils.pad_sequences`; both build the
     identical array."""
-    masking: Literal["none", "masking_layer"] = "none"
+    masking: Literal["none", "masking_layer", "wrong_side"] = "none"
     """`none`: padded zeros are read as data; `masking_layer`: a `Masking(mask_value=0.0)` layer makes both LSTM
-    directions skip them."""
+    directions skip them; `wrong_side`: masking done wrong, the answer's "Improper masking": a mask of the valid steps
+    built for the other padding side (as `tf.sequence_mask(lengths)` on pre-padded data), so the LSTM skips valid steps
+    and reads pads."""
     feature_scaling: Literal["raw", "standardized"] = "raw"
     """`raw` (scales ~1, ~1000, ~0.01) or `standardized` per feature with training statistics over valid steps, before
     padding so pads stay 0."""
     output_activation: Literal["sigmoid", "linear"] = "sigmoid"
-    """Activation of the output unit. Classification trains with binary cross-entropy on probabilities (sigmoid) or on
-    logits (linear); regression with MSE on the output as is."""
+    """Activation of the output unit. Under the default `loss=matched`, classification trains with binary cross-entropy
+    on probabilities (sigmoid) or on logits (linear); regression with MSE on the output as is."""
+    loss: Literal["matched", "mse", "bce_probabilities", "bce_logits"] = "matched"
+    """The answer's "the chosen loss function must align with the selected activation and output range" and "selected
+    appropriately for the nature of the target": `matched` is MSE for regression and, for classification, binary
+    cross-entropy reading the output as the activation makes it (probabilities after sigmoid, logits after linear);
+    the others are used whatever the task and output: `mse`, `bce_probabilities` (on a linear output Keras clips it to
+    (0, 1)), `bce_logits` (on a sigmoid output the sigmoid is applied twice). Classification predicts the positive class
+    where the loss reads a probability above 1/2 (output > 0 for logits, > 0.5 otherwise)."""
     target_scaling: Literal["raw", "standardized"] = "raw"
     """Regression only: fit the raw target or its standardised version (training mean/std); R^2 is computed on the raw
     scale either way."""
 
     # --- capacity and optimisation ---
     units: Annotated[int, Range(1, 2048)] = 16
-    """LSTM units per direction."""
+    """LSTM units per direction (the answer's "hidden unit size"; its Example 3 goes from 16 to 64)."""
+    layers: Annotated[int, Range(1, 8)] = 1
+    """Stacked Bidirectional(LSTM) layers, the lower ones returning sequences (the answer's "The number of LSTM
+    layers")."""
+    dropout: Annotated[float, Range(0.0, 1.0, high_open=True)] = 0.0
+    """Dropout rate on the inputs of every LSTM layer (`LSTM(dropout=...)`; the answer's "the use of dropout")."""
     learning_rate: Annotated[float, Range(0.0, 10.0, low_open=True)] = 1e-3
-    """Adam learning rate."""
+    """Adam learning rate (the answer: "too high" oscillates, "too low" learns exceedingly slowly)."""
     epochs: Annotated[int, Range(1, 10_000)] = 25
-    """Passes over the training set; one report per epoch."""
+    """Passes over the training set; one report per epoch (the answer's "insufficient training iterations")."""
     batch_size: Annotated[int, Range(1, 4096)] = 64
-    """Sequences per training step."""
+    """Sequences per training step (the answer's "an excessively small batch size")."""
 
     # --- data ---
     dataset_size: Annotated[int, Range(1, 1_000_000)] = 2000
-    """Number of training sequences."""
+    """Number of training sequences (the answer's Example 3: "the need for sufficient data")."""
     n_val: Annotated[int, Range(2, 100_000)] = 500
     """Number of validation sequences (val_loss and val_score)."""
     min_len: Annotated[int, Range(1, 1000)] = 5
     """Shortest sequence (valid steps; at most `max_len`)."""
     max_len: Annotated[int, Range(1, 1000)] = 50
     """Longest sequence; every sequence is padded to this length."""
+    sequencing: Literal["ordered", "reshaped"] = "ordered"
+    """The answer's "If your data isn't properly sequenced, segmented into timesteps": `ordered` feeds (steps,
+    features); `reshaped` stores each padded sequence as (features, steps) and reshapes it (not transposes it) to
+    (steps, features), so every "step" mixes values of different steps."""
+
+    # --- labels (classification only) ---
+    positive_rate: Annotated[float, Range(0.0, 0.5, low_open=True)] = 0.5
+    """Share of positive labels, for the answer's labels that "have a limited range of variation": still an XOR of the
+    two ends, each end compared with one threshold (0 at 0.5, ~1.95 at 0.05) chosen so that the XOR holds this often
+    (see `label_threshold`). Regression ignores it."""
+    inconsistent_share: Annotated[float, Range(0.0, 1.0)] = 0.0
+    """Share of the training sequences whose labels are encoded the other way round (a second source with 1 for the
+    negative class), for the answer's "target labels are inconsistently encoded"; the validation labels stay
+    consistent. At 0.5 the labels carry no information. Regression ignores it."""
     seed: int = 0
     """Seeds the data, the weight initialisation and the batch order."""
 
@@ -124,6 +160,17 @@ HEAD_UNITS = 16
 
 
 # --- data ---
+def label_threshold(positive_rate: float) -> float:
+    """The threshold t on both unit-normal ends for which (a > t) != (b > t) holds with probability positive_rate.
+
+    With p = P(a > t), the XOR holds with probability 2 p (1 - p); solved for p and inverted through the normal CDF.
+    """
+    if positive_rate == 0.5:
+        return 0.0  # exactly the sign test of the question's task
+    p = (1.0 - np.sqrt(1.0 - 2.0 * positive_rate)) / 2.0
+    return statistics.NormalDist().inv_cdf(1.0 - p)
+
+
 def pad(sequences: list, config: Config) -> np.ndarray:
     """(n, max_len, n_features) float32, zeros before or after the valid steps.
 
@@ -160,7 +207,8 @@ def make_data(config: Config):
     first = np.array([z[0, 0] for z in unit])  # the sensor at the first step
     last = np.array([z[-1, 1] for z in unit])  # the amount's deviation at the last valid step
     if config.task == "classification":
-        y = ((first > 0) != (last > 0)).astype(np.float32)
+        threshold = label_threshold(config.positive_rate)
+        y = ((first > threshold) != (last > threshold)).astype(np.float32)
     else:
         y = (TARGET_OFFSET + TARGET_GAIN * (first + last)).astype(np.float32)
     sequences = [FEATURE_MEAN + FEATURE_STD * z for z in unit]
@@ -173,36 +221,61 @@ def make_data(config: Config):
         sequences = [(s - mean) / std for s in sequences]
 
     x = pad([s.astype(np.float32) for s in sequences], config)
+    if config.sequencing == "reshaped":
+        # The padded (steps, features) block stored as (features, steps), then reshaped instead of transposed.
+        x = np.ascontiguousarray(x.transpose(0, 2, 1)).reshape(x.shape)
     m = config.dataset_size
+    if config.task == "classification" and config.inconsistent_share > 0:
+        # Drawn after everything else, so the sequences and the other labels are those of share 0.
+        flipped = rng.random(m) < config.inconsistent_share
+        y[:m][flipped] = 1.0 - y[:m][flipped]
     return (x[:m], y[:m]), (x[m:], y[m:])
 
 
 # --- model ---
 def make_model(config: Config):
-    """(batch, max_len, 3) -> (batch,): Bidirectional(LSTM) and a small Dense head."""
+    """(batch, max_len, 3) -> (batch,): `layers` stacked Bidirectional(LSTM) and a small Dense head."""
     import tensorflow as tf
 
     inputs = tf.keras.Input(shape=(config.max_len, len(FEATURE_MEAN)))
     h = inputs
+    mask = None
     if config.masking == "masking_layer":
         # A step is masked when all its features equal 0: only padded steps,
         # since a valid step of continuous features is never all-zero. This is
         # what `Embedding(mask_zero=True)` does for token ids.
         h = tf.keras.layers.Masking(mask_value=0.0)(h)
-    h = tf.keras.layers.Bidirectional(tf.keras.layers.LSTM(config.units))(h)
+    elif config.masking == "wrong_side":
+        # The right mask (a step is valid unless all its features are 0) mirrored in time: the mask of the other
+        # padding side, as `tf.sequence_mask(lengths, max_len)` (valid steps first) gives on pre-padded data.
+        mask = tf.keras.layers.Lambda(lambda x: tf.reverse(tf.reduce_any(tf.not_equal(x, 0.0), axis=-1), axis=[1]))(
+            inputs
+        )
+    for layer in range(config.layers):
+        lstm = tf.keras.layers.LSTM(config.units, dropout=config.dropout, return_sequences=layer < config.layers - 1)
+        bilstm = tf.keras.layers.Bidirectional(lstm)
+        # Only the first layer takes the explicit mask; Keras passes it on to the layers above.
+        h = bilstm(h, mask=mask) if layer == 0 and mask is not None else bilstm(h)
     h = tf.keras.layers.Dense(HEAD_UNITS, activation="relu")(h)
     out = tf.keras.layers.Dense(1, activation=config.output_activation)(h)
     out = tf.keras.layers.Reshape(())(out)
     return tf.keras.Model(inputs, out)
 
 
+def reads_logits(config: Config) -> bool:
+    """Whether the loss reads the output as a logit (cross-entropy from logits) rather than as the prediction."""
+    if config.loss == "matched":
+        # A linear output unit is a logit; the matched cross-entropy then takes it as such.
+        return config.task == "classification" and config.output_activation == "linear"
+    return config.loss == "bce_logits"
+
+
 def make_loss(config: Config):
     import tensorflow as tf
 
-    if config.task == "regression":
+    if config.loss == "mse" or (config.loss == "matched" and config.task == "regression"):
         return tf.keras.losses.MeanSquaredError()
-    # A linear output unit is a logit; cross-entropy then takes it as such.
-    return tf.keras.losses.BinaryCrossentropy(from_logits=config.output_activation == "linear")
+    return tf.keras.losses.BinaryCrossentropy(from_logits=reads_logits(config))
 
 
 # --- training step ---
@@ -252,7 +325,8 @@ def val_score(y_true: np.ndarray, pred: np.ndarray, config: Config) -> float:
         residual = np.sum((y_true - pred) ** 2)
         total = np.sum((y_true - y_true.mean()) ** 2)
         return float(1.0 - residual / total)
-    threshold = 0.5 if config.output_activation == "sigmoid" else 0.0
+    # The positive class where the loss reads a probability above 1/2.
+    threshold = 0.0 if reads_logits(config) else 0.5
     y_pred = pred > threshold
     y_true = y_true > 0.5
     observed = np.mean(y_pred == y_true)

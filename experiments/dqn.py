@@ -1,11 +1,14 @@
 """DQN "loss is always 0.0" workload.
 
 Reproduces the widely read question "Why is the loss always 0.0 during reinforcement learning agent
-training?" (a TensorFlow/Keras Q-network on CartPole and MountainCar). The answer names five causes: a
-reward function that always returns 0, a wrong condition in the reward function (rewarding
-`state[2] > 0.1`), a loss that regresses the Q-values to 0 instead of to the TD target, reward clipping
-or normalisation that suppresses all signal, and a deterministic policy that never explores. Its
-corrected reward is +1 per step and -1 when the pole falls.
+training?" (a TensorFlow/Keras Q-network on CartPole and MountainCar). The answer names these causes, each
+a knob here: a reward function that always returns 0 or is not appropriately scaled (`reward_shape=zero`,
+`reward_scale`), a wrong condition in the reward function (rewarding `state[2] > 0.1`:
+`reward_shape=wrong_condition`), a deterministic environment with a deterministic initial policy
+(`env_start=fixed`, `output_init=zeros`), a loss that regresses the Q-values to 0 instead of to the TD
+target (`loss`), aggressive clipping of rewards or gradients and improper normalisation of rewards or
+states (`reward_transform`, `reward_clip`, `max_grad_norm`, `obs_norm`), and a policy that never explores
+(`exploration=none`). Its corrected reward is +1 per step and -1 when the pole falls (`alive_penalty`).
 
 The defaults of `Config` are the answer's broken loss: an otherwise standard DQN (the environment's own
 reward, epsilon-greedy exploration, target network) whose loss regresses Q(s, a) to 0 instead of to the TD
@@ -59,11 +62,13 @@ from sweeper.workload import Range
 @dataclass(frozen=True)
 class Config:
     # --- the folk remedies (defaults reproduce the question) ---
-    reward_shape: Literal["env", "zero", "wrong_condition", "alive_penalty"] = "env"
-    """Reward the agent trains on: `env` (the environment's own reward), `zero` (the reward function returns 0 for every
-    transition, the answer's trivial reward), `wrong_condition` (the answer's buggy condition: 1 if the next state's
-    `state[2] > 0.1`, i.e. the pole leans right by more than 0.1 rad, else 0; CartPole only), `alive_penalty` (the
-    answer's fix: +1 per step, -1 on termination)."""
+    reward_shape: Literal["env", "zero", "wrong_condition", "alive_penalty", "goal"] = "env"
+    """Reward the agent trains on: `env` (the environment's own reward: CartPole +1 per step, MountainCar -1 per step),
+    `zero` (the reward function returns 0 for every transition, the answer's trivial reward), `wrong_condition` (the
+    answer's buggy condition: 1 if the next state's `state[2] > 0.1`, i.e. the pole leans right by more than 0.1 rad,
+    else 0; CartPole only), `alive_penalty` (the answer's fix: +1 per step, -1 on termination; CartPole only, as on
+    MountainCar termination is reaching the flag), `goal` (MountainCar only: the answer's "intended reward of +1 for
+    achieving a goal", 1 on the step that reaches the flag, else 0; a sparse reward that only exploration finds)."""
     loss: Literal["regress_to_zero", "td"] = "regress_to_zero"
     """Training loss: `regress_to_zero` (the answer's broken loss: Huber loss between Q(s, a) and 0, whatever the
     reward) or `td` (Huber loss between Q(s, a) and the Double DQN target r + gamma * Q_target(s', argmax_a' Q(s',
@@ -72,8 +77,37 @@ class Config:
     """Behaviour policy: `decay` (epsilon linear from 1.0 to 0.04 over the first 16% of the training steps, the usual
     DQN schedule), `none` (greedy, epsilon = 0, the answer's "never explores"), `fixed` (epsilon = 0.1 throughout)."""
     reward_transform: Literal["none", "clip", "normalize"] = "none"
-    """Applied to the shaped reward before it is stored: `none`, `clip` (to [-1, 1]) or `normalize` (running z-score: (r
-    - running mean) / running std, the statistics updated with every reward seen so far)."""
+    """Applied to the shaped (and scaled) reward before it is stored: `none`, `clip` (to [-reward_clip, reward_clip]) or
+    `normalize` (running z-score: (r - running mean) / running std, the statistics updated with every reward seen so
+    far; a constant reward, such as CartPole's +1 or MountainCar's -1, becomes exactly 0: the answer's "improperly
+    implemented normalization of rewards")."""
+    reward_scale: Annotated[float, Range(0.0, 1e6)] = 1.0
+    """Factor applied to the shaped reward before `reward_transform`: the answer's rewards "not appropriately scaled".
+    Every shaped reward here lies in {-1, 0, 1}, so a factor above 1 is also what lets `clip` bite."""
+    reward_clip: Annotated[float, Range(0.0, 1e6)] = 1.0
+    """Bound of `reward_transform=clip`, rewards clipped to [-reward_clip, reward_clip]; the default 1 is the usual DQN
+    clip, the identity for unscaled rewards. Smaller is the answer's "aggressive clipping of rewards" (0 zeroes every
+    reward); it does nothing unless reward_transform=clip."""
+    max_grad_norm: Annotated[float, Range(0.0, 1e6, low_open=True)] = 10.0
+    """The update's global gradient norm is clipped to this before Adam (grad_norm reports the norm before clipping).
+    10 is DQN's usual guard against a few huge TD errors; small values are the answer's "aggressive clipping of
+    gradients". Adam divides by the gradients' running scale, so a clip only changes the update where it makes
+    successive gradients' norms unequal, or where the clipped gradient nears Adam's epsilon (1e-7)."""
+    obs_norm: Literal["none", "running", "space_bounds"] = "none"
+    """Normalisation of the observations the Q-network sees (acting, training and evaluation): `none`, `running` (a
+    running z-score per feature, statistics from every observation collected so far) or `space_bounds` (the answer's
+    "improperly implemented normalization of ... states": each feature divided by the observation space's upper bound,
+    which on CartPole is infinite for both velocities, so they become exactly 0; on MountainCar it scales position and
+    velocity by 0.6 and 0.07, a sound scaling)."""
+    env_start: Literal["random", "fixed"] = "random"
+    """Start state of every training episode: `random` (Gymnasium's random reset) or `fixed` (each environment resets
+    to the same start state every episode, its first seed again; with CartPole's and MountainCar's deterministic
+    dynamics the training environment is then deterministic, the answer's "deterministic environment"). Evaluation
+    episodes keep their seeded, varied starts."""
+    output_init: Literal["glorot", "zeros"] = "glorot"
+    """Initialisation of the Q-network's output layer: `glorot` (Keras's default kernel, zero bias) or `zeros` (kernel
+    and bias 0: every initial Q-value is 0 and the initial greedy policy always takes action 0, the answer's
+    deterministic initial policy that always produces the same actions)."""
     target_network: bool = True
     """True: TD targets come from a target network, a copy of the Q-network refreshed every `target_update_every`
     gradient steps; False: from the Q-network itself (gradient stopped)."""
@@ -141,13 +175,16 @@ ORACLE_RETURN = {"CartPole-v1": 500.0, "MountainCar-v0": -110.0}
 # Epsilon of `exploration=fixed`, and the end point and length (share of total_steps) of `decay`.
 FIXED_EPSILON = 0.1
 DECAY_START, DECAY_END, DECAY_FRACTION = 1.0, 0.04, 0.16
-# DQN's usual guard against a few huge TD errors: the update's global gradient norm is clipped to this
-# (grad_norm reports the norm before clipping).
-MAX_GRAD_NORM = 10.0
+# The default global-norm gradient clip (`max_grad_norm`), for loops outside `train` (bench/throughput.py).
+MAX_GRAD_NORM = Config.max_grad_norm
 # Evaluation episodes are seeded apart from the training environments' resets (seed * 1000 + i).
 EVAL_SEED_OFFSET = 1_000_000
 # Guards the running standard deviation; with constant rewards the z-score is then (r - r) / 1e-8 = 0.
 NORMALIZE_EPS = 1e-8
+# MountainCar's flag: an episode terminates when the car's position reaches it.
+MOUNTAINCAR_GOAL = 0.5
+# Reward shapes that only make sense on one environment.
+SHAPE_ENVS = {"wrong_condition": "CartPole-v1", "alive_penalty": "CartPole-v1", "goal": "MountainCar-v0"}
 
 
 # --- data ---
@@ -161,9 +198,53 @@ def shape_rewards(config: Config, env_reward, next_obs, terminated):
         # The answer's bug, verbatim: state[2] is CartPole's pole angle; rewarding it for being above
         # 0.1 rad pays the agent for leaning right, not for staying upright.
         return (next_obs[:, 2] > 0.1).astype(np.float32)
+    if config.reward_shape == "goal":
+        # MountainCar: +1 on the step that reaches the flag (the only termination), 0 on every other step.
+        return (next_obs[:, 0] >= MOUNTAINCAR_GOAL).astype(np.float32)
     # alive_penalty: termination is the failure (the pole fell, the cart left the track); truncation at
     # the time limit is not.
     return np.where(terminated, -1.0, 1.0).astype(np.float32)
+
+
+def transform_rewards(config: Config, rewards, normalize):
+    """The shaped reward scaled by `reward_scale`, then clipped or normalised as `reward_transform` says."""
+    rewards = (rewards * config.reward_scale).astype(np.float32)
+    if config.reward_transform == "clip":
+        return np.clip(rewards, -config.reward_clip, config.reward_clip).astype(np.float32)
+    if config.reward_transform == "normalize":
+        return normalize(rewards)
+    return rewards
+
+
+class ObsNorm:
+    """`obs_norm`: maps raw observations to what the Q-network sees. `update` adds observations to the running
+    statistics (only `running` keeps any); calling it is pure, so evaluation never moves the statistics."""
+
+    def __init__(self, config: Config, space):
+        self.kind = config.obs_norm
+        self.high = np.asarray(space.high, np.float32)
+        dim = self.high.shape[0]
+        self.count, self.mean, self.var = 0, np.zeros(dim), np.zeros(dim)
+
+    def update(self, obs) -> None:
+        if self.kind != "running":
+            return
+        n = len(obs)
+        batch_mean, batch_var = obs.mean(axis=0), obs.var(axis=0)
+        total = self.count + n
+        delta = batch_mean - self.mean
+        self.mean = self.mean + delta * n / total
+        self.var = (self.var * self.count + batch_var * n + delta**2 * self.count * n / total) / total
+        self.count = total
+
+    def __call__(self, obs):
+        if self.kind == "running":
+            return ((obs - self.mean) / (np.sqrt(self.var) + NORMALIZE_EPS)).astype(np.float32)
+        if self.kind == "space_bounds":
+            # The mistake, verbatim: x / high. CartPole declares its velocities unbounded (high = inf), so they
+            # become exactly 0 and the network never sees them.
+            return (obs / self.high).astype(np.float32)
+        return obs
 
 
 class RunningNorm:
@@ -218,7 +299,10 @@ def make_q_network(config: Config, obs_dim: int, n_actions: int):
             tf.keras.Input(shape=(obs_dim,)),
             tf.keras.layers.Dense(config.hidden_units, activation="relu"),
             tf.keras.layers.Dense(config.hidden_units, activation="relu"),
-            tf.keras.layers.Dense(n_actions),
+            tf.keras.layers.Dense(
+                n_actions,
+                kernel_initializer="zeros" if config.output_init == "zeros" else "glorot_uniform",
+            ),
         ]
     )
 
@@ -312,8 +396,10 @@ def chance_return(config: Config, n_actions: int) -> float:
     return episode_returns(config, lambda obs: rng.integers(n_actions, size=len(obs)))
 
 
-def greedy_return(config: Config, weights) -> float:
-    return episode_returns(config, lambda obs: np.argmax(numpy_q_values(weights, obs), axis=1))
+def greedy_return(config: Config, weights, obs_norm: ObsNorm | None = None) -> float:
+    """The greedy policy's return; the Q-network sees the observations through `obs_norm` (none: raw)."""
+    see = obs_norm if obs_norm is not None else (lambda obs: obs)
+    return episode_returns(config, lambda obs: np.argmax(numpy_q_values(weights, see(obs)), axis=1))
 
 
 # --- training loop ---
@@ -332,10 +418,9 @@ def train(config: Config, report: Callable[[dict], None]) -> None:
     tf.keras.backend.clear_session()
     tf.keras.utils.set_random_seed(config.seed)
 
-    if config.reward_shape == "wrong_condition" and config.env != "CartPole-v1":
-        raise ValueError(
-            f"reward_shape=wrong_condition reads state[2], CartPole's pole angle; {config.env} has no such state"
-        )
+    shape_env = SHAPE_ENVS.get(config.reward_shape, config.env)
+    if shape_env != config.env:
+        raise ValueError(f"reward_shape={config.reward_shape} is defined on {shape_env} only, not on {config.env}")
     if config.learning_starts + config.train_every > config.report_every:
         raise ValueError(
             "learning_starts + train_every must not exceed report_every: the first report needs a training call"
@@ -350,12 +435,14 @@ def train(config: Config, report: Callable[[dict], None]) -> None:
     q_net = make_q_network(config, obs_dim, n_actions)
     target_net = make_q_network(config, obs_dim, n_actions)
     target_net.set_weights(q_net.get_weights())
-    optimizer = tf.keras.optimizers.Adam(config.learning_rate, global_clipnorm=MAX_GRAD_NORM)
+    optimizer = tf.keras.optimizers.Adam(config.learning_rate, global_clipnorm=config.max_grad_norm)
     # Creating Adam's slots now keeps variable creation out of the compiled call (one trace, not two).
     optimizer.build(q_net.trainable_variables)
     train_call = make_train_call(q_net, target_net, optimizer, config)
     buffer = ReplayBuffer(config.buffer_size, obs_dim)
     normalize = RunningNorm() if config.reward_transform == "normalize" else None
+    obs_norm = ObsNorm(config, envs[0].observation_space)
+    obs_norm.update(obs)
     # Exploration and replay sampling share one seeded stream; `chance` has its own (seed + 1).
     rng = np.random.default_rng(config.seed)
     weights = q_net.get_weights()
@@ -364,7 +451,7 @@ def train(config: Config, report: Callable[[dict], None]) -> None:
     stats, nonzero, collected = [], 0, 0
     while step < config.total_steps:
         # Epsilon-greedy over all environments at once.
-        actions = np.argmax(numpy_q_values(weights, obs), axis=1)
+        actions = np.argmax(numpy_q_values(weights, obs_norm(obs)), axis=1)
         explore = rng.random(config.n_envs) < epsilon_at(config, step)
         actions = np.where(explore, rng.integers(0, n_actions, config.n_envs), actions)
 
@@ -374,23 +461,28 @@ def train(config: Config, report: Callable[[dict], None]) -> None:
         reset_obs = obs.copy()
         for i, env in enumerate(envs):
             next_obs[i], env_reward[i], terminated[i], truncated, _ = env.step(int(actions[i]))
-            reset_obs[i] = env.reset()[0] if terminated[i] or truncated else next_obs[i]
+            if terminated[i] or truncated:
+                # `fixed`: the environment's first seed again, so every episode starts from the same state.
+                reset_obs[i] = env.reset(seed=config.seed * 1000 + i if config.env_start == "fixed" else None)[0]
+            else:
+                reset_obs[i] = next_obs[i]
 
-        rewards = shape_rewards(config, env_reward, next_obs, terminated)
-        if config.reward_transform == "clip":
-            rewards = np.clip(rewards, -1.0, 1.0)
-        elif normalize is not None:
-            rewards = normalize(rewards)
+        rewards = transform_rewards(config, shape_rewards(config, env_reward, next_obs, terminated), normalize)
         nonzero += int(np.count_nonzero(rewards))
         collected += config.n_envs
         buffer.add(obs, actions, rewards, next_obs, terminated.astype(np.float32))
         obs = reset_obs
+        obs_norm.update(obs)
         step += config.n_envs
         since_train += config.n_envs
 
         if step >= config.learning_starts and since_train >= config.train_every:
             since_train = 0
-            batch = buffer.sample(rng, config.gradient_steps, config.batch_size)
+            batch_obs, batch_actions, batch_rewards, batch_next, batch_terminated = buffer.sample(
+                rng, config.gradient_steps, config.batch_size
+            )
+            # The buffer keeps raw observations; they are normalised with the statistics of the moment.
+            batch = (obs_norm(batch_obs), batch_actions, batch_rewards, obs_norm(batch_next), batch_terminated)
             # Cosine decay to 0: the late updates that used to undo a balancing policy (DQN's oscillating
             # return on CartPole) shrink towards the end of the budget. A variable, so no retrace.
             optimizer.learning_rate.assign(
@@ -411,7 +503,7 @@ def train(config: Config, report: Callable[[dict], None]) -> None:
                     "grad_norm": float(grad_norm),
                     "nonzero_reward_frac": nonzero / collected,
                     "epsilon": epsilon_at(config, step),
-                    METRIC: greedy_return(config, weights),
+                    METRIC: greedy_return(config, weights, obs_norm),
                     "chance": chance,
                     "oracle": oracle,
                 }

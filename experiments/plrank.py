@@ -16,8 +16,11 @@ the estimate unbiased. And the per-rank normaliser "total mass minus placed
 mass" with an epsilon floor (the authors' 2022 PL-Rank-2) silently returns
 wrong weights once the scores spread by about 20, while a masked log-sum-exp
 per rank (the authors' 2021 code) is exact at any scale. Both are knobs, next
-to the folk remedies (clipping, activations, initialisers, a unit-norm
-constraint, reward normalisation, batch normalisation).
+to the folk remedies (clipping and its threshold, activations, initialisers, a
+unit-norm or max-norm constraint, reward and return normalisation, a bound on
+the weights w_d, batch normalisation, the epsilon's size, the feature scaling),
+and the optimizer: Adam makes the remedies that only rescale the gradient
+near-inert, so the configs sweep them under SGD as well.
 
 Why the defaults diverge (measured): with the floored normaliser, once a ReLU
 net separates a query's top documents from the rest by ~18 (1e-8 of the mass
@@ -44,6 +47,11 @@ import numpy as np
 
 from sweeper.workload import Range
 
+# The floor of the "total minus placed" normaliser in the authors' 2022 PL-Rank-2 (the default of Config.epsilon).
+EPSILON = 1e-8
+# The smallest standard deviation of the returns that return_norm divides by (RL code's usual 1e-8).
+RETURN_STD_FLOOR = 1e-8
+
 
 @dataclass(frozen=True)
 class Config:
@@ -52,30 +60,59 @@ class Config:
     """Gradient clipping before the update: none, each element to +-clip_value, each variable's gradient to norm
     clip_value, or all gradients together to global norm clip_value."""
     clip_value: Annotated[float, Range(0.0, 1e6, low_open=True)] = 1.0
-    """Threshold of `clip` (the answer's "typical value 1")."""
+    """Threshold of `clip`: the answer's "A typical clipping value is 1"; other values test whether the threshold,
+    not clipping as such, is what matters."""
     hidden_activation: Literal["relu", "relu6", "swish", "gelu", "tanh", "sigmoid"] = "relu"
     """Activation of the two hidden Dense layers."""
-    kernel_initializer: Literal["glorot_uniform", "glorot_normal", "he_normal", "he_uniform", "lecun_normal"] = (
-        "glorot_uniform"
-    )
-    """Kernel initializer of every Dense layer (Keras' default is glorot_uniform)."""
-    weight_constraint: Literal["none", "unit_norm"] = "none"
-    """Kernel constraint of every Dense layer: none, or UnitNorm (each unit's incoming weight vector rescaled to norm 1
-    after every update)."""
+    kernel_initializer: Literal[
+        "glorot_uniform",
+        "glorot_normal",
+        "he_normal",
+        "he_uniform",
+        "lecun_normal",
+        "lecun_uniform",
+        "orthogonal",
+        "random_normal",
+    ] = "glorot_uniform"
+    """Kernel initializer of every Dense layer (Keras' default is glorot_uniform). The question "Tried different
+    network initialization methods, but all fail" names none, so the Glorot, He and LeCun families, orthogonal and
+    Keras' small random_normal (std 0.05) are all here; the answer pairs He with the ReLU family."""
+    weight_constraint: Literal["none", "unit_norm", "max_norm"] = "none"
+    """Kernel constraint of every Dense layer: none, UnitNorm (each unit's incoming weight vector rescaled to norm 1
+    after every update), or MaxNorm(1) (rescaled only where its norm exceeds 1): the answer's "A unit-norm contraint
+    (or similar) on the weights"."""
     reward_norm: Literal["none", "centred", "ndcg", "ndcg_centred"] = "none"
     """What the estimator's weights are made of: `none` the PL-Rank-2 weights of DCG@k as-is; `centred` minus their
     per-query mean (still unbiased, sums to 0); `ndcg` the weights of NDCG@k (gains divided by the query's ideal
     DCG); `ndcg_centred` both."""
+    return_norm: Literal["none", "scaled", "standardised"] = "none"
+    """What the answer's "or even better the returns" does to PL-Rank-2's returns (the reward-to-go G_i of every
+    sampled ranking, whose G_1 is the ranking's DCG@k): `none` as they are; `scaled` divided by the standard deviation
+    of the batch's sampled G_1 (floored at RETURN_STD_FLOOR), so they have unit scale, as RL code normalises returns;
+    `standardised` also minus the batch mean of G_i at each rank i, a baseline (unbiased up to using the batch's own
+    mean), added to PL-Rank-2's weights as -sum_i (1[y_i = d] - pi_i(d)) b_i / s. Applied before `reward_norm`'s
+    centring, on whatever gains `reward_norm` chose."""
+    weight_bound: Literal["none", "sum_shift", "sum_scale", "l1_scale"] = "none"
+    """A bound on each query's PL-Rank weights w_d themselves, the question's "The training is stable as long as the
+    sum of the weight ... <= 1": `none`; `sum_shift` subtracts the excess of sum_d w_d over 1 evenly from the query's
+    documents (sum <= 1, the smallest change that keeps it); `sum_scale` divides the weights by sum_d w_d where that
+    exceeds 1; `l1_scale` divides them by sum_d |w_d| where that exceeds 1. Applied last, after `reward_norm`."""
     batch_norm: bool = False
     """BatchNormalization (over the documents of the batch) after each hidden Dense layer, before its activation."""
     estimator_numerics: Literal["logsumexp", "epsilon"] = "epsilon"
     """How the PL normaliser of each rank is computed: a masked log-sum-exp over the unplaced documents (exact at any
     score scale), or "total mass minus placed mass" floored at EPSILON (the authors' 2022 PL-Rank-2; silently wrong
     once scores spread by ~20)."""
+    epsilon: Annotated[float, Range(0.0, 1.0)] = EPSILON
+    """The floor of the "total minus placed" normaliser (only with estimator_numerics=epsilon): the answer's "or add
+    some small epsilon" and its size. 1e-8 is the authors' 2022 code; 0 is no floor (the remaining mass rounds to 0,
+    or below, and the weights go NaN)."""
 
     # --- optimisation (nuisance knobs) ---
     optimizer: Literal["adam", "sgd"] = "adam"
-    """Keras optimizer of the update."""
+    """Keras optimizer of the update. Adam divides each step by a running scale of its gradients, so remedies that
+    only rescale the gradient (clipping, reward or return normalisation, a bound on the weights) can barely act under
+    it; the sweeps run them under plain SGD too."""
     learning_rate: Annotated[float, Range(0.0, 10.0, low_open=True)] = 1e-2
     """Learning rate of the optimizer."""
     n_samples: Annotated[int, Range(1, 1000)] = 10
@@ -102,7 +139,12 @@ class Config:
     max_docs: Annotated[int, Range(1, 1000)] = 50
     """Most documents of a query."""
     n_features: Annotated[int, Range(1, 1000)] = 32
-    """Features per document, scaled per query to [0,1] (min-max over the query's documents)."""
+    """Features per document."""
+    feature_scaling: Literal["minmax", "none"] = "minmax"
+    """What the network sees of the features: `minmax` each feature scaled per query to [0,1] over the query's
+    documents (the question's "I have scaled each feature column in the input to [0,1] range"), or `none` the raw
+    features (per-query offset and scale, roughly -5..5). The labels are the same function of the documents
+    either way."""
     label_noise: Annotated[float, Range(0.0, 10.0)] = 0.5
     """Std of the Gaussian noise added to the standardised hidden relevance before it is cut into grades 0..4."""
     seed: int = 0
@@ -123,8 +165,6 @@ SMOKE = {"steps": 400, "eval_every": 25}
 # Grades 0..4 cut at these quantiles of the noisy relevance: about half the
 # documents irrelevant, few perfect, as in the web-search datasets the paper uses.
 GRADE_QUANTILES = (0.50, 0.75, 0.90, 0.97)
-# The floor of the "total minus placed" normaliser in the authors' 2022 PL-Rank-2.
-EPSILON = 1e-8
 # Sampled rankings per test query for the expected NDCG of the stochastic policy.
 EVAL_SAMPLES = 20
 
@@ -153,7 +193,7 @@ def sample_rankings(scores, k: int, n: int, rng: np.random.Generator) -> np.ndar
     return np.take_along_axis(top, order, axis=1)
 
 
-def placement_probabilities(scores, rankings, numerics: str = "logsumexp") -> np.ndarray:
+def placement_probabilities(scores, rankings, numerics: str = "logsumexp", epsilon: float = EPSILON) -> np.ndarray:
     """pi_i(d | y_<i) for every sample, rank and document: (N, k, n); 0 for documents already placed."""
     scores = np.asarray(scores, dtype=np.float64)
     n_samples, k = rankings.shape
@@ -175,14 +215,17 @@ def placement_probabilities(scores, rankings, numerics: str = "logsumexp") -> np
         placed_log_mass = np.full((n_samples, k), -np.inf)
         for i in range(1, k):
             placed_log_mass[:, i] = np.logaddexp(placed_log_mass[:, i - 1], scores[rankings[:, i - 1]])
-        remaining = np.maximum(1.0 - np.exp(placed_log_mass - log_total), EPSILON)
-        log_norm = (np.log(remaining) + log_total)[:, :, None]
+        with np.errstate(divide="ignore"):  # epsilon 0: log(0) = -inf, the weights go NaN as in TensorFlow
+            remaining = np.maximum(1.0 - np.exp(placed_log_mass - log_total), epsilon)
+            log_norm = (np.log(remaining) + log_total)[:, :, None]
     else:
         raise ValueError(f"unknown estimator numerics {numerics!r}; valid: logsumexp, epsilon")
     return np.exp(masked - log_norm)
 
 
-def plrank2_weights(scores, labels, k: int, rankings, numerics: str = "logsumexp") -> np.ndarray:
+def plrank2_weights(
+    scores, labels, k: int, rankings, numerics: str = "logsumexp", epsilon: float = EPSILON
+) -> np.ndarray:
     """PL-Rank-2 estimate of dE[DCG@k]/dscores, averaged over the N sampled rankings (N, k).
 
     w_d = mean_N [ 1[d placed at rank r] G_{r+1} + sum_i pi_i(d) (theta_i rho(d) - G_i) ]
@@ -198,7 +241,7 @@ def plrank2_weights(scores, labels, k: int, rankings, numerics: str = "logsumexp
 
     weights = np.zeros(rho.shape[0])
     np.add.at(weights, rankings, after)
-    pi = placement_probabilities(scores, rankings, numerics)
+    pi = placement_probabilities(scores, rankings, numerics, epsilon)
     weights += np.einsum("nkd,nkd->d", pi, theta[None, :, None] * rho[None, None, :] - to_go[:, :, None])
     return weights / n_samples
 
@@ -208,7 +251,8 @@ def make_data(config: Config):
     """Synthetic queries, padded to max_docs: features, graded labels, noise-free relevance, mask.
 
     Raw features get a per-query offset and scale (as real queries do), then are
-    min-max scaled per query to [0,1], as in the reference's data loader. The
+    min-max scaled per query to [0,1], as in the reference's data loader (the
+    network sees the raw ones with feature_scaling=none). The
     hidden relevance is a fixed random smooth function of the scaled features (a
     linear part plus a random one-layer tanh network), standardised; grades
     0..4 are that plus Gaussian noise, cut at GRADE_QUANTILES. Ranking by the
@@ -225,6 +269,8 @@ def make_data(config: Config):
     low = np.where(mask[:, :, None], raw, np.inf).min(axis=1, keepdims=True)
     high = np.where(mask[:, :, None], raw, -np.inf).max(axis=1, keepdims=True)
     x = np.where(mask[:, :, None], (raw - low) / (high - low), 0.0)
+    # What the network sees; the labels below are the same function of the documents either way.
+    seen = x if config.feature_scaling == "minmax" else np.where(mask[:, :, None], raw, 0.0)
 
     w_linear = rng.standard_normal(f) / math.sqrt(f)
     n_bumps = 16
@@ -245,7 +291,7 @@ def make_data(config: Config):
     split = np.arange(n_queries) < config.n_train_queries
     parts = []
     for part in (split & keep, ~split & keep):
-        parts.append((x[part].astype(np.float32), grades[part], relevance[part], mask[part]))
+        parts.append((seen[part].astype(np.float32), grades[part], relevance[part], mask[part]))
     return parts
 
 
@@ -276,7 +322,11 @@ def make_model(config: Config):
     """Scores documents one by one: (n_docs, n_features) -> (n_docs,)."""
     import tensorflow as tf
 
-    constraint = tf.keras.constraints.UnitNorm() if config.weight_constraint == "unit_norm" else None
+    constraint = {
+        "none": None,
+        "unit_norm": tf.keras.constraints.UnitNorm(),
+        "max_norm": tf.keras.constraints.MaxNorm(1.0),
+    }[config.weight_constraint]
     inputs = tf.keras.Input(shape=(config.n_features,))
     h = inputs
     for _ in range(2):
@@ -309,12 +359,14 @@ def tf_sample_rankings(generator, scores, mask, k: int, n: int):
     return tf.math.top_k(perturbed, k).indices
 
 
-def tf_plrank2_weights(scores, gains, mask, rankings, numerics: str):
+def tf_plrank2_weights(scores, gains, mask, rankings, numerics: str, epsilon: float = EPSILON, returns: str = "none"):
     """TensorFlow PL-Rank-2, the same computation as `plrank2_weights`, for padded batches.
 
     scores, gains: (queries, docs) with gains already including any
     normalisation; mask: (queries, docs) real documents; rankings:
     (queries, N, k). Returns (queries, docs) weights, 0 on padding.
+    `returns` (Config.return_norm) normalises the returns over the whole batch
+    (`none` is exactly `plrank2_weights`).
     """
     import tensorflow as tf
 
@@ -324,8 +376,14 @@ def tf_plrank2_weights(scores, gains, mask, rankings, numerics: str):
     theta = tf.constant(rank_discounts(k), dtype)
     neg_inf = tf.constant(-np.inf, dtype)
 
-    ranked_gains = tf.gather(gains, rankings, batch_dims=1)
-    rewards = theta * ranked_gains
+    rewards = theta * tf.gather(gains, rankings, batch_dims=1)
+    if returns != "none":
+        # Every return G_i is linear in the gains, so dividing the gains (those of the sampled rankings and
+        # those of PL-Rank-2's expected term alike) by the batch's standard deviation of G_1 (a ranking's
+        # DCG) gives the returns unit scale.
+        spread = tf.maximum(tf.math.reduce_std(tf.reduce_sum(rewards, axis=-1)), tf.constant(RETURN_STD_FLOOR, dtype))
+        gains = gains / spread
+        rewards = rewards / spread
     to_go = tf.math.cumsum(rewards, axis=-1, reverse=True)
     after = tf.math.cumsum(rewards, axis=-1, reverse=True, exclusive=True)
 
@@ -343,7 +401,7 @@ def tf_plrank2_weights(scores, gains, mask, rankings, numerics: str):
             tf.concat([tf.fill(tf.shape(ranked_scores[..., :1]), neg_inf), ranked_scores[..., :-1]], -1),
             axis=-1,
         )
-        remaining = tf.maximum(1.0 - tf.exp(placed_log_mass - log_total), tf.constant(EPSILON, dtype))
+        remaining = tf.maximum(1.0 - tf.exp(placed_log_mass - log_total), tf.constant(epsilon, dtype))
         log_norm = (tf.math.log(remaining) + log_total)[..., None]
     pi = tf.exp(masked - log_norm)
 
@@ -353,6 +411,12 @@ def tf_plrank2_weights(scores, gains, mask, rankings, numerics: str):
         pi,
         theta[None, None, :, None] * gains[:, None, None, :] - to_go[..., None],
     )
+    if returns == "standardised":
+        # A baseline b_i per rank (the batch mean of the scaled G_i) subtracted from every return:
+        # REINFORCE's -sum_i (1[y_i = d] - pi_i(d)) b_i, added to PL-Rank-2's weights.
+        baseline = tf.reduce_mean(to_go, axis=[0, 1])
+        placed_term -= tf.einsum("qnkd,k->qd", one_hot, baseline)
+        possible_term += tf.einsum("qnkd,k->qd", pi, baseline)
     n_samples = tf.cast(tf.shape(rankings)[1], dtype)
     return (placed_term + possible_term) / n_samples
 
@@ -367,6 +431,24 @@ def clip_gradients(grads, config: Config):
     if config.clip == "global_norm":
         return tf.clip_by_global_norm(grads, config.clip_value)[0]
     return grads
+
+
+def bound_weights(weights, mask, bound: str):
+    """Config.weight_bound on padded (queries, docs) weights: each query's sum_d w_d (or sum_d |w_d|) kept <= 1."""
+    import tensorflow as tf
+
+    if bound == "none":
+        return weights
+    one = tf.constant(1.0, weights.dtype)
+    total = tf.reduce_sum(weights, axis=1, keepdims=True)
+    if bound == "sum_shift":
+        n_docs = tf.reduce_sum(tf.cast(mask, weights.dtype), axis=1, keepdims=True)
+        return tf.where(mask, weights - tf.maximum(total - one, 0.0) / n_docs, tf.zeros_like(weights))
+    if bound == "sum_scale":
+        return weights / tf.maximum(total, one)
+    if bound == "l1_scale":
+        return weights / tf.maximum(tf.reduce_sum(tf.abs(weights), axis=1, keepdims=True), one)
+    raise ValueError(f"unknown weight bound {bound!r}; valid: none, sum_shift, sum_scale, l1_scale")
 
 
 def make_train_step(model, optimizer, generator, config: Config):
@@ -390,11 +472,14 @@ def make_train_step(model, optimizer, generator, config: Config):
             # are constants of the step, only the scores carry gradient.
             fixed = tf.cast(tf.stop_gradient(scores), tf.float64)
             rankings = tf_sample_rankings(generator, fixed, mask, config.cutoff, config.n_samples)
-            weights = tf_plrank2_weights(fixed, gains, mask, rankings, config.estimator_numerics)
+            weights = tf_plrank2_weights(
+                fixed, gains, mask, rankings, config.estimator_numerics, config.epsilon, config.return_norm
+            )
             if config.reward_norm in ("centred", "ndcg_centred"):
                 n_docs = tf.reduce_sum(tf.cast(mask, tf.float64), axis=1, keepdims=True)
                 mean = tf.reduce_sum(weights, axis=1, keepdims=True) / n_docs
                 weights = tf.where(mask, weights - mean, tf.zeros_like(weights))
+            weights = bound_weights(weights, mask, config.weight_bound)
             weights = tf.cast(weights, tf.float32)
             # The question's surrogate: its gradient is minus the estimated
             # metric gradient; its value follows the score offset, not quality.

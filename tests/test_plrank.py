@@ -130,3 +130,94 @@ def test_tensorflow_version_matches_numpy(numerics):
         expected = plrank2_weights(scores, labels, k, rankings, numerics=numerics)
         np.testing.assert_allclose(row[: len(scores)], expected, rtol=0, atol=1e-10)
         assert not row[len(scores) :].any()
+
+
+def _padded_batch(rng, k=5, n_samples=30, padded=16):
+    """Three queries (one with a large score gap), padded; their rankings sampled from the NumPy reference."""
+    queries = []
+    for n, gap in [(12, 0.0), (10, 25.0), (16, 40.0)]:
+        scores = 3.0 * rng.standard_normal(n)
+        scores[:2] += gap
+        labels = rng.integers(0, 5, n)
+        labels[0] = 3
+        queries.append((scores, labels, sample_rankings(scores, k, n_samples, rng)))
+
+    def pad(values, fill):
+        return np.stack([np.concatenate([v, np.full(padded - len(v), fill)]) for v in values])
+
+    scores = pad([q[0] for q in queries], 0.0)
+    gains = pad([gains_of(q[1]) for q in queries], 0.0)
+    mask = pad([np.ones(len(q[0]), bool) for q in queries], False)
+    rankings = np.stack([q[2] for q in queries])
+    return queries, scores, gains, mask, rankings
+
+
+# "Total minus placed" divides the two libraries' different roundings (~1e-16) of their log-sum-exps by the
+# remaining mass (down to ~1e-10 and ~1e-15 in the gapped queries below): with floors of 1e-12 and up they agree to
+# ~1e-5 relative; with 1e-16 or 1e-30 only to ~1e-2, the very ill-conditioning the floor is about.
+@pytest.mark.parametrize("epsilon", [1e-12, 1e-4])
+def test_tensorflow_epsilon_matches_numpy(epsilon):
+    tf = pytest.importorskip("tensorflow")
+    from experiments.plrank import tf_plrank2_weights
+
+    queries, scores, gains, mask, rankings = _padded_batch(np.random.default_rng(3))
+    weights = tf_plrank2_weights(*map(tf.constant, (scores, gains, mask, rankings)), "epsilon", epsilon).numpy()
+    for row, (s, labels, r) in zip(weights, queries, strict=True):
+        expected = plrank2_weights(s, labels, 5, r, numerics="epsilon", epsilon=epsilon)
+        np.testing.assert_allclose(row[: len(s)], expected, rtol=1e-4, atol=1e-9)
+
+
+def test_no_epsilon_goes_nan_once_the_remaining_mass_rounds_away():
+    scores = np.array([50.0, 0.3, -0.2, 0.1, 0.0])
+    rankings = np.array([[0, 1, 2]])
+    with np.errstate(invalid="ignore"):
+        weights = plrank2_weights(scores, np.array([0, 3, 2, 1, 4]), 3, rankings, numerics="epsilon", epsilon=0.0)
+    assert np.isnan(weights).any()
+
+
+def test_return_norm_scales_by_the_return_spread_and_its_baseline_sums_to_zero():
+    tf = pytest.importorskip("tensorflow")
+    from experiments.plrank import tf_plrank2_weights
+
+    queries, scores, gains, mask, rankings = _padded_batch(np.random.default_rng(4))
+    args = [tf.constant(a) for a in (scores, gains, mask, rankings)]
+    plain, scaled, standardised = (
+        tf_plrank2_weights(*args, "logsumexp", returns=name).numpy() for name in ("none", "scaled", "standardised")
+    )
+    dcg = np.stack([(rank_discounts(5) * gains_of(q[1])[q[2]]).sum(axis=1) for q in queries])  # (queries, N)
+    np.testing.assert_allclose(scaled, plain / dcg.std(), rtol=1e-9, atol=1e-12)
+    # The baseline term sum_i (1[y_i = d] - pi_i(d)) b_i sums to 0 over a query's documents (exact pi),
+    # and it changes the weights.
+    np.testing.assert_allclose(standardised.sum(axis=1), scaled.sum(axis=1), atol=1e-9)
+    assert np.abs(standardised - scaled).max() > 1e-3
+    assert not standardised[~mask].any()
+
+
+@pytest.mark.parametrize("bound", ["sum_shift", "sum_scale", "l1_scale"])
+def test_weight_bound_keeps_each_query_sum_at_most_one(bound):
+    tf = pytest.importorskip("tensorflow")
+    from experiments.plrank import bound_weights
+
+    rng = np.random.default_rng(5)
+    mask = np.arange(8)[None, :] < np.array([[8], [5], [6]])
+    weights = np.where(mask, rng.standard_normal((3, 8)) + np.array([[2.0], [-1.0], [0.0]]), 0.0)
+    bounded = bound_weights(tf.constant(weights), tf.constant(mask), bound).numpy()
+    totals = np.abs(bounded).sum(axis=1) if bound == "l1_scale" else bounded.sum(axis=1)
+    assert (totals <= 1.0 + 1e-9).all()
+    assert not bounded[~mask].any()
+    untouched = (np.abs(weights) if bound == "l1_scale" else weights).sum(axis=1) <= 1.0
+    np.testing.assert_allclose(bounded[untouched], weights[untouched])
+    np.testing.assert_array_equal(bound_weights(tf.constant(weights), tf.constant(mask), "none").numpy(), weights)
+
+
+def test_feature_scaling_changes_what_the_network_sees_not_the_labels():
+    from experiments.plrank import Config, make_data
+
+    scaled = make_data(Config(n_train_queries=20, n_test_queries=5))
+    raw = make_data(Config(n_train_queries=20, n_test_queries=5, feature_scaling="none"))
+    for (x_s, grades_s, rel_s, mask_s), (x_r, grades_r, rel_r, mask_r) in zip(scaled, raw, strict=True):
+        np.testing.assert_array_equal(grades_s, grades_r)
+        np.testing.assert_array_equal(rel_s, rel_r)
+        np.testing.assert_array_equal(mask_s, mask_r)
+        assert x_s[mask_s].min() == 0.0 and x_s[mask_s].max() == 1.0
+        assert x_r[mask_r].min() < -1.0 and x_r[mask_r].max() > 2.0
