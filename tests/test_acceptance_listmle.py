@@ -26,6 +26,8 @@ def sweep(tmp_path_factory):
             SWEEPER,
             "run",
             str(ROOT / "configs/listmle.yaml"),
+            "--only",
+            "listmle-remedies",
             "--yes",  # at most 1460 trials, more than --max-trials; the design runs fewer
             "--out",
             str(work / "sweeps"),

@@ -252,7 +252,7 @@ def test_every_spec_the_cluster_files_run_is_valid(spec):
 
 def test_the_gpu_spec_is_the_full_listmle_grid_with_gpu_shares():
     (gpu,) = _docs(GPU_SPEC)
-    (cpu,) = _docs(ROOT / "configs" / "listmle.yaml")
+    cpu = _docs(ROOT / "configs" / "listmle.yaml")[0]  # the full remedy grid
     assert {k: v for k, v in gpu.items() if k != "resources"} == {k: v for k, v in cpu.items() if k != "resources"}
     assert 0 < gpu["resources"]["gpu"] < 1, "a fractional GPU share per trial"
     # four trials per GPU node, limited by neither CPUs nor GPU: 8 CPUs / 2 == 1 GPU / 0.25
