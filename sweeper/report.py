@@ -38,7 +38,7 @@ from sweeper.records import (
     TrialRecord,
     write_atomically,
 )
-from sweeper.spec import BASELINE_LABEL, PROJECT_SOURCE, Claim, GridPoint, Source, SweepSpec
+from sweeper.spec import BASELINE_LABEL, PROJECT_SOURCE, Claim, GridPoint, Source, SweepSpec, claim_points
 from sweeper.workload import Workload
 
 VERDICT_COLOURS = {
@@ -182,17 +182,15 @@ def judge_claims(spec: SweepSpec, workload: Workload, outcomes: list[ranking.Tri
     judged: list[dict[str, Any]] = []
     for claim in spec.claims:
         informative, left_out = set(), set()
-        for point in spec.points:
-            if all(point.knobs[k] == v for k, v in {**claim.where, **claim.change}.items()):
-                twin = {**point.knobs, **{k: defaults[k] for k in claim.change}}
-                reason = fixed_outcome(spec, workload, point.knobs)
-                # A zero_loss claim is about the trials with the change, whatever their twins: there a fixed
-                # outcome (a loss that is exactly 0, or an exception) is the answer, not a setting to leave out.
-                comparative = claim.expect != "zero_loss"
-                if reason is not None and comparative and fixed_outcome(spec, workload, twin) is not None:
-                    left_out.add(reason)
-                else:
-                    informative.add(point.label)
+        # A zero_loss claim is about the trials with the change, whatever their twins: there a fixed outcome
+        # (a loss that is exactly 0, or an exception) is the answer, not a setting to leave out.
+        comparative = claim.expect != "zero_loss"
+        for point, twin in claim_points(spec.points, claim.change, claim.where, defaults):
+            reason = fixed_outcome(spec, workload, point.knobs)
+            if reason is not None and comparative and fixed_outcome(spec, workload, twin) is not None:
+                left_out.add(reason)
+            else:
+                informative.add(point.label)
         pairs = [
             (a, b)
             for a, b in ranking.twin_pairs(outcomes, claim.change, defaults, claim.where)

@@ -460,17 +460,25 @@ def _source(value: Any, key: str, fail) -> Source | str | None:
     return Source(file=value["file"].strip(), quote=" ".join(value["quote"].split()))
 
 
+def claim_points(
+    points: list[GridPoint], change: dict[str, Any], where: dict[str, Any], defaults: dict[str, Any]
+) -> list[tuple[GridPoint, dict[str, Any]]]:
+    """The points with the change (within `where`), each beside its twin's knobs: the same knobs, the changed
+    ones at the baseline's values."""
+    wanted = {**where, **change}
+    return [
+        (point, {**point.knobs, **{k: defaults[k] for k in change}})
+        for point in points
+        if all(point.knobs[k] == v for k, v in wanted.items())
+    ]
+
+
 def twins_exist(
     points: list[GridPoint], change: dict[str, Any], where: dict[str, Any], defaults: dict[str, Any]
 ) -> bool:
-    """Whether some point with the change (within `where`) has its twin among the points: the same knobs,
-    the changed ones at the baseline's values."""
+    """Whether some point with the change (within `where`) has its twin among the points."""
     all_knobs = [point.knobs for point in points]
-    for knobs in all_knobs:
-        if all(knobs[k] == v for k, v in {**where, **change}.items()):
-            if {**knobs, **{k: defaults[k] for k in change}} in all_knobs:
-                return True
-    return False
+    return any(twin in all_knobs for _, twin in claim_points(points, change, where, defaults))
 
 
 def _check_seeds(where: object, key: str, seeds: Any) -> None:
