@@ -9,12 +9,13 @@ import subprocess
 import sys
 import traceback
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from sweeper.doctor import DOCTOR_SEEDS
 from sweeper.errors import SweeperError, did_you_mean, one_of
 from sweeper.spec import SweepSpec, load_specs
 
@@ -64,11 +65,18 @@ def validate(spec: SpecPath) -> None:
 
 
 @app.command("list")
-def list_workloads() -> None:
+def list_workloads(
+    only: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="[WORKLOAD]", help="One workload: a name, or a workload file (a Keras program) ending in .py."
+        ),
+    ] = None,
+) -> None:
     """The workloads, their metric and their knobs with allowed values and defaults."""
     from sweeper.workload import available, load
 
-    for name in available():
+    for name in [only] if only else available():
         try:
             workload = load(name)
         except SweeperError as exc:
@@ -365,6 +373,117 @@ def ui(tracking_uri: TrackingUri = None, host: Host = "127.0.0.1", port: Port = 
         _fail(f"{store}: no MLflow store here yet; run a sweep first or pass --tracking-uri")
     artifacts = ["--default-artifact-root", (store.parent / "mlartifacts").as_uri()] if store is not None else []
     _serve(uri, artifacts, host, port, "MLflow UI")
+
+
+@app.command()
+def doctor(
+    workload: Annotated[
+        str, typer.Argument(help="A workload file (a Keras program ending in .py) or a workload name.")
+    ],
+    seeds: Annotated[
+        int, typer.Option(min=1, max=20, help="Calibration seeds to run as written (1000, 1001, ...).")
+    ] = len(DOCTOR_SEEDS),
+    smoke: Annotated[bool, typer.Option("--smoke", help="Run the workload's SMOKE sizes (and sweep them).")] = False,
+    spec_out: Annotated[
+        Path | None, typer.Option(help="Where to write the proposed spec; default: ./doctor-<workload>.yaml.")
+    ] = None,
+    run_it: Annotated[bool, typer.Option("--run", help="Run the proposed sweep and print its verdicts.")] = False,
+    out: Annotated[Path, typer.Option(help="With --run: folder that receives the sweep's folder.")] = Path("sweeps"),
+    tracking_uri: TrackingUri = None,
+) -> None:
+    """Run WORKLOAD as written on calibration seeds, print its symptoms and the remedies that address them, and
+    write them as a spec to edit (`vary: one_at_a_time`); with --run, sweep them over other seeds."""
+    import yaml
+
+    from sweeper import doctor as rx
+    from sweeper.records import write_atomically
+    from sweeper.workload import is_workload_file, load
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    try:
+        loaded = load(workload)
+    except SweeperError as exc:
+        _fail(str(exc))
+    chosen_seeds = tuple(range(rx.DOCTOR_SEEDS[0], rx.DOCTOR_SEEDS[0] + seeds))
+    table = Table(title=f"{loaded.name} as written, calibration seeds {chosen_seeds[0]}-{chosen_seeds[-1]}")
+    for column in ("seed", "verdict", f"final {loaded.metric}", "chance", *rx.READINGS, "why"):
+        table.add_column(column, overflow="fold")
+    verdicts = []
+    for seed in chosen_seeds:
+        history, diagnosis = _run_as_written(loaded, {**(loaded.smoke if smoke else {}), "seed": seed})
+        verdicts.append((diagnosis.verdict, diagnosis.reason))
+        final = history[-1] if history else {}
+        readings = rx.late_readings(history)
+        table.add_row(
+            str(seed),
+            diagnosis.verdict,
+            _number(final.get(loaded.metric)),
+            _number(final.get("chance")),
+            *(_number(readings.get(key)) for key in rx.READINGS),
+            diagnosis.reason,
+        )
+    console.print(table)
+    found = rx.symptoms(verdicts)
+    if not found:
+        console.print(f"no failure in {seeds} seeds: every trial is healthy, so there is nothing to propose")
+        return
+    grid = rx.proposals(found, loaded, getattr(loaded.module, "COMPILE", {}).get("loss"))
+    if not grid:
+        _fail(
+            f"{workload}: symptoms {', '.join(s.verdict for s in found)}, but the workload has none of the knobs "
+            "that address them; write the grid by hand (`sweeper list` shows its knobs)"
+        )
+    target = spec_out or Path(f"doctor-{loaded.name}.yaml")
+    reference = workload
+    if is_workload_file(workload):
+        reference = os.path.relpath(Path(workload).resolve(), target.resolve().parent)
+        reference = reference if reference.startswith(".") or os.path.isabs(reference) else f"./{reference}"
+    document = rx.doctor_spec(f"doctor-{loaded.name}", reference, found, grid)
+    if smoke:
+        document["smoke"] = True
+    header = [
+        f"# Written by `sweeper doctor {workload}`: the remedies for the symptoms seen on calibration seeds",
+        f"# {chosen_seeds[0]}-{chosen_seeds[-1]} (the sweep judges them on seeds 0 and up). Edit freely: add values,",
+        "# drop knobs, add claims. Why each knob is here:",
+        *(f"#   {line}" for line in rx.why_lines(found, grid)),
+    ]
+    write_atomically(target, "\n".join(header) + "\n" + yaml.safe_dump(document, sort_keys=False))
+    for symptom in found:
+        console.print(f"symptom: {symptom.verdict} in {symptom.seeds}/{seeds} seeds")
+    for line in rx.why_lines(found, grid):
+        console.print(f"  proposed: {line}")
+    console.print(f"wrote {target}; run it with `sweeper run {target}`")
+    if run_it:
+        run(spec=target, out=out, tracking_uri=tracking_uri)
+
+
+def _run_as_written(workload, overrides: dict) -> tuple[list[dict], Any]:
+    """One trial in this process, stopped as soon as it diverges: its reports and its diagnosis."""
+    from sweeper import health
+
+    history: list[dict] = []
+    limits = workload.thresholds
+
+    class Diverged(Exception):
+        pass
+
+    def report(values: dict) -> None:
+        history.append(dict(values))
+        if health.check_divergence(history, workload.metric, limits) is not None:
+            raise Diverged
+
+    error = None
+    try:
+        workload.train(workload.make_config(overrides), report)
+    except Diverged:
+        pass
+    except Exception as exc:  # noqa: BLE001 - the program's own failure is a symptom, not the doctor's
+        error = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+    return history, health.diagnose(history, workload.metric, workload.mode, error, limits)
+
+
+def _number(value) -> str:
+    return "–" if value is None else f"{value:.4g}"
 
 
 @app.command()

@@ -1,18 +1,34 @@
 """Diagnosis of one trial from its report history: pure functions, no heavy imports.
 
-Verdicts, checked in this order (the first that applies wins):
-  error       the trial raised, or reported nothing;
-  non_finite  loss, gradient norm, output scale or metric went NaN or infinite;
-  exploding   |loss|, the gradient norm or the output scale passed `exploding_bound`, or grew by a
-              factor of `growth_factor` within `growth_window` reports;
-  stuck_zero  |loss| <= `zero_loss_atol` at every report from the first; or the loss fell to
-              |loss| <= `near_zero_loss` and stayed there for the last `stuck_tail` share of the reports
-              while the final metric stayed at chance (the trial learns nothing from a zero loss);
-  no_signal   the gradient norm stayed <= `no_signal_grad_norm` at every report: nothing can change;
-  collapsed   the final metric does not clear the workload's `chance` level by `collapse_margin` of the
-              way from chance to its `oracle` (or not at all, without an oracle), or misses the
-              workload's declared `metric_floor`;
-  healthy     none of the above.
+`DETECTORS` is the ordered table of verdicts: the first whose check applies wins, `healthy` when none does.
+Each row is one verdict, its colour in plots, whether it stops a running trial early, and one function
+reading a `Trial` (the report history with what several checks share); a new verdict is one function and
+one row. In order:
+  error               the trial raised, or reported nothing;
+  non_finite          loss, gradient norm, output scale or metric went NaN or infinite;
+  exploding           |loss|, the gradient norm or the output scale passed `exploding_bound`, or grew by a
+                      factor of `growth_factor` within `growth_window` reports;
+  stuck_zero          |loss| <= `zero_loss_atol` at every report from the first; or the loss fell to
+                      |loss| <= `near_zero_loss` and stayed there for the last `stuck_tail` share of the
+                      reports while the final metric stayed at chance (the trial learns nothing from a zero loss);
+  no_signal           the gradient norm stayed <= `no_signal_grad_norm` at every report: nothing can change;
+  vanishing_gradient  collapsed, and the first layer's gradient norm is below `vanishing_ratio` of the last
+                      layer's (the instruments' `grad_norm_ratio`) over the late reports;
+  dead_units          collapsed, and at least `dead_share` of the hidden ReLU units output zero on the whole
+                      probe batch over the late reports;
+  saturated           collapsed, and at least `saturated_share` of the hidden sigmoid/tanh units sit in their
+                      flat tails on the whole probe batch over the late reports;
+  oscillating         collapsed, and the metric swings without trend over the late reports;
+  collapsed           the final metric does not clear the workload's `chance` level by `collapse_margin` of the
+                      way from chance to its `oracle` (or not at all, without an oracle), or misses the
+                      workload's declared `metric_floor`;
+  healthy             none of the above.
+
+The four instrument verdicts name the cause of a collapse; they never overrule a trial whose final metric
+is good (a network with a third of its units dead that still learns is healthy: a verdict is the trial's
+outcome, and the readings stay in its history for anyone who wants them). "Late reports" are the last
+`stuck_tail` share of the reports that carry the reading, judged by their median, so one noisy probe
+neither makes nor breaks a verdict. The instrument readings come from `sweeper.instruments`.
 
 Every threshold is a field of `Thresholds`; a workload may override some with a module-level dict
 `THRESHOLDS` (for example a wider `exploding_bound` where large losses are normal).
@@ -21,12 +37,11 @@ Every threshold is a field of `Thresholds`; a workload may override some with a 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import statistics
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
+from functools import cached_property
 from typing import Any, TypeGuard
-
-VERDICTS = ("healthy", "stuck_zero", "no_signal", "non_finite", "exploding", "collapsed", "error")
-DIVERGED = ("non_finite", "exploding")  # the verdicts that stop a trial early
 
 WATCHED = ("loss", "grad_norm", "output_scale")
 """Report keys whose magnitude the divergence checks watch (`output_scale` when a workload reports it)."""
@@ -41,7 +56,8 @@ class Thresholds:
     """A loss that falls below this and stays there has stopped carrying a learning signal, for a model
     whose metric is still at chance."""
     stuck_tail: float = 0.5
-    """Share of the last reports over which a fallen loss must stay near zero to count as stuck."""
+    """Share of the last reports over which a fallen loss must stay near zero to count as stuck, and over
+    which the instrument and oscillation verdicts read their medians."""
     no_signal_grad_norm: float = 1e-6
     """A global gradient norm that never exceeds this moves no weight; float rounding of a symmetric
     (tied) gradient lands around 1e-8 to 1e-7."""
@@ -57,6 +73,26 @@ class Thresholds:
     """Share of the chance->oracle gap a final metric must clear to count as learning anything."""
     metric_floor: float | None = None
     """A workload's own bar for a usable final metric (in its MODE's direction); None: chance decides."""
+    vanishing_ratio: float = 1e-3
+    """First layer's gradient norm over the last layer's below which the gradient has vanished on its way
+    down. AUTOTRAINER (ICSE 2021) and DeepDiagnosis (ICSE 2022) compare gradients across layers the same way;
+    three orders of magnitude is far past the 2-10x spread of a healthy Glorot- or He-initialised net and
+    well inside what ten sigmoid layers (at most 0.25 per layer) produce."""
+    dead_share: float = 0.5
+    """Share of hidden ReLU units dead on the whole probe batch from which a collapse is blamed on dying
+    ReLUs: SageMaker Debugger's DeadRelu rule flags a layer at 50% inactive units (`threshold_layer`)."""
+    saturated_share: float = 0.5
+    """Share of hidden sigmoid/tanh units saturated on the whole probe batch from which a collapse is blamed
+    on saturation; the same majority bar as dead units (ours: there is no agreed number)."""
+    oscillation_reversals: float = 0.6
+    """Share of successive metric changes over the late reports that reverse the previous one's direction
+    from which the metric swings rather than drifts: independent noise reverses 2/3 of the time, a trend
+    far less."""
+    oscillation_trend: float = 0.2
+    """...while the net change over those reports is at most this share of the path travelled (no trend)..."""
+    oscillation_swing: float = 0.1
+    """...and the median swing is at least this share of the chance->oracle gap (or of |chance| without an
+    oracle), so the float noise of a flat curve is not a swing."""
 
     @classmethod
     def with_overrides(cls, overrides: dict[str, Any] | None) -> Thresholds:
@@ -112,21 +148,182 @@ def check_divergence(history: Sequence[dict[str, Any]], metric: str, limits: Thr
     return None
 
 
-def _collapse(final: dict[str, Any], metric: str, mode: str, limits: Thresholds) -> str | None:
-    value = final.get(metric)
-    if not is_number(value):
+@dataclass(frozen=True)
+class Trial:
+    """What the detectors read: one finished trial's reports and how to judge its metric."""
+
+    history: Sequence[dict[str, Any]]
+    metric: str
+    mode: str
+    error: str | None
+    limits: Thresholds
+
+    @cached_property
+    def first_divergence(self) -> Diagnosis | None:
+        """The earliest report at which the trial diverged, as `check_divergence` saw it live."""
+        for end in range(1, len(self.history) + 1):
+            diverged = check_divergence(self.history[:end], self.metric, self.limits)
+            if diverged is not None:
+                return diverged
         return None
-    floor = limits.metric_floor
-    if floor is not None and (value < floor if mode == "max" else value > floor):
-        return f"final {metric} {value:.4g} misses the workload's floor {floor:.4g}"
-    chance = final.get("chance")
-    if not is_number(chance):
+
+    @cached_property
+    def collapse(self) -> str | None:
+        """Why the final metric counts as learning nothing, or None."""
+        final, limits = self.history[-1], self.limits
+        value = final.get(self.metric)
+        if not is_number(value):
+            return None
+        floor = limits.metric_floor
+        if floor is not None and (value < floor if self.mode == "max" else value > floor):
+            return f"final {self.metric} {value:.4g} misses the workload's floor {floor:.4g}"
+        chance = final.get("chance")
+        if not is_number(chance):
+            return None
+        margin = limits.collapse_margin * self.gap if self.gap is not None else 0.0
+        if not (value > chance + margin if self.mode == "max" else value < chance - margin):
+            return f"final {self.metric} {value:.4g} does not beat chance {chance:.4g} by {margin:.3g}"
         return None
-    oracle = final.get("oracle")
-    margin = limits.collapse_margin * abs(oracle - chance) if is_number(oracle) else 0.0
-    if not (value > chance + margin if mode == "max" else value < chance - margin):
-        return f"final {metric} {value:.4g} does not beat chance {chance:.4g} by {margin:.3g}"
+
+    @property
+    def gap(self) -> float | None:
+        """|oracle - chance| of the final report, where both are known."""
+        final = self.history[-1]
+        chance, oracle = final.get("chance"), final.get("oracle")
+        return abs(oracle - chance) if is_number(chance) and is_number(oracle) else None
+
+    def series(self, key: str) -> list[float]:
+        """The finite values of one report key, in order."""
+        return [r[key] for r in self.history if is_number(r.get(key)) and math.isfinite(r[key])]
+
+    def late(self, key: str) -> list[float]:
+        """The key's finite values over the last `stuck_tail` share of the reports that carry it."""
+        values = self.series(key)
+        return values[-max(1, math.ceil(self.limits.stuck_tail * len(values))) :] if values else []
+
+    def late_median(self, key: str) -> float | None:
+        values = self.late(key)
+        return statistics.median(values) if values else None
+
+
+def _error(trial: Trial) -> str | None:
+    if trial.error:
+        return trial.error
+    return None if trial.history else "the trial reported nothing"
+
+
+def _non_finite(trial: Trial) -> str | None:
+    diverged = trial.first_divergence
+    return diverged.reason if diverged is not None and diverged.verdict == "non_finite" else None
+
+
+def _exploding(trial: Trial) -> str | None:
+    diverged = trial.first_divergence
+    return diverged.reason if diverged is not None and diverged.verdict == "exploding" else None
+
+
+def _stuck_zero(trial: Trial) -> str | None:
+    limits, losses = trial.limits, [r["loss"] for r in trial.history if is_number(r.get("loss"))]
+    if losses and all(abs(loss) <= limits.zero_loss_atol for loss in losses):
+        return f"|loss| <= {limits.zero_loss_atol:g} at all {len(losses)} reports"
+    tail = losses[-max(1, math.ceil(limits.stuck_tail * len(losses))) :]
+    if len(losses) >= 2 and trial.collapse and all(abs(loss) <= limits.near_zero_loss for loss in tail):
+        where = f"over the last {len(tail)} of {len(losses)} reports"
+        return f"|loss| <= {limits.near_zero_loss:g} {where}; {trial.collapse}"
     return None
+
+
+def _no_signal(trial: Trial) -> str | None:
+    norms = [r["grad_norm"] for r in trial.history if is_number(r.get("grad_norm"))]
+    bound = trial.limits.no_signal_grad_norm
+    if norms and all(abs(norm) <= bound for norm in norms):
+        return f"gradient norm <= {bound:g} at all {len(norms)} reports"
+    return None
+
+
+def _vanishing_gradient(trial: Trial) -> str | None:
+    ratio = trial.late_median("grad_norm_ratio")
+    if trial.collapse and ratio is not None and ratio < trial.limits.vanishing_ratio:
+        return f"first/last layer gradient norm {ratio:.2g} < {trial.limits.vanishing_ratio:g}; {trial.collapse}"
+    return None
+
+
+def _dead_units(trial: Trial) -> str | None:
+    share = trial.late_median("dead_share")
+    if trial.collapse and share is not None and share >= trial.limits.dead_share:
+        return f"{share:.0%} of hidden ReLU units dead (bar {trial.limits.dead_share:.0%}); {trial.collapse}"
+    return None
+
+
+def _saturated(trial: Trial) -> str | None:
+    share = trial.late_median("saturated_share")
+    if trial.collapse and share is not None and share >= trial.limits.saturated_share:
+        bar = trial.limits.saturated_share
+        return f"{share:.0%} of hidden sigmoid/tanh units saturated (bar {bar:.0%}); {trial.collapse}"
+    return None
+
+
+def oscillation(values: Sequence[float], scale: float, limits: Thresholds = DEFAULT) -> str | None:
+    """Why a metric series swings without trend, or None: most successive changes reverse direction, the
+    net change is a small share of the path, and the median swing is a visible share of `scale`."""
+    steps = [b - a for a, b in zip(values, values[1:], strict=False)]
+    moves = [step for step in steps if step != 0]
+    if len(moves) < 4 or scale <= 0:
+        return None
+    reversals = sum(a * b < 0 for a, b in zip(moves, moves[1:], strict=False)) / (len(moves) - 1)
+    path = sum(abs(step) for step in steps)
+    swing = statistics.median(abs(step) for step in moves)
+    if (
+        reversals >= limits.oscillation_reversals
+        and abs(values[-1] - values[0]) <= limits.oscillation_trend * path
+        and swing >= limits.oscillation_swing * scale
+    ):
+        net = values[-1] - values[0]
+        return f"{reversals:.0%} of {len(moves)} changes reverse, median swing {swing:.3g}, net {net:+.3g}"
+    return None
+
+
+def _oscillating(trial: Trial) -> str | None:
+    if not trial.collapse:
+        return None
+    chance = trial.history[-1].get("chance")
+    scale = trial.gap if trial.gap is not None else (abs(chance) if is_number(chance) else 0.0)
+    swings = oscillation(trial.late(trial.metric), scale, trial.limits)
+    return f"{trial.metric} swings: {swings}; {trial.collapse}" if swings else None
+
+
+def _collapsed(trial: Trial) -> str | None:
+    return trial.collapse
+
+
+@dataclass(frozen=True)
+class Detector:
+    verdict: str
+    colour: str
+    """Its colour in the report's plots."""
+    stops_early: bool
+    """Checked live after every report: a trial that shows it stops at once (unless the sweep runs with
+    `early_stop=False`)."""
+    check: Callable[[Trial], str | None]
+    """The reason the trial has this verdict, or None."""
+
+
+DETECTORS = (
+    Detector("error", "#757575", False, _error),
+    Detector("non_finite", "#4e0000", True, _non_finite),
+    Detector("exploding", "#c62828", True, _exploding),
+    Detector("stuck_zero", "#1565c0", False, _stuck_zero),
+    Detector("no_signal", "#6a1b9a", False, _no_signal),
+    Detector("vanishing_gradient", "#8d6e63", False, _vanishing_gradient),
+    Detector("dead_units", "#5d4037", False, _dead_units),
+    Detector("saturated", "#f9a825", False, _saturated),
+    Detector("oscillating", "#00838f", False, _oscillating),
+    Detector("collapsed", "#ef6c00", False, _collapsed),
+)
+HEALTHY_COLOUR = "#2e7d32"
+VERDICTS = ("healthy", *(d.verdict for d in DETECTORS))
+COLOURS = {"healthy": HEALTHY_COLOUR, **{d.verdict: d.colour for d in DETECTORS}}
+DIVERGED = tuple(d.verdict for d in DETECTORS if d.stops_early)  # the verdicts that stop a trial early
 
 
 def diagnose(
@@ -136,32 +333,11 @@ def diagnose(
     error: str | None = None,
     limits: Thresholds = DEFAULT,
 ) -> Diagnosis:
-    """The verdict for a trial's report history (one dict per report, in order)."""
-    if error:
-        return Diagnosis("error", error)
-    if not history:
-        return Diagnosis("error", "the trial reported nothing")
-
-    for end in range(1, len(history) + 1):
-        diverged = check_divergence(history[:end], metric, limits)
-        if diverged is not None:
-            return diverged
-
-    collapse = _collapse(history[-1], metric, mode, limits)
-    losses = [r["loss"] for r in history if is_number(r.get("loss"))]
-    if losses and all(abs(loss) <= limits.zero_loss_atol for loss in losses):
-        return Diagnosis("stuck_zero", f"|loss| <= {limits.zero_loss_atol:g} at all {len(losses)} reports")
-    tail = losses[-max(1, math.ceil(limits.stuck_tail * len(losses))) :]
-    if len(losses) >= 2 and collapse and all(abs(loss) <= limits.near_zero_loss for loss in tail):
-        return Diagnosis(
-            "stuck_zero",
-            f"|loss| <= {limits.near_zero_loss:g} over the last {len(tail)} of {len(losses)} reports; {collapse}",
-        )
-
-    norms = [r["grad_norm"] for r in history if is_number(r.get("grad_norm"))]
-    if norms and all(abs(norm) <= limits.no_signal_grad_norm for norm in norms):
-        return Diagnosis("no_signal", f"gradient norm <= {limits.no_signal_grad_norm:g} at all {len(norms)} reports")
-
-    if collapse:
-        return Diagnosis("collapsed", collapse)
+    """The verdict for a trial's report history (one dict per report, in order): the first row of
+    `DETECTORS` whose check gives a reason, else healthy."""
+    trial = Trial(history, metric, mode, error, limits)
+    for detector in DETECTORS:
+        reason = detector.check(trial)
+        if reason is not None:
+            return Diagnosis(detector.verdict, reason)
     return Diagnosis("healthy", "")

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from sweeper import evidence, ranking
-from sweeper.health import DIVERGED, is_number
+from sweeper.health import COLOURS, DIVERGED, is_number
 from sweeper.records import (
     PLOTS_DIR,
     RANKING_FILE,
@@ -41,15 +41,6 @@ from sweeper.records import (
 from sweeper.spec import BASELINE_LABEL, PROJECT_SOURCE, Claim, GridPoint, Source, SweepSpec, claim_points
 from sweeper.workload import Workload
 
-VERDICT_COLOURS = {
-    "healthy": "#2e7d32",
-    "stuck_zero": "#1565c0",
-    "no_signal": "#6a1b9a",
-    "collapsed": "#ef6c00",
-    "exploding": "#c62828",
-    "non_finite": "#4e0000",
-    "error": "#757575",
-}
 CURVE_POINTS = 3  # remedies drawn beside the baseline in the learning curves
 RANKING_PLOT_POINTS = 40
 PLOT_LIMIT = 1e100
@@ -570,8 +561,8 @@ def plots(document: dict, records: list[TrialRecord]) -> dict[str, bytes]:
         healthy = [v == "healthy" for v in p["verdicts"]]
         values = _plottable(p["scores"])
         for ok, colour, face in (
-            (True, VERDICT_COLOURS["healthy"], None),
-            (False, VERDICT_COLOURS["collapsed"], "none"),
+            (True, COLOURS["healthy"], None),
+            (False, COLOURS["collapsed"], "none"),
         ):
             chosen = values[np.array(healthy, dtype=bool) == ok] if values.size else values
             axis.scatter(chosen, np.full(chosen.size, y), s=14, edgecolors=colour, facecolors=face or colour)
@@ -591,7 +582,7 @@ def plots(document: dict, records: list[TrialRecord]) -> dict[str, bytes]:
 
     figure, axis = plt.subplots(figsize=(9, 0.3 * len(shown) + 1.2))
     left = np.zeros(len(shown))
-    for verdict, colour in VERDICT_COLOURS.items():
+    for verdict, colour in COLOURS.items():
         counts = np.array([p["verdicts"].count(verdict) for p in shown], dtype=float)
         if counts.any():
             axis.barh(range(len(shown)), counts, left=left, color=colour, label=verdict)
@@ -626,7 +617,7 @@ def plots(document: dict, records: list[TrialRecord]) -> dict[str, bytes]:
         group = sorted(by_label.get(label, []), key=lambda r: r.seed)
         for record in group:
             steps = _plottable([r.get("step", i + 1) for i, r in enumerate(record.history)])
-            colour = VERDICT_COLOURS.get(record.verdict, "#000")
+            colour = COLOURS.get(record.verdict, "#000")
             for row, key in enumerate((metric, "loss")):
                 values = _plottable([r.get(key) for r in record.history])
                 axes[row][column].plot(

@@ -33,7 +33,7 @@ from sweeper.errors import SweeperError  # noqa: E402
 from sweeper.progress import SweepProgress  # noqa: E402
 from sweeper.records import TUNE_DIR, TrialRecord, save_trial, trial_key  # noqa: E402
 from sweeper.spec import GridPoint, SweepSpec  # noqa: E402
-from sweeper.workload import load  # noqa: E402
+from sweeper.workload import load, load_shipped, shipped_source  # noqa: E402
 
 if TYPE_CHECKING:
     from sweeper.tracking import TrialMirror
@@ -61,7 +61,7 @@ def _trainable(config: dict[str, Any]) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")  # a GPU share, not the whole GPU
 
-    workload = load(config["workload"])
+    workload = load_shipped(config["workload"], config["workload_source"])
     limits = workload.thresholds
     node = ray.get_runtime_context().get_node_id()[:12]
     history: list[dict[str, Any]] = []
@@ -239,6 +239,7 @@ def run_trials(
         trainable,
         param_space={
             "workload": spec.workload,
+            "workload_source": shipped_source(spec.workload),  # a workload file reaches every node of a cluster
             "base": spec.base_overrides(workload),
             "trial": tune.grid_search(
                 [

@@ -112,9 +112,17 @@ def plan_sweeps(
     address: str | None,
     options: RunOptions,
 ) -> list[Path]:
-    """Start Ray, check every sweep against the cluster, then make every sweep's folder and the plan file
-    that lists them, so a killed run can be resumed from `out_root`, sweeps never started included. Nothing
-    is written when a check fails."""
+    """Check that each sweep's workload can take every point's knobs (`Workload.check_remedies`), start Ray,
+    check every sweep against the cluster, then make every sweep's folder and the plan file that lists them,
+    so a killed run can be resumed from `out_root`, sweeps never started included. Nothing is written when a
+    check fails."""
+    for spec in specs:
+        workload = load(spec.workload)
+        base = spec.base_overrides(workload)
+        try:
+            workload.check_remedies({**base, **point.knobs} for point in spec.points)
+        except SweeperError as exc:
+            raise SweeperError(f"{spec.path}: {spec.name}: {exc}") from None
     runner = _start_ray(address)
     for spec in specs:
         runner.check_cluster(spec, tracking_uri)

@@ -44,6 +44,7 @@ import os
 import pkgutil
 import re
 import sys
+import tempfile
 import textwrap
 import traceback
 import typing
@@ -184,6 +185,13 @@ class Workload:
     def make_config(self, overrides: dict[str, Any]) -> Any:
         return self.module.Config(**overrides)
 
+    def check_remedies(self, knob_sets: typing.Iterable[dict[str, Any]]) -> None:
+        """Refuse, before any trial runs, knob settings the workload cannot apply (a Keras program's model
+        rebuilt with each distinct set of model knobs); nothing to check for a workload with its own `train`."""
+        check = getattr(self.module, "check_remedies", None)
+        if check is not None:
+            check(knob_sets, self.make_config)
+
     def train(self, config: Any, report: typing.Callable[[dict], None]) -> None:
         """Run the module's `train`; a report without `chance` gets a numeric CHANCE (with "reported" it is
         passed on as it is)."""
@@ -234,6 +242,30 @@ def load(name: str) -> Workload:
     return _load_named(name)
 
 
+def shipped_source(reference: str) -> str | None:
+    """The text of a workload file, for the driver to send with each trial; None for a workload name."""
+    return Path(reference).read_text() if is_workload_file(reference) else None
+
+
+def load_shipped(reference: str, source: str | None) -> Workload:
+    """The workload a trial names, on whichever node it runs. A workload file this node lacks, or holds in
+    another version (the driver's file is the truth), is written from the `source` the driver shipped to a
+    folder named by its content hash under the temporary folder, and loaded from there."""
+    if source is None:
+        return load(reference)
+    path = Path(reference)
+    if path.is_file() and path.read_text() == source:
+        return load(reference)
+    digest = hashlib.sha1(source.encode()).hexdigest()[:16]
+    shipped = Path(tempfile.gettempdir()) / "sweeper-workloads" / digest / path.name
+    if not shipped.is_file():
+        shipped.parent.mkdir(parents=True, exist_ok=True)
+        partial = shipped.with_suffix(f".{os.getpid()}.partial")
+        partial.write_text(source)
+        partial.replace(shipped)  # atomic: trials starting together on one node never read half a file
+    return load(str(shipped))
+
+
 @cache
 def _load_named(name: str) -> Workload:
     modules = available()
@@ -243,7 +275,7 @@ def _load_named(name: str) -> Workload:
         module = importlib.import_module(modules[name])
     except Exception as exc:  # noqa: BLE001 - whatever the workload's own code raises, told on one line
         raise _import_error(name, _module_file(modules[name]), exc) from None
-    return Workload(name=name, module=module, knobs=_check_contract(name, module))
+    return _workload(name, module)
 
 
 @cache
@@ -265,7 +297,16 @@ def _load_file(path: Path) -> Workload:
         except Exception as exc:  # noqa: BLE001 - whatever the workload's own code raises, told on one line
             del sys.modules[module_name]
             raise _import_error(path.stem, str(path), exc) from None
-    return Workload(name=path.stem, module=module, knobs=_check_contract(path.stem, module))
+    return _workload(path.stem, module)
+
+
+def _workload(name: str, module: ModuleType) -> Workload:
+    """A checked workload; a plain Keras program (`sweeper.keras_model`) is adapted to the contract first."""
+    from sweeper import keras_model
+
+    if keras_model.is_keras_file(module):
+        module = keras_model.adapt(module)
+    return Workload(name=name, module=module, knobs=_check_contract(name, module))
 
 
 def _module_file(module_name: str) -> str:
@@ -305,7 +346,7 @@ def _check_contract(name: str, module: ModuleType) -> dict[str, Knob]:
     if not (module.CHANCE == CHANCE_REPORTED if isinstance(module.CHANCE, str) else _is_finite_number(module.CHANCE)):
         raise broken(f'CHANCE is {module.CHANCE!r}, neither a finite number nor "{CHANCE_REPORTED}"; {_ADD_CHANCE}')
     try:
-        knobs = knobs_of(config)
+        knobs = knobs_of(config, getattr(module, "KNOB_DOCS", None))
     except SweeperError as exc:
         raise broken(str(exc)) from None
     if "seed" not in knobs or knobs["seed"].kind is not int:
@@ -339,10 +380,11 @@ def _check_contract(name: str, module: ModuleType) -> dict[str, Knob]:
     return knobs
 
 
-def knobs_of(config_cls: type) -> dict[str, Knob]:
-    """Every field of a Config dataclass as a Knob, with its attribute docstring."""
+def knobs_of(config_cls: type, docs: dict[str, str] | None = None) -> dict[str, Knob]:
+    """Every field of a Config dataclass as a Knob, with its attribute docstring (read from the class's
+    source, or given as `docs` for a class made at run time)."""
     hints = typing.get_type_hints(config_cls, include_extras=True)
-    docs = _attribute_docstrings(config_cls)
+    docs = attribute_docstrings(config_cls) if docs is None else docs
     knobs = {}
     for field in dataclasses.fields(config_cls):
         hint = hints[field.name]
@@ -372,7 +414,7 @@ def knobs_of(config_cls: type) -> dict[str, Knob]:
     return knobs
 
 
-def _attribute_docstrings(cls: type) -> dict[str, str]:
+def attribute_docstrings(cls: type) -> dict[str, str]:
     """Field name -> the string literal that follows its declaration in the class body."""
     (definition,) = ast.parse(textwrap.dedent(inspect.getsource(cls))).body
     assert isinstance(definition, ast.ClassDef)  # the source of a class is its class statement

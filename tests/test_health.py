@@ -139,8 +139,81 @@ def test_thresholds_overrides_are_checked():
         Thresholds.with_overrides({"exploding_bnd": 10.0})
 
 
-def test_every_verdict_has_a_colour_in_the_report():
-    from sweeper.health import VERDICTS
-    from sweeper.report import VERDICT_COLOURS
+def test_the_detector_table_names_each_verdict_once_and_only_divergence_stops_a_trial():
+    from sweeper.health import COLOURS, DETECTORS, DIVERGED, VERDICTS
 
-    assert set(VERDICT_COLOURS) == set(VERDICTS)
+    assert len(set(VERDICTS)) == len(VERDICTS) == len(DETECTORS) + 1
+    assert set(COLOURS) == set(VERDICTS)
+    assert DIVERGED == ("non_finite", "exploding")
+
+
+# --- the instrument verdicts, at each threshold's edge ---
+def _collapsed_run(**late_readings):
+    """Ten reports at chance (accuracy 0.5, chance 0.5, oracle 1.0): collapsed; the readings are given to
+    the last five reports (the late half the detectors read), the first five carry healthy ones."""
+    early = {"grad_norm_ratio": 0.5, "dead_share": 0.0, "saturated_share": 0.0}
+    return [
+        {
+            "step": i,
+            "loss": 0.69,
+            "grad_norm": 0.1,
+            "acc": 0.5,
+            "chance": 0.5,
+            "oracle": 1.0,
+            **(late_readings if i >= 5 else early),
+        }
+        for i in range(10)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("readings", "verdict"),
+    [
+        ({"grad_norm_ratio": 0.99e-3}, "vanishing_gradient"),
+        ({"grad_norm_ratio": 1e-3}, "collapsed"),  # the bar itself is not vanished
+        ({"dead_share": 0.5}, "dead_units"),
+        ({"dead_share": 0.49}, "collapsed"),
+        ({"saturated_share": 0.5}, "saturated"),
+        ({"saturated_share": 0.49}, "collapsed"),
+        # the order of the table decides when several apply
+        ({"grad_norm_ratio": 1e-5, "dead_share": 0.9, "saturated_share": 0.9}, "vanishing_gradient"),
+        ({"dead_share": 0.9, "saturated_share": 0.9}, "dead_units"),
+    ],
+)
+def test_instrument_verdicts_name_the_cause_of_a_collapse(readings, verdict):
+    assert diagnose(_collapsed_run(**readings), "acc", "max").verdict == verdict
+
+
+def test_instrument_readings_never_overrule_a_trial_that_learned():
+    history = _collapsed_run(grad_norm_ratio=1e-6, dead_share=1.0, saturated_share=1.0)
+    history[-1]["acc"] = 0.9
+    assert diagnose(history, "acc", "max").verdict == "healthy"
+
+
+def test_the_late_median_reads_past_one_noisy_probe():
+    history = _collapsed_run(dead_share=0.9)
+    history[-1]["dead_share"] = 0.0  # one probe of five says otherwise
+    assert diagnose(history, "acc", "max").verdict == "dead_units"
+
+
+def test_oscillation_needs_reversals_no_trend_and_a_visible_swing():
+    from sweeper.health import oscillation
+
+    zigzag = [0.5, 0.7, 0.5, 0.7, 0.5, 0.7]
+    assert oscillation(zigzag, scale=0.5) is not None  # swing 0.2 >= 0.1 x 0.5
+    assert oscillation(zigzag, scale=2.01) is None  # swing 0.2 < 0.1 x 2.01: noise
+    assert oscillation([0.5, 0.7, 0.6, 0.8, 0.7, 0.9], scale=0.5) is None  # net +0.4 of a 1.0 path: a trend
+    assert oscillation([0.5, 0.7, 0.5, 0.7], scale=0.5) is None  # 3 changes: too few to tell
+    # 4 of 5 changes reverse (0.8 >= 0.6) and the net is 0 of the path
+    assert oscillation([0.5, 0.7, 0.5, 0.5, 0.7, 0.5, 0.7], scale=0.5) is not None
+
+
+def test_a_collapsed_metric_that_swings_is_oscillating():
+    history = [
+        {"step": i, "loss": 1.0, "grad_norm": 1.0, "acc": 0.5 + 0.2 * (i % 2), "chance": 0.6, "oracle": 1.0}
+        for i in range(11)
+    ]
+    history[-1]["acc"] = 0.5  # ends at chance
+    assert diagnose(history, "acc", "max").verdict == "oscillating"
+    steady = [{**r, "acc": 0.5} for r in history]
+    assert diagnose(steady, "acc", "max").verdict == "collapsed"

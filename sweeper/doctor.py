@@ -1,0 +1,191 @@
+"""`sweeper doctor`: from the symptoms of a program run as written to a sweep of the remedies that address them.
+
+Pure functions (the CLI runs the trials): `symptoms` reads the diagnosed trials, `proposals` maps each
+symptom to the remedy families that address it (`FAMILIES`, the table the research tools repair from:
+AUTOTRAINER, ICSE 2021, and DeepDiagnosis, ICSE 2022, swap activations and initializers, add batch norm,
+clip gradients, change the optimizer or the learning rate), and `doctor_spec` writes them as a spec the
+user can edit: `vary: one_at_a_time`, so each remedy is judged alone against the program as written.
+
+The trials the doctor looks at run on calibration seeds (`DOCTOR_SEEDS`, 1000 and up): the grid is chosen by
+looking at them, so the sweep that judges it runs on other seeds (0 and up), and the spec says so.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sweeper.workload import Knob, Workload
+
+DOCTOR_SEEDS = (1000, 1001, 1002)
+READINGS = ("grad_norm", "grad_norm_ratio", "dead_share", "saturated_share", "update_ratio")
+"""The instruments' readings the doctor prints (late medians; see `sweeper.health`)."""
+
+
+@dataclass(frozen=True)
+class Family:
+    """One remedy family: the knob it turns and why it addresses a symptom."""
+
+    knob: str
+    why: str
+
+
+FAMILIES: dict[str, tuple[Family, ...]] = {
+    "non_finite": (
+        Family("global_clipnorm", "clipping bounds each step"),
+        Family("learning_rate", "a smaller step"),
+        Family("normalization", "normalised activations keep their scale"),
+    ),
+    "exploding": (
+        Family("global_clipnorm", "clipping bounds each step"),
+        Family("learning_rate", "a smaller step"),
+        Family("normalization", "normalised activations keep their scale"),
+    ),
+    "stuck_zero": (
+        Family("output_activation", "an output that can reach the target"),
+        Family("loss", "a loss that fits the output"),
+        Family("hidden_activation", "a non-saturating activation"),
+        Family("kernel_initializer", "a start that breaks symmetry"),
+    ),
+    "no_signal": (
+        Family("output_activation", "an output with a gradient (a softmax over one unit has none)"),
+        Family("loss", "a loss that fits the output"),
+        Family("hidden_activation", "a non-saturating activation"),
+        Family("kernel_initializer", "a start that breaks symmetry"),
+    ),
+    "vanishing_gradient": (
+        Family("hidden_activation", "ReLU-family activations pass gradients unshrunk"),
+        Family("normalization", "normalised inputs keep each layer in its steep range"),
+        Family("kernel_initializer", "He or LeCun scaling keeps the gradient's variance per layer"),
+    ),
+    "dead_units": (
+        Family("learning_rate", "a smaller step does not knock units below zero for good"),
+        Family("hidden_activation", "leaky ReLU and ELU keep a gradient below zero"),
+        Family("kernel_initializer", "He scaling for ReLU nets"),
+    ),
+    "saturated": (
+        Family("input_scaling", "inputs on a unit scale keep units off their flat tails"),
+        Family("hidden_activation", "ReLU-family activations do not saturate above zero"),
+        Family("normalization", "normalised pre-activations stay in the steep range"),
+    ),
+    "oscillating": (
+        Family("learning_rate", "a smaller step stops the swing"),
+        Family("optimizer", "an adaptive optimizer damps it"),
+        Family("batch_size", "larger batches average the noise"),
+    ),
+    "collapsed": (
+        Family("input_scaling", "features on very different scales"),
+        Family("output_activation", "an output that can reach the target"),
+        Family("optimizer", "an adaptive optimizer"),
+        Family("learning_rate", "a step of another size"),
+    ),
+}
+"""Symptom (an unhealthy verdict) -> the remedy families that address it, in the order worth trying."""
+
+_ALTERNATIVES: dict[str, tuple[Any, ...]] = {
+    "output_activation": ("linear", "sigmoid"),
+    "hidden_activation": ("relu", "leaky_relu", "elu", "tanh"),
+    "kernel_initializer": ("he_normal", "glorot_uniform", "lecun_normal"),
+    "normalization": ("batch", "layer"),
+    "optimizer": ("adam", "momentum"),
+    "input_scaling": ("standardize", "minmax"),
+}
+"""Values proposed for a closed-set knob (those the knob allows); other knobs: `_numeric_alternatives`."""
+_REGRESSION_LOSSES = ("mean_squared_error", "mean_absolute_error", "huber")
+
+
+@dataclass(frozen=True)
+class Symptom:
+    verdict: str
+    seeds: int
+    """How many of the doctor's seeds show it."""
+    reasons: tuple[str, ...]
+
+
+def symptoms(verdicts: Sequence[tuple[str, str]]) -> list[Symptom]:
+    """The unhealthy verdicts among (verdict, reason) pairs, the commonest first."""
+    counts = Counter(verdict for verdict, _ in verdicts if verdict != "healthy")
+    return [
+        Symptom(verdict, count, tuple(reason for v, reason in verdicts if v == verdict))
+        for verdict, count in counts.most_common()
+    ]
+
+
+def late_readings(history: Sequence[dict[str, Any]], share: float = 0.5) -> dict[str, float]:
+    """The median of each instrument reading over the last `share` of the reports that carry it."""
+    readings = {}
+    for key in READINGS:
+        values = [r[key] for r in history if isinstance(r.get(key), int | float) and math.isfinite(r[key])]
+        if values:
+            readings[key] = statistics.median(values[-max(1, math.ceil(share * len(values))) :])
+    return readings
+
+
+def proposals(found: Sequence[Symptom], workload: Workload, written_loss: str | None) -> dict[str, tuple[Any, ...]]:
+    """knob -> its values to sweep (its as-written value first) for every family that addresses a symptom and
+    whose knob the workload has; the commonest symptom's families first."""
+    grid: dict[str, tuple[Any, ...]] = {}
+    for symptom in found:
+        for family in FAMILIES.get(symptom.verdict, ()):
+            knob = workload.knobs.get(family.knob)
+            if knob is None or knob.name in grid:
+                continue
+            values = _values(knob, written_loss)
+            if len(values) > 1:
+                grid[knob.name] = values
+    return grid
+
+
+def _values(knob: Knob, written_loss: str | None) -> tuple[Any, ...]:
+    if knob.name == "loss" and knob.choices is not None:
+        # Regression losses are interchangeable; a classification loss is tied to how targets are encoded.
+        if written_loss not in _REGRESSION_LOSSES:
+            return (knob.default,)
+        return (knob.default, *(loss for loss in _REGRESSION_LOSSES if loss != written_loss))
+    if knob.choices is not None:
+        wanted = _ALTERNATIVES.get(knob.name, knob.choices)
+        return (knob.default, *(v for v in wanted if v in knob.choices and v != knob.default))
+    return (knob.default, *_numeric_alternatives(knob))
+
+
+def _numeric_alternatives(knob: Knob) -> tuple[Any, ...]:
+    if knob.name == "learning_rate":
+        candidates: tuple[Any, ...] = (knob.default / 10, knob.default / 100)
+    elif knob.name in ("global_clipnorm", "clipnorm"):
+        candidates = (1.0,)
+    elif knob.name == "batch_size":
+        candidates = (knob.default * 4,)
+    else:
+        return ()
+    values = [float(f"{v:.3g}") if knob.kind is float else int(v) for v in candidates]
+    return tuple(v for v in values if knob.in_range(v) and v != knob.default)
+
+
+def doctor_spec(
+    name: str, workload_ref: str, found: Sequence[Symptom], grid: dict[str, tuple[Any, ...]]
+) -> dict[str, Any]:
+    """The spec document of the proposed sweep (claims left to the user)."""
+    seen = ", ".join(f"{s.verdict} {s.seeds}/{len(DOCTOR_SEEDS)}" for s in found) or "none"
+    return {
+        "name": name,
+        "workload": workload_ref,
+        "description": f"sweeper doctor: symptoms on calibration seeds {DOCTOR_SEEDS[0]}-{DOCTOR_SEEDS[-1]}: {seen}",
+        "vary": "one_at_a_time",
+        "grid": {knob: list(values) for knob, values in grid.items()},
+    }
+
+
+def why_lines(found: Sequence[Symptom], grid: dict[str, tuple[Any, ...]]) -> list[str]:
+    """One comment line per proposed knob: which symptom brought it in, and why."""
+    lines = []
+    for knob in grid:
+        for symptom in found:
+            family = next((f for f in FAMILIES.get(symptom.verdict, ()) if f.knob == knob), None)
+            if family is not None:
+                lines.append(f"{knob}: for {symptom.verdict}: {family.why}")
+                break
+    return lines

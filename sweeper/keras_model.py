@@ -1,0 +1,483 @@
+"""A plain Keras program as a workload: the generic remedies, applied by rebuilding the model.
+
+A workload file may, instead of `Config` and `train`, define plain Keras parts (no `sweeper` import):
+
+    METRIC, MODE = "val_loss", "min"     # a key of the Keras History (val_*) and its direction
+    COMPILE = {"optimizer": "sgd", "learning_rate": 0.01, "loss": "mean_squared_error", "metrics": ["mae"]}
+    FIT = {"epochs": 1000, "batch_size": 150}   # and other `Model.fit` arguments: FIT_EXTRAS
+    SMOKE = {"epochs": 100}              # optional: overrides of the knobs below for a seconds-long trial
+    def data(seed): return x_train, y_train, x_val, y_val      # numpy arrays, generated, nothing downloaded
+    def model(seed): return keras.Model(...)                   # uncompiled, as the user wrote it (failing)
+
+A file that needs knobs of its own also declares a frozen `Config` dataclass (with `seed: int`) as any
+workload does; `data(config)` and `model(config)` then receive it, and the generic knobs (`Remedies`) are
+added beside its own. `adapt` turns such a module into one that keeps the workload contract of
+`sweeper.workload` (`Config`, `train`, `CHANCE = "reported"`, ...); the defaults are the file as written.
+
+Each report (at most about `REPORTS_PER_TRIAL` per trial: every k epochs, and always the last) carries the
+training `loss`, every number of the epoch's Keras logs (the validation metrics among them), the
+instruments' readings on a fixed probe batch of training inputs (`sweeper.instruments`: `grad_norm`, the
+first-to-last layer gradient ratio, dead and saturated unit shares, the update-to-weight ratio), and
+`chance` and `oracle`: the compiled metrics of the best constant prediction (the training targets' mean,
+which is the class priors for labels) and of the validation targets themselves, so `collapsed` works.
+When the `loss` knob replaces the loss and METRIC is `val_loss`, METRIC is still the loss as written
+(compiled as an extra metric), so trials with different training losses stay comparable.
+
+TensorFlow is imported inside the functions: loading and checking a spec stays light, except
+`check_remedies`, which builds the model once per distinct set of model knobs to refuse, before Ray
+starts, a remedy the model cannot take.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Annotated, Any, Literal
+
+from sweeper.errors import SweeperError
+from sweeper.workload import Range
+
+REPORTS_PER_TRIAL = 100
+PROBE_SIZE = 256
+"""Training inputs the instruments read at every report (the first ones, fixed for the whole trial)."""
+COMPILE_KEYS = ("optimizer", "learning_rate", "loss", "metrics")
+OPTIMIZERS = ("sgd", "adam", "rmsprop", "adagrad", "adadelta", "adamax", "nadam", "ftrl")
+"""What COMPILE's `optimizer` may name (Keras's own names); the `optimizer` knob swaps it."""
+FIT_EXTRAS = ("shuffle", "class_weight", "steps_per_epoch")
+"""The other `Model.fit` arguments FIT may hold; validation always comes from `data()`."""
+MODEL_KNOBS = ("output_activation", "hidden_activation", "kernel_initializer", "normalization")
+"""The knobs applied by rebuilding the model (and checked on it before a sweep starts)."""
+_RECURRENT = ("LSTM", "GRU", "SimpleRNN", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D")
+_WRAPPERS = ("Bidirectional", "TimeDistributed")
+_ACTIVATION_LAYERS = ("Activation", "ReLU", "LeakyReLU", "ELU", "ThresholdedReLU", "PReLU", "Softmax")
+_NORMALIZED = ("Dense", "EinsumDense", "Conv1D", "Conv2D", "Conv3D", "SeparableConv1D", "SeparableConv2D",
+               "DepthwiseConv2D", *_RECURRENT)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Remedies:
+    """The generic remedies every Keras workload gets, each `as_written` (or off) by default."""
+
+    output_activation: Literal["as_written", "linear", "sigmoid", "softmax"] = "as_written"
+    """The output layer's activation (the last layer's, or a trailing `Activation` layer's): a sigmoid on an
+    unbounded regression target or a softmax over one unit are the classic mistakes."""
+    hidden_activation: Literal[
+        "as_written", "relu", "leaky_relu", "elu", "selu", "tanh", "sigmoid", "swish", "gelu", "relu6"
+    ] = "as_written"
+    """Every non-linear activation before the output (Dense/Conv `activation`, `Activation`/`ReLU`-style
+    layers); recurrent cells keep theirs, whose tanh and sigmoid gates are part of the cell."""
+    kernel_initializer: Literal[
+        "as_written", "glorot_uniform", "glorot_normal", "he_normal", "he_uniform", "lecun_normal", "orthogonal"
+    ] = "as_written"
+    """Every layer's `kernel_initializer` (He for ReLU nets, LeCun for SELU)."""
+    normalization: Literal["none", "batch", "layer"] = "none"
+    """`BatchNormalization` or `LayerNormalization` inserted after each hidden Dense/Conv/recurrent layer."""
+    optimizer: Literal["as_written", "sgd", "momentum", "adam", "rmsprop", "adagrad"] = "as_written"
+    """The optimizer (`momentum`: SGD with momentum 0.9), at `learning_rate`."""
+    learning_rate: Annotated[float, Range(0.0, 10.0, low_open=True)] = 0.01
+    """Learning rate of whichever optimizer runs; the default is COMPILE's, else the optimizer's Keras default."""
+    clipnorm: Annotated[float, Range(0.0, None)] = 0.0
+    """Clip each weight's gradient to this L2 norm (0 = off)."""
+    global_clipnorm: Annotated[float, Range(0.0, None)] = 0.0
+    """Clip all gradients together to this global L2 norm (0 = off)."""
+    clipvalue: Annotated[float, Range(0.0, None)] = 0.0
+    """Clip every gradient element to [-clipvalue, clipvalue] (0 = off)."""
+    loss: Literal[
+        "as_written",
+        "mean_squared_error",
+        "mean_absolute_error",
+        "huber",
+        "binary_crossentropy",
+        "categorical_crossentropy",
+        "sparse_categorical_crossentropy",
+    ] = "as_written"
+    """The training loss; a METRIC of `val_loss` stays the loss as written, so trials compare."""
+    input_scaling: Literal["none", "standardize", "minmax"] = "none"
+    """Scale each input feature (the last axis) with statistics of the training split only."""
+    epochs: Annotated[int, Range(1, 1_000_000)] = 1
+    """Passes over the training data; the default is FIT's."""
+    batch_size: Annotated[int, Range(1, 10_000_000)] = 32
+    """Examples per step; the default is FIT's."""
+    seed: int = 0
+    """Seeds Python, NumPy and TensorFlow (`tf.keras.utils.set_random_seed`) before data and model are made."""
+
+
+# --- adapting a module ---
+def is_keras_file(module: ModuleType) -> bool:
+    """Whether a workload module follows the Keras contract (it defines `model` and `data`, not `train`)."""
+    return (
+        callable(getattr(module, "model", None))
+        and callable(getattr(module, "data", None))
+        and not hasattr(module, "train")
+    )
+
+
+def adapt(module: ModuleType) -> ModuleType:
+    """The Keras-contract module as a module that keeps the workload contract: `Config` (its own knobs and the
+    generic ones, defaults as written), `train`, `CHANCE = "reported"`, `SMOKE`, `KNOB_DOCS` and
+    `check_remedies`. Bad COMPILE, FIT or Config gets one line naming the file and the key."""
+    where = str(getattr(module, "__file__", None) or module.__name__)
+
+    def broken(what: str) -> SweeperError:
+        return SweeperError(f"Keras workload {where}: {what}")
+
+    for attribute in ("METRIC", "MODE", "COMPILE", "FIT"):
+        if not hasattr(module, attribute):
+            raise broken(f"it does not define {attribute} (see `sweeper.keras_model` for the contract)")
+    if not (isinstance(module.METRIC, str) and module.METRIC.startswith("val_")):
+        raise broken(f"METRIC is {module.METRIC!r}; it is a validation key of the Keras History, such as 'val_loss'")
+    compile_, fit = dict(module.COMPILE), dict(module.FIT)
+    for key in compile_:
+        if key not in COMPILE_KEYS:
+            raise broken(f"COMPILE[{key!r}] is not a key it takes; valid: {', '.join(COMPILE_KEYS)}")
+    if compile_.get("optimizer") not in OPTIMIZERS:
+        raise broken(f"COMPILE['optimizer'] is {compile_.get('optimizer')!r}; valid: {', '.join(OPTIMIZERS)}")
+    if not isinstance(compile_.get("loss"), str):
+        raise broken(f"COMPILE['loss'] is {compile_.get('loss')!r}; give a Keras loss name, e.g. 'mean_squared_error'")
+    for key in fit:
+        if key not in ("epochs", "batch_size", *FIT_EXTRAS):
+            valid = ", ".join(("epochs", "batch_size", *FIT_EXTRAS))
+            raise broken(f"FIT[{key!r}] is not a key it takes (validation comes from data()); valid: {valid}")
+
+    own = getattr(module, "Config", None)
+    if own is not None and not (isinstance(own, type) and dataclasses.is_dataclass(own)):
+        raise broken("Config is not a dataclass")
+    own_fields = {f.name: f for f in dataclasses.fields(own)} if own is not None else {}
+    generic = {f.name: f for f in dataclasses.fields(Remedies)}
+    for name in own_fields.keys() & generic.keys() - {"seed"}:
+        raise broken(f"Config.{name} has the name of a generic knob; rename it (generic: {', '.join(generic)})")
+    as_written = {
+        "learning_rate": float(compile_.get("learning_rate", _KERAS_DEFAULT_RATE.get(compile_["optimizer"], 0.001))),
+        "epochs": int(fit.get("epochs", 1)),
+        "batch_size": int(fit.get("batch_size", 32)),
+    }
+    hints = {**typing.get_type_hints(Remedies, include_extras=True)}
+    fields: list[tuple[str, Any, Any]] = []
+    if own is not None:
+        own_hints = typing.get_type_hints(own, include_extras=True)
+        fields += [(f.name, own_hints[f.name], dataclasses.field(default=f.default)) for f in own_fields.values()]
+    fields += [
+        (name, hints[name], dataclasses.field(default=as_written.get(name, field.default)))
+        for name, field in generic.items()
+        if name not in own_fields
+    ]
+    config_cls = dataclasses.make_dataclass("Config", fields, frozen=True)
+    config_cls.__module__ = module.__name__
+
+    from sweeper.workload import attribute_docstrings
+
+    adapted = ModuleType(module.__name__, module.__doc__)
+    adapted.__file__ = where
+    adapted.Config = config_cls  # type: ignore[attr-defined]
+    adapted.KNOB_DOCS = {**attribute_docstrings(Remedies), **(attribute_docstrings(own) if own else {})}  # type: ignore[attr-defined]
+    adapted.METRIC, adapted.MODE = module.METRIC, module.MODE  # type: ignore[attr-defined]
+    adapted.CHANCE = "reported"  # type: ignore[attr-defined]
+    adapted.COMPILE = compile_  # type: ignore[attr-defined]
+    adapted.SMOKE = dict(getattr(module, "SMOKE", {}))  # type: ignore[attr-defined]
+    for optional in ("THRESHOLDS", "FIXED_OUTCOMES"):
+        if hasattr(module, optional):
+            setattr(adapted, optional, getattr(module, optional))
+    program = _Program(module, where, compile_, fit, takes_config=own is not None)
+    adapted.train = program.train  # type: ignore[attr-defined]
+    adapted.check_remedies = program.check_remedies  # type: ignore[attr-defined]
+    return adapted
+
+
+_KERAS_DEFAULT_RATE = {"sgd": 0.01, "adagrad": 0.001, "adam": 0.001, "rmsprop": 0.001}
+
+
+@dataclass(frozen=True)
+class _Program:
+    """The user's file and what `adapt` read from it."""
+
+    module: ModuleType
+    where: str
+    """The file, for errors."""
+    compile: dict[str, Any]
+    fit: dict[str, Any]
+    takes_config: bool
+
+    def _argument(self, config: Any) -> Any:
+        return config if self.takes_config else config.seed
+
+    def built_model(self, config: Any) -> Any:
+        """The file's model with the config's model knobs applied, seeded."""
+        import tensorflow as tf
+
+        tf.keras.utils.set_random_seed(config.seed)
+        return rebuild(self.module.model(self._argument(config)), config, self.where)
+
+    def check_remedies(self, knob_sets: Iterable[dict[str, Any]], config_of: Callable[[dict], Any]) -> None:
+        """Build the model once per distinct setting of MODEL_KNOBS among the given knob sets; a remedy the
+        model cannot take raises SweeperError naming the layer and the knob."""
+        import tensorflow as tf
+
+        seen = set()
+        for knobs in knob_sets:
+            config = config_of(knobs)
+            key = tuple(getattr(config, name) for name in MODEL_KNOBS)
+            if key in seen:
+                continue
+            seen.add(key)
+            self.built_model(config)
+            tf.keras.backend.clear_session()
+        try:
+            tf.keras.losses.get(self.compile["loss"])
+        except ValueError:
+            raise SweeperError(
+                f"Keras workload {self.where}: COMPILE['loss'] is {self.compile['loss']!r}, not a Keras loss"
+            ) from None
+
+    def train(self, config: Any, report: Callable[[dict], None]) -> None:
+        import numpy as np
+        import tensorflow as tf
+
+        from sweeper.instruments import Instruments
+
+        tf.keras.utils.set_random_seed(config.seed)
+        x_train, y_train, x_val, y_val = self.module.data(self._argument(config))
+        x_train, x_val = scale_inputs(config.input_scaling, np.asarray(x_train), np.asarray(x_val))
+        net = self.built_model(config)
+        written_loss = self.compile["loss"]
+        loss = written_loss if config.loss == "as_written" else config.loss
+        judged_on_written_loss = self.module.METRIC == "val_loss" and loss != written_loss
+        metric_key = "val_written_loss" if judged_on_written_loss else self.module.METRIC
+
+        def metrics() -> list:
+            """The file's metrics, and the loss as written where another loss trains (fresh objects per call:
+            Keras metric objects keep state)."""
+            written = tf.keras.metrics.MeanMetricWrapper(tf.keras.losses.get(written_loss), name="written_loss")
+            return [*self.compile.get("metrics", []), *([written] if judged_on_written_loss else [])]
+
+        net.compile(optimizer=make_optimizer(config, self.compile["optimizer"]), loss=loss, metrics=metrics())
+        probe = x_train[:PROBE_SIZE]
+        net(probe[:1])  # builds a Sequential given no input shape, so the instruments can read its layers
+        chance, oracle = reference_levels(net, loss, metrics, y_train, y_val, metric_key)
+        probe_targets = tf.constant(y_train[:PROBE_SIZE])
+        instruments = Instruments(net, probe, lambda outputs: net.compute_loss(y=probe_targets, y_pred=outputs))
+        every = max(1, math.ceil(config.epochs / REPORTS_PER_TRIAL))
+        fit_extras = {key: value for key, value in self.fit.items() if key in FIT_EXTRAS}
+        metric = self.module.METRIC
+
+        class Reporter(tf.keras.callbacks.Callback):
+            def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+                step = epoch + 1
+                if step % every and step != config.epochs:
+                    return
+                numbers = {key: float(value) for key, value in (logs or {}).items() if np.ndim(value) == 0}
+                levels = {"chance": chance, "oracle": oracle}
+                report(
+                    {
+                        **numbers,
+                        **instruments.measure(),
+                        "step": step,
+                        "loss": numbers.get("loss", math.nan),
+                        metric: numbers.get(metric_key, math.nan),
+                        **{key: level for key, level in levels.items() if level is not None},
+                    }
+                )
+
+        net.fit(
+            x_train,
+            y_train,
+            validation_data=(x_val, y_val),
+            epochs=config.epochs,
+            batch_size=config.batch_size,
+            verbose=0,
+            callbacks=[Reporter()],
+            **fit_extras,
+        )
+
+
+# --- optimizer, inputs, reference levels ---
+def make_optimizer(config: Any, written: str) -> Any:
+    """The optimizer the config asks for, at its learning rate, with its gradient clipping (0 = off)."""
+    import tensorflow as tf
+
+    name = written if config.optimizer == "as_written" else config.optimizer
+    clipping = {key: getattr(config, key) or None for key in ("clipnorm", "global_clipnorm", "clipvalue")}
+    if name == "momentum":
+        return tf.keras.optimizers.SGD(learning_rate=config.learning_rate, momentum=0.9, **clipping)
+    optimizer = tf.keras.optimizers.get(name)
+    return optimizer.__class__(learning_rate=config.learning_rate, **clipping)
+
+
+def scale_inputs(how: str, x_train: Any, x_val: Any) -> tuple[Any, Any]:
+    """Both splits scaled per input feature (the last axis) with the training split's statistics; a constant
+    feature is left centred, not divided by zero."""
+    import numpy as np
+
+    if how == "none":
+        return x_train, x_val
+    axes = tuple(range(x_train.ndim - 1))
+    if how == "standardize":
+        centre, spread = x_train.mean(axis=axes), x_train.std(axis=axes)
+    else:
+        centre = x_train.min(axis=axes)
+        spread = x_train.max(axis=axes) - centre
+    spread = np.where(spread > 0, spread, 1.0)
+    return ((x_train - centre) / spread).astype(np.float32), ((x_val - centre) / spread).astype(np.float32)
+
+
+def reference_levels(
+    net: Any, loss: str, metrics: Callable[[], list], y_train: Any, y_val: Any, metric_key: str
+) -> tuple[float | None, float | None]:
+    """METRIC (a `val_` key) of the best constant prediction (the training targets' mean: the class priors for
+    labels) and of the validation targets themselves, computed by the loss and a fresh copy of the metrics
+    `net` is compiled with (`metrics()`), evaluated on those predictions. (None, None) where the targets do
+    not match the model's single output."""
+    import numpy as np
+    import tensorflow as tf
+
+    if len(net.outputs or [None]) != 1:
+        return None, None
+    out_shape = tuple(net.output_shape[1:])
+    y_train, y_val = np.asarray(y_train), np.asarray(y_val)
+    units = out_shape[-1] if out_shape else 1
+    sparse = units > 1 and np.issubdtype(y_train.dtype, np.integer) and y_train.size == len(y_train)
+    if sparse:
+        prior = np.bincount(y_train.reshape(-1), minlength=units)[:units] / len(y_train)
+        ideal = np.eye(units)[y_val.reshape(-1)]
+    else:
+        if y_train[0].size != math.prod(out_shape):
+            return None, None
+        prior = y_train.reshape(len(y_train), *out_shape).astype(np.float64).mean(axis=0)
+        ideal = y_val.reshape(len(y_val), *out_shape)
+    constant = np.broadcast_to(prior, (len(y_val), *out_shape))
+    loss_config = getattr(tf.keras.losses.get(loss), "get_config", None)  # a Loss object; a function has none
+    if loss_config is not None and loss_config().get("from_logits"):
+        constant, ideal = _as_logits(constant, units), _as_logits(ideal, units)
+    identity = tf.keras.Sequential([tf.keras.layers.InputLayer(out_shape), tf.keras.layers.Activation("linear")])
+    identity.compile(loss=loss, metrics=metrics())
+    key = metric_key.removeprefix("val_")
+    levels = []
+    for predictions in (constant, ideal):
+        values = identity.evaluate(predictions.astype(np.float32), y_val, verbose=0, return_dict=True)
+        levels.append(float(values[key]) if key in values else None)
+    return levels[0], levels[1]
+
+
+def _as_logits(probabilities: Any, units: int) -> Any:
+    import numpy as np
+
+    p = np.clip(probabilities, 1e-7, 1 - 1e-7)
+    return np.log(p / (1 - p)) if units == 1 else np.log(p)
+
+
+# --- rebuilding the model with the model knobs ---
+def rebuild(net: Any, config: Any, where: str) -> Any:
+    """The model with the config's MODEL_KNOBS applied, rebuilt from its Keras config (fresh weights, from
+    the seeded global generator); the model itself where every knob is as written. A Sequential or
+    Functional model whose layers Keras can rebuild is supported; a remedy the model cannot take raises
+    SweeperError naming the layer and the knob."""
+    import tensorflow as tf
+
+    wanted = {name: getattr(config, name) for name in MODEL_KNOBS}
+    if all(value in ("as_written", "none") for value in wanted.values()):
+        return net
+    if not isinstance(net, tf.keras.Model) or not (isinstance(net, tf.keras.Sequential) or net._is_graph_network):
+        raise SweeperError(
+            f"Keras workload {where}: model() returned {type(net).__name__}, not a Sequential or Functional "
+            f"model; {', '.join(k for k, v in wanted.items() if v not in ('as_written', 'none'))} cannot be applied"
+        )
+    spec = net.get_config()
+    layers = spec["layers"]
+    sequential = isinstance(net, tf.keras.Sequential)
+    outputs = {layers[-1]["config"]["name"]} if sequential else {entry[0] for entry in spec["output_layers"]}
+    body = [entry for entry in layers if entry["class_name"] != "InputLayer"]
+    output_entries = [entry for entry in body if entry["config"]["name"] in outputs]
+
+    def fail(knob: str, entry: dict, why: str) -> SweeperError:
+        name, kind = entry["config"]["name"], entry["class_name"]
+        return SweeperError(
+            f"Keras workload {where}: {knob}={wanted[knob]} cannot be applied to layer {name!r} ({kind}): {why}"
+        )
+
+    if wanted["output_activation"] != "as_written":
+        for entry in output_entries:
+            inner = _inner(entry)
+            if "activation" not in inner["config"] or inner["class_name"] in _RECURRENT:
+                raise fail("output_activation", entry, "the output layer has no activation to set")
+            _set_activation(entry, wanted["output_activation"])
+    if wanted["hidden_activation"] != "as_written":
+        hidden = [entry for entry in body if entry not in output_entries and _is_nonlinear(entry)]
+        if not hidden:
+            raise SweeperError(
+                f"Keras workload {where}: hidden_activation={wanted['hidden_activation']} cannot be applied: the "
+                "model has no hidden layer with a non-linear activation (recurrent cells keep theirs)"
+            )
+        for entry in hidden:
+            _set_activation(entry, wanted["hidden_activation"])
+    if wanted["kernel_initializer"] != "as_written":
+        initializer = tf.keras.initializers.serialize(tf.keras.initializers.get(wanted["kernel_initializer"]))
+        touched = [entry for entry in body if "kernel_initializer" in _inner(entry)["config"]]
+        if not touched:
+            raise SweeperError(
+                f"Keras workload {where}: kernel_initializer={wanted['kernel_initializer']} cannot be applied: no "
+                "layer of the model has a kernel_initializer"
+            )
+        for entry in touched:
+            _inner(entry)["config"]["kernel_initializer"] = initializer
+    if wanted["normalization"] != "none":
+        kind = {"batch": "BatchNormalization", "layer": "LayerNormalization"}[wanted["normalization"]]
+        after = [entry for entry in body if entry not in output_entries and _inner(entry)["class_name"] in _NORMALIZED]
+        if not after:
+            raise SweeperError(
+                f"Keras workload {where}: normalization={wanted['normalization']} cannot be applied: the model has "
+                "no hidden Dense, Conv or recurrent layer"
+            )
+        for entry in after:
+            if not sequential and len(entry["inbound_nodes"]) != 1:
+                raise fail("normalization", entry, "the layer is shared (called more than once)")
+            _insert_after(spec, entry, kind, sequential)
+    try:
+        return (tf.keras.Sequential if sequential else tf.keras.Model).from_config(spec)
+    except (TypeError, ValueError) as exc:
+        knobs = ", ".join(f"{k}={v}" for k, v in wanted.items() if v not in ("as_written", "none"))
+        raise SweeperError(f"Keras workload {where}: {knobs}: Keras cannot rebuild the model: {exc}") from None
+
+
+def _inner(entry: dict) -> dict:
+    """The layer a wrapper (Bidirectional, TimeDistributed) wraps, or the entry itself."""
+    return entry["config"]["layer"] if entry["class_name"] in _WRAPPERS else entry
+
+
+def _is_nonlinear(entry: dict) -> bool:
+    inner = _inner(entry)
+    if inner["class_name"] in _RECURRENT:
+        return False
+    if inner["class_name"] in _ACTIVATION_LAYERS:
+        return True
+    return inner["config"].get("activation", "linear") not in ("linear", None)
+
+
+def _set_activation(entry: dict, activation: str) -> None:
+    inner = _inner(entry)
+    if inner["class_name"] in _ACTIVATION_LAYERS and inner["class_name"] != "Activation":
+        # ReLU, LeakyReLU, Softmax, ... become a plain Activation layer of the same name
+        inner["class_name"], inner["module"] = "Activation", "keras.layers"
+        inner["config"] = {"name": inner["config"]["name"], "trainable": True, "dtype": inner["config"].get("dtype")}
+    inner["config"]["activation"] = activation
+
+
+def _insert_after(spec: dict, entry: dict, kind: str, sequential: bool) -> None:
+    """A fresh `kind` layer fed by `entry`, and everything `entry` fed now fed by it."""
+    name = entry["config"]["name"]
+    norm_name = f"{name}_{kind[: -len('Normalization')].lower()}_norm"
+    norm: dict[str, Any] = {"module": "keras.layers", "class_name": kind, "config": {"name": norm_name}}
+    layers = spec["layers"]
+    position = layers.index(entry) + 1
+    if sequential:
+        layers.insert(position, norm)
+        return
+    norm.update(name=norm_name, inbound_nodes=[[[name, 0, 0, {}]]])
+    for other in layers:
+        for node in other.get("inbound_nodes", []):
+            for inbound in node:
+                if inbound[0] == name:
+                    inbound[0] = norm_name
+    layers.insert(position, norm)
