@@ -1,0 +1,222 @@
+"""A plain Keras program as a workload (sweeper.keras_model): knobs, remedies by rebuilding, reference levels,
+reports, refusals. Real TensorFlow, tiny models."""
+
+import math
+
+import numpy as np
+import pytest
+
+from sweeper.errors import SweeperError
+from sweeper.keras_model import REPORTS_PER_TRIAL, reference_levels, scale_inputs
+from sweeper.workload import load, load_shipped
+
+from conftest import TEST_WORKLOADS
+
+TINY = (TEST_WORKLOADS / "keras_tiny.py").read_text()
+
+
+def program(tmp_path, *changes, name="prog.py"):
+    """The path of the tiny Keras program with (old, new) text replacements applied."""
+    text = TINY
+    for old, new in changes:
+        assert old in text, old
+        text = text.replace(old, new)
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def refusal(path) -> str:
+    with pytest.raises(SweeperError) as raised:
+        load(str(path))
+    message = str(raised.value)
+    assert "\n" not in message and str(path) in message
+    return message
+
+
+# --- the contract ---
+def test_the_generic_knobs_sit_beside_the_programs_own_with_defaults_as_written(tmp_path):
+    workload = load(str(program(tmp_path)))
+    assert list(workload.knobs)[:3] == ["width", "functional", "seed"]
+    knobs = workload.knobs
+    assert knobs["learning_rate"].default == 0.01  # COMPILE's
+    assert (knobs["epochs"].default, knobs["batch_size"].default) == (3, 32)  # FIT's
+    assert knobs["output_activation"].default == "as_written" and knobs["normalization"].default == "none"
+    assert "linear" in knobs["output_activation"].choices and "he_normal" in knobs["kernel_initializer"].choices
+    assert all(knob.doc for knob in knobs.values())
+    assert workload.chance == "reported" and workload.smoke == {"epochs": 2}
+
+
+def test_without_a_learning_rate_the_optimizers_keras_default_is_the_default(tmp_path):
+    path = program(tmp_path, ('"learning_rate": 0.01, ', ""), ('"optimizer": "adam"', '"optimizer": "sgd"'))
+    assert load(str(path)).knobs["learning_rate"].default == 0.01
+    path = program(tmp_path, ('"learning_rate": 0.01, ', ""), name="adam.py")
+    assert load(str(path)).knobs["learning_rate"].default == 0.001
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        (
+            ('METRIC, MODE = "val_accuracy"', 'METRIC, MODE = "accuracy"'),
+            "METRIC is 'accuracy'; it is a validation key",
+        ),
+        (('"metrics": ["accuracy"]', '"metrics": ["accuracy"], "run_eagerly": True'), "COMPILE['run_eagerly']"),
+        (('"optimizer": "adam"', '"optimizer": "adamw2"'), "COMPILE['optimizer'] is 'adamw2'; valid: sgd, adam"),
+        (('"shuffle": False', '"validation_split": 0.2'), "FIT['validation_split'] is not a key it takes"),
+        (("width: Literal[4, 8] = 8", "epochs: Literal[4, 8] = 8"), "Config.epochs has the name of a generic knob"),
+        (('FIT = {"epochs": 3', 'FITS = {"epochs": 3'), "it does not define FIT"),
+    ],
+)
+def test_a_program_that_breaks_the_contract_gets_one_line_naming_file_and_key(tmp_path, change, fragment):
+    assert fragment in refusal(program(tmp_path, change))
+
+
+# --- remedies, applied by rebuilding the model ---
+def built(tmp_path, *changes, **knobs):
+    workload = load(str(program(tmp_path, *changes)))
+    return workload.module.train.__self__.built_model(workload.make_config(knobs))
+
+
+@pytest.mark.parametrize("functional", [False, True])
+def test_each_model_knob_is_applied_where_it_belongs(tmp_path, functional):
+    import tensorflow as tf
+
+    net = built(
+        tmp_path,
+        functional=functional,
+        output_activation="linear",
+        hidden_activation="tanh",
+        kernel_initializer="he_normal",
+        normalization="batch",
+    )
+    layers = [layer for layer in net.layers if not isinstance(layer, tf.keras.layers.InputLayer)]
+    kinds = [type(layer).__name__ for layer in layers]
+    assert "BatchNormalization" in kinds and kinds.index("BatchNormalization") == 1  # right after the hidden Dense
+    activations = [getattr(layer, "activation", None) for layer in layers]
+    names = [a.__name__ for a in activations if a is not None]
+    assert "tanh" in names and "relu" not in names and "sigmoid" not in names
+    assert names[-1] == "linear"  # the output (a trailing Activation layer in the functional version)
+    dense = [layer for layer in layers if isinstance(layer, tf.keras.layers.Dense)]
+    assert all(isinstance(layer.kernel_initializer, tf.keras.initializers.HeNormal) for layer in dense)
+    assert net(np.zeros((2, 3), np.float32)).shape == (2, 1)
+
+
+def test_the_model_as_written_is_used_as_it_is(tmp_path):
+    import tensorflow as tf
+
+    net = built(tmp_path)
+    assert [type(layer).__name__ for layer in net.layers] == ["Dense", "Dense"]
+    assert net.layers[-1].activation is tf.keras.activations.sigmoid
+
+
+@pytest.mark.parametrize(
+    ("change", "knobs", "fragment"),
+    [
+        (
+            ('tf.keras.layers.Dense(1, activation="sigmoid")', "tf.keras.layers.Lambda(lambda x: x[:, :1])"),
+            {"output_activation": "linear"},
+            "output_activation=linear cannot be applied to layer 'lambda' (Lambda): the output layer has no activation",
+        ),
+        (
+            ('activation="relu", input_shape=(3,)', "input_shape=(3,)"),
+            {"hidden_activation": "tanh"},
+            "hidden_activation=tanh cannot be applied: the model has no hidden layer with a non-linear activation",
+        ),
+    ],
+)
+def test_a_remedy_the_model_cannot_take_is_refused_naming_layer_and_knob(tmp_path, change, knobs, fragment):
+    workload = load(str(program(tmp_path, change)))
+    with pytest.raises(SweeperError) as raised:
+        workload.check_remedies([knobs])
+    assert fragment in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_a_sweep_with_a_remedy_the_model_cannot_take_is_refused_before_anything_starts(tmp_path):
+    from typer.testing import CliRunner
+
+    from sweeper.cli import app
+
+    program(
+        tmp_path,
+        ('tf.keras.layers.Dense(config.width, activation="relu", input_shape=(3,)),', ""),
+        ('(1, activation="sigmoid")', '(1, activation="sigmoid", input_shape=(3,))'),
+    )
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("name: s\nworkload: ./prog.py\nseeds: 2\ndesign: fixed\ngrid:\n  normalization: [none, batch]\n")
+    result = CliRunner().invoke(app, ["run", str(spec), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert "normalization=batch cannot be applied: the model has no hidden Dense" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+# --- inputs and reference levels ---
+def test_inputs_are_scaled_with_the_training_splits_statistics_only():
+    x_train = np.array([[0.0, 10.0], [2.0, 10.0]])
+    x_val = np.array([[4.0, 20.0]])
+    train, val = scale_inputs("standardize", x_train, x_val)
+    assert train.tolist() == [[-1.0, 0.0], [1.0, 0.0]] and val.tolist() == [[3.0, 10.0]]  # constant: centred only
+    train, val = scale_inputs("minmax", x_train, x_val)
+    assert train.tolist() == [[0.0, 0.0], [1.0, 0.0]] and val.tolist() == [[2.0, 10.0]]
+
+
+def _compiled(units, activation, loss, metrics):
+    import tensorflow as tf
+
+    net = tf.keras.Sequential([tf.keras.layers.Dense(units, activation=activation, input_shape=(2,))])
+    net.compile(loss=loss, metrics=list(metrics))
+    return net
+
+
+def test_chance_is_the_best_constant_and_oracle_the_targets_themselves():
+    # binary labels, 3 of 4 positive in training: the constant 0.75 predicts 1 everywhere
+    net = _compiled(1, "sigmoid", "binary_crossentropy", ["accuracy"])
+    y_train, y_val = np.array([1.0, 1.0, 1.0, 0.0]), np.array([1.0, 0.0, 0.0, 0.0, 1.0])
+    assert reference_levels(net, "binary_crossentropy", lambda: ["accuracy"], y_train, y_val, "val_accuracy") == (
+        pytest.approx(0.4),
+        pytest.approx(1.0),
+    )
+    # regression, MSE: the training mean 2.0 against validation targets 1 and 5
+    net = _compiled(1, None, "mean_squared_error", [])
+    chance, oracle = reference_levels(
+        net, "mean_squared_error", list, np.array([1.0, 3.0]), np.array([1.0, 5.0]), "val_loss"
+    )
+    assert chance == pytest.approx((1.0 + 9.0) / 2) and oracle == pytest.approx(0.0)
+    # integer labels over a 3-way softmax: the priors, one-hot ideal
+    net = _compiled(3, "softmax", "sparse_categorical_crossentropy", ["accuracy"])
+    y_train, y_val = np.array([0, 1, 1, 2]), np.array([1, 1, 0])
+    chance, oracle = reference_levels(
+        net, "sparse_categorical_crossentropy", lambda: ["accuracy"], y_train, y_val, "val_loss"
+    )
+    assert chance == pytest.approx(-(2 * math.log(0.5) + math.log(0.25)) / 3, rel=1e-4)
+    assert oracle == pytest.approx(0.0, abs=1e-5)
+
+
+# --- training and reports ---
+def test_a_long_run_reports_about_a_hundred_times_and_always_at_its_end(tmp_path):
+    workload = load(str(program(tmp_path, ('"batch_size": 32', '"batch_size": 150'))))
+    reports = []
+    workload.train(workload.make_config({"epochs": 250, "width": 4}), reports.append)
+    steps = [r["step"] for r in reports]
+    assert steps[-1] == 250 and len(steps) <= REPORTS_PER_TRIAL and steps[:2] == [3, 6]
+    final = reports[-1]
+    for key in ("loss", "grad_norm", "val_accuracy", "val_loss", "chance", "oracle", "dead_share", "update_ratio"):
+        assert isinstance(final[key], float) and math.isfinite(final[key]), key
+    assert final["oracle"] == 1.0 and final["val_accuracy"] > final["chance"]
+
+
+def test_another_training_loss_is_judged_on_the_loss_as_written(tmp_path):
+    path = program(tmp_path, ('METRIC, MODE = "val_accuracy", "max"', 'METRIC, MODE = "val_loss", "min"'))
+    workload = load(str(path))
+    written, other = [], []
+    workload.train(workload.make_config({"epochs": 1}), written.append)
+    workload.train(workload.make_config({"epochs": 1, "loss": "mean_squared_error"}), other.append)
+    assert written[-1]["chance"] == pytest.approx(other[-1]["chance"])  # both in binary cross-entropy
+    assert other[-1]["val_loss"] == other[-1]["val_written_loss"] != other[-1]["loss"]
+
+
+def test_a_workload_file_missing_on_a_node_is_written_from_the_shipped_source(tmp_path):
+    source = (tmp_path / "elsewhere.py").parent / "gone.py"
+    workload = load_shipped(str(source), TINY)
+    assert workload.name == "gone" and "width" in workload.knobs
+    assert load_shipped(str(program(tmp_path)), TINY).module.__file__ == str(tmp_path / "prog.py")
