@@ -1,0 +1,81 @@
+"""`sweeper doctor`: symptoms -> remedy families -> a spec (pure functions), and the command on a real program."""
+
+import pytest
+import yaml
+
+from sweeper.doctor import DOCTOR_SEEDS, FAMILIES, Symptom, doctor_spec, late_readings, proposals, symptoms
+from sweeper.health import VERDICTS
+from sweeper.workload import load
+
+from conftest import TEST_WORKLOADS
+
+
+def test_every_unhealthy_verdict_but_error_has_remedy_families():
+    assert set(FAMILIES) == set(VERDICTS) - {"healthy", "error"}
+
+
+def test_symptoms_count_the_unhealthy_verdicts_commonest_first():
+    found = symptoms([("collapsed", "a"), ("healthy", ""), ("dead_units", "b"), ("dead_units", "c")])
+    assert found == [Symptom("dead_units", 2, ("b", "c")), Symptom("collapsed", 1, ("a",))]
+    assert symptoms([("healthy", "")]) == []
+
+
+def test_late_readings_are_medians_over_the_late_half():
+    history = [{"dead_share": v} for v in (0.0, 0.0, 0.6, 0.8, 0.7)] + [{"grad_norm": float("nan")}]
+    assert late_readings(history) == {"dead_share": 0.7}
+
+
+@pytest.fixture(scope="module")
+def keras_tiny():
+    return load(str(TEST_WORKLOADS / "keras_tiny.py"))
+
+
+def test_proposals_follow_the_symptoms_with_the_as_written_value_first(keras_tiny):
+    grid = proposals([Symptom("dead_units", 3, ())], keras_tiny, "binary_crossentropy")
+    assert list(grid) == ["learning_rate", "hidden_activation", "kernel_initializer"]
+    assert grid["learning_rate"] == (0.01, 0.001, 0.0001)
+    assert grid["hidden_activation"][0] == "as_written" and "leaky_relu" in grid["hidden_activation"]
+    # a knob two symptoms share comes once, where the commoner symptom put it
+    grid = proposals([Symptom("exploding", 2, ()), Symptom("dead_units", 1, ())], keras_tiny, None)
+    assert list(grid) == [
+        "global_clipnorm",
+        "learning_rate",
+        "normalization",
+        "hidden_activation",
+        "kernel_initializer",
+    ]
+    assert grid["global_clipnorm"] == (0.0, 1.0)
+
+
+def test_a_classification_loss_is_not_swapped_but_a_regression_loss_is(keras_tiny):
+    assert "loss" not in proposals([Symptom("no_signal", 3, ())], keras_tiny, "binary_crossentropy")
+    grid = proposals([Symptom("no_signal", 3, ())], keras_tiny, "mean_squared_error")
+    assert grid["loss"] == ("as_written", "mean_absolute_error", "huber")
+
+
+def test_a_workload_without_the_generic_knobs_gets_only_those_it_has():
+    tiny = load(str(TEST_WORKLOADS / "tiny.py"))  # knobs shape, lr, steps: none of the families' knobs
+    assert proposals([Symptom("exploding", 3, ())], tiny, None) == {}
+
+
+def test_the_doctor_runs_a_failing_program_and_writes_a_spec_that_loads(tmp_path):
+    from typer.testing import CliRunner
+
+    from sweeper.cli import app
+    from sweeper.spec import load_specs
+
+    program = tmp_path / "prog.py"
+    # the tiny program with a softmax over its single output unit: the output is 1 whatever the input
+    program.write_text(
+        (TEST_WORKLOADS / "keras_tiny.py").read_text().replace('(1, activation="sigmoid")', '(1, activation="softmax")')
+    )
+    spec = tmp_path / "proposed.yaml"
+    result = CliRunner().invoke(app, ["doctor", str(program), "--smoke", "--seeds", "2", "--spec-out", str(spec)])
+    assert result.exit_code == 0, result.output
+    assert f"calibration seeds {DOCTOR_SEEDS[0]}-{DOCTOR_SEEDS[1]}" in result.output
+    document = yaml.safe_load(spec.read_text())
+    assert document["workload"] == "./prog.py" and document["vary"] == "one_at_a_time" and document["smoke"]
+    assert "output_activation" in document["grid"]
+    (loaded,) = load_specs(spec)
+    assert loaded.workload == str(program)
+    assert doctor_spec("x", "./prog.py", [], {})["grid"] == {}
