@@ -54,6 +54,7 @@ from typing import Annotated, Literal
 
 import numpy as np
 
+from sweeper.instruments import Instruments
 from sweeper.workload import Range
 
 
@@ -154,6 +155,9 @@ FEATURE_STD = np.array([1.0, 300.0, 0.01])
 # i.e. mean 100 and std ~42, so most targets lie in 0..200.
 TARGET_OFFSET = 100.0
 TARGET_GAIN = 30.0
+# Training sequences (the first ones) on which sweeper.instruments reads the model at each report: one default
+# batch, so a reading costs about one training step (bench/instruments_cost.py).
+PROBE_SEQUENCES = 64
 # Width of the hidden layer of the Dense head: an XOR of the two ends is not
 # linearly separable in the two directions' final states, so the head needs one.
 HEAD_UNITS = 16
@@ -364,6 +368,8 @@ def train(config: Config, report: Callable[[dict], None]) -> None:
     # Batch order gets its own seeded stream (seed + 1), apart from the data.
     order_rng = np.random.default_rng(config.seed + 1)
     val_outputs = make_validation_pass(model, val_x)
+    probe_y = tf.constant(fit_train_y[:PROBE_SEQUENCES])
+    instruments = Instruments(model, train_x[:PROBE_SEQUENCES], lambda outputs: loss_fn(probe_y, outputs))
     for epoch in range(1, config.epochs + 1):
         order = order_rng.permutation(config.dataset_size)
         losses, norms = [], []
@@ -376,8 +382,10 @@ def train(config: Config, report: Callable[[dict], None]) -> None:
         val_out = val_outputs()
         val_loss = loss_fn(tf.constant(fit_val_y), val_out)
         pred = val_out.numpy().astype(np.float64) * scale + shift
+        # The instruments' readings first, so the workload's own keys (its training grad_norm) win a clash.
         report(
             {
+                **instruments.measure(),
                 "step": epoch,
                 "loss": float(np.mean(losses)),
                 "val_loss": float(val_loss),

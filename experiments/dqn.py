@@ -56,6 +56,7 @@ from typing import Annotated, Literal
 import gymnasium as gym
 import numpy as np
 
+from sweeper.instruments import Instruments
 from sweeper.workload import Range
 
 
@@ -183,6 +184,9 @@ EVAL_SEED_OFFSET = 1_000_000
 NORMALIZE_EPS = 1e-8
 # MountainCar's flag: an episode terminates when the car's position reaches it.
 MOUNTAINCAR_GOAL = 0.5
+# Transitions (the first ones stored in the replay buffer) on which sweeper.instruments reads the Q-network at
+# each report; a report falls after thousands of gradient steps on batches of 64, so 256 cost little.
+PROBE_TRANSITIONS = 256
 # Reward shapes that only make sense on one environment.
 SHAPE_ENVS = {"wrong_condition": "CartPole-v1", "alive_penalty": "CartPole-v1", "goal": "MountainCar-v0"}
 
@@ -320,6 +324,49 @@ def numpy_q_values(weights, obs):
 
 
 # --- training step ---
+def double_dqn_target(q_net, bootstrap_net, gamma, rewards, next_obs, terminated):
+    """r + gamma * Q_bootstrap(s', argmax_a' Q(s', a')), no future value past a terminal s', gradient stopped.
+
+    The Q-network picks the next action, the (target) network values it, which curbs the max operator's
+    overestimation.
+    """
+    import tensorflow as tf
+
+    next_actions = tf.argmax(q_net(next_obs, training=False), axis=1, output_type=tf.int32)
+    next_value = tf.gather(bootstrap_net(next_obs, training=False), next_actions, axis=1, batch_dims=1)
+    return tf.stop_gradient(rewards + gamma * (1.0 - terminated) * next_value)
+
+
+def q_loss(huber, config: Config, td_target, q_taken):
+    """Config.loss of the Q-values of the actions taken."""
+    import tensorflow as tf
+
+    if config.loss == "td":
+        return huber(td_target, q_taken)
+    # The answer's broken loss: the target is 0 whatever the reward was.
+    return huber(tf.zeros_like(q_taken), q_taken)
+
+
+def make_instruments(q_net, target_net, config: Config, buffer: ReplayBuffer, obs_norm: ObsNorm) -> Instruments:
+    """sweeper.instruments on the first PROBE_TRANSITIONS transitions of the buffer (observations normalised with
+    the statistics of this moment), under the training loss against the current targets. Taken by index, not
+    sampled, so the exploration and replay stream is not touched."""
+    import tensorflow as tf
+
+    n = min(PROBE_TRANSITIONS, buffer.filled)
+    obs, next_obs = obs_norm(buffer.obs[:n]), tf.constant(obs_norm(buffer.next_obs[:n]))
+    actions, rewards, terminated = (tf.constant(a[:n]) for a in (buffer.actions, buffer.rewards, buffer.terminated))
+    huber = tf.keras.losses.Huber()
+    bootstrap_net = target_net if config.target_network else q_net
+    gamma = tf.constant(config.gamma, tf.float32)
+
+    def loss_of_outputs(q_all):
+        td_target = double_dqn_target(q_net, bootstrap_net, gamma, rewards, next_obs, terminated)
+        return q_loss(huber, config, td_target, tf.gather(q_all, actions, axis=1, batch_dims=1))
+
+    return Instruments(q_net, obs, loss_of_outputs)
+
+
 def make_train_call(q_net, target_net, optimizer, config: Config):
     """One compiled call that runs `gradient_steps` DQN updates and returns their mean statistics.
 
@@ -338,19 +385,11 @@ def make_train_call(q_net, target_net, optimizer, config: Config):
         steps = tf.shape(actions)[0]
         totals = tf.zeros(4)
         for k in tf.range(steps):
-            # Double DQN target: the Q-network picks the next action, the (target) network values it, which
-            # curbs the max operator's overestimation; a terminal next state has no future value.
-            next_actions = tf.argmax(q_net(next_obs[k], training=False), axis=1, output_type=tf.int32)
-            next_value = tf.gather(bootstrap_net(next_obs[k], training=False), next_actions, axis=1, batch_dims=1)
-            td_target = tf.stop_gradient(rewards[k] + gamma * (1.0 - terminated[k]) * next_value)
+            td_target = double_dqn_target(q_net, bootstrap_net, gamma, rewards[k], next_obs[k], terminated[k])
             with tf.GradientTape() as tape:
                 q_all = q_net(obs[k], training=True)
                 q_taken = tf.gather(q_all, actions[k], axis=1, batch_dims=1)
-                if config.loss == "td":
-                    loss = huber(td_target, q_taken)
-                else:
-                    # The answer's broken loss: the target is 0 whatever the reward was.
-                    loss = huber(tf.zeros_like(q_taken), q_taken)
+                loss = q_loss(huber, config, td_target, q_taken)
             grads = tape.gradient(loss, q_net.trainable_variables)
             grad_norm = tf.linalg.global_norm(grads)
             optimizer.apply_gradients(zip(grads, q_net.trainable_variables, strict=True))
@@ -446,6 +485,8 @@ def train(config: Config, report: Callable[[dict], None]) -> None:
     # Exploration and replay sampling share one seeded stream; `chance` has its own (seed + 1).
     rng = np.random.default_rng(config.seed)
     weights = q_net.get_weights()
+    # Made at the first training call, when the buffer holds transitions to probe with.
+    instruments: Instruments | None = None
 
     step, since_train, updates = 0, 0, 0
     stats, nonzero, collected = [], 0, 0
@@ -478,6 +519,8 @@ def train(config: Config, report: Callable[[dict], None]) -> None:
 
         if step >= config.learning_starts and since_train >= config.train_every:
             since_train = 0
+            if instruments is None:
+                instruments = make_instruments(q_net, target_net, config, buffer, obs_norm)
             batch_obs, batch_actions, batch_rewards, batch_next, batch_terminated = buffer.sample(
                 rng, config.gradient_steps, config.batch_size
             )
@@ -494,8 +537,11 @@ def train(config: Config, report: Callable[[dict], None]) -> None:
 
         if step % config.report_every < config.n_envs:
             loss, td_error, output_scale, grad_norm = np.mean(stats, axis=0)
+            # A report always follows a training call (checked above), so the instruments exist. Their
+            # readings come first, so the workload's own keys (its training grad_norm) win a clash.
             report(
                 {
+                    **instruments.measure(),
                     "step": step,
                     "loss": float(loss),
                     "td_error": float(td_error),

@@ -28,6 +28,7 @@ from typing import Annotated, Literal
 
 import numpy as np
 
+from sweeper.instruments import Instruments
 from sweeper.workload import Range
 
 
@@ -104,6 +105,9 @@ GRADE_QUANTILES = (0.50, 0.75, 0.90, 0.97)
 CONSTANT_GRADE = 1.0
 # Random score draws averaged for the `chance` NDCG@5.
 CHANCE_DRAWS = 20
+# Training queries (the first ones) on which sweeper.instruments reads the model at each report: one default
+# batch, so a reading costs about one training step (bench/instruments_cost.py).
+PROBE_QUERIES = 32
 
 
 # --- data ---
@@ -274,6 +278,12 @@ def train(config: Config, report: Callable[[dict], None]) -> None:
     # traced twice (once to create them, once without creating): ~0.5 s less per trial, same numbers.
     optimizer.build(model.trainable_variables)
     train_step = make_train_step(model, optimizer, loss_fn, config)
+    probe_y = tf.constant(train_y[:PROBE_QUERIES])
+    instruments = Instruments(
+        model,
+        train_x[:PROBE_QUERIES],
+        lambda scores: loss_fn(to_loss_shape(probe_y, config.list_shape), to_loss_shape(scores, config.list_shape)),
+    )
 
     # Batch order gets its own seeded stream (seed + 2), apart from data and chance.
     order_rng = np.random.default_rng(config.seed + 2)
@@ -295,8 +305,10 @@ def train(config: Config, report: Callable[[dict], None]) -> None:
             to_loss_shape(test_y_t, config.list_shape),
             to_loss_shape(test_scores, config.list_shape),
         )
+        # The instruments' readings first, so the workload's own keys (its training grad_norm) win a clash.
         report(
             {
+                **instruments.measure(),
                 "step": epoch,
                 "loss": float(np.mean(losses)),
                 "val_loss": float(val_loss),

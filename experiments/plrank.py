@@ -45,6 +45,7 @@ from typing import Annotated, Literal
 
 import numpy as np
 
+from sweeper.instruments import Instruments
 from sweeper.workload import Range
 
 # The floor of the "total minus placed" normaliser in the authors' 2022 PL-Rank-2 (the default of Config.epsilon).
@@ -167,6 +168,9 @@ SMOKE = {"steps": 400, "eval_every": 25}
 GRADE_QUANTILES = (0.50, 0.75, 0.90, 0.97)
 # Sampled rankings per test query for the expected NDCG of the stochastic policy.
 EVAL_SAMPLES = 20
+# Training queries (the first ones) on which sweeper.instruments reads the model at each report: one default
+# batch, so a reading costs about one update (bench/instruments_cost.py).
+PROBE_QUERIES = 8
 
 
 # --- estimator (NumPy reference) ---
@@ -354,6 +358,14 @@ def tf_sample_rankings(generator, scores, mask, k: int, n: int):
     uniform = generator.uniform(
         tf.concat([tf.shape(scores)[:1], [n], tf.shape(scores)[1:]], 0), minval=1e-12, maxval=1.0, dtype=scores.dtype
     )
+    return perturbed_top_k(scores, mask, uniform, k)
+
+
+def perturbed_top_k(scores, mask, uniform, k: int):
+    """(queries, n, k) top-k of padded (queries, docs) scores under the Gumbel noise of (queries, n, docs) uniform
+    draws: Plackett-Luce samples of the scores; padding is never drawn."""
+    import tensorflow as tf
+
     gumbel = -tf.math.log(-tf.math.log(uniform))
     perturbed = tf.where(mask[:, None, :], scores[:, None, :] + gumbel, tf.constant(-np.inf, scores.dtype))
     return tf.math.top_k(perturbed, k).indices
@@ -451,6 +463,47 @@ def bound_weights(weights, mask, bound: str):
     raise ValueError(f"unknown weight bound {bound!r}; valid: none, sum_shift, sum_scale, l1_scale")
 
 
+def surrogate_loss(scores, gains, mask, rankings, config: Config):
+    """The question's surrogate loss of padded (queries, docs) scores given sampled rankings, and the weights w_d
+    it is made of."""
+    import tensorflow as tf
+
+    # The estimator works in float64 like the authors' code; its weights
+    # are constants of the step, only the scores carry gradient.
+    fixed = tf.cast(tf.stop_gradient(scores), tf.float64)
+    weights = tf_plrank2_weights(
+        fixed, gains, mask, rankings, config.estimator_numerics, config.epsilon, config.return_norm
+    )
+    if config.reward_norm in ("centred", "ndcg_centred"):
+        n_docs = tf.reduce_sum(tf.cast(mask, tf.float64), axis=1, keepdims=True)
+        mean = tf.reduce_sum(weights, axis=1, keepdims=True) / n_docs
+        weights = tf.where(mask, weights - mean, tf.zeros_like(weights))
+    weights = bound_weights(weights, mask, config.weight_bound)
+    weights = tf.cast(weights, tf.float32)
+    # The question's surrogate: its gradient is minus the estimated
+    # metric gradient; its value follows the score offset, not quality.
+    return -tf.reduce_mean(tf.reduce_sum(weights * scores, axis=1)), weights
+
+
+def make_instruments(model, config: Config, x, gains, mask):
+    """sweeper.instruments on the first PROBE_QUERIES training queries under the training loss. The rankings it
+    samples come from Gumbel noise drawn once (its own stream, seed + 3), so a reading draws from no stream the
+    training uses and two readings differ only by the model."""
+    import tensorflow as tf
+
+    x, gains, mask = x[:PROBE_QUERIES], tf.constant(gains[:PROBE_QUERIES]), tf.constant(mask[:PROBE_QUERIES])
+    rng = np.random.default_rng(config.seed + 3)
+    uniform = tf.constant(rng.uniform(1e-12, 1.0, (len(x), config.n_samples, config.max_docs)))
+    where = tf.where(mask)
+
+    def loss_of_outputs(doc_scores):
+        scores = tf.scatter_nd(where, doc_scores, tf.shape(mask, out_type=tf.int64))
+        rankings = perturbed_top_k(tf.cast(tf.stop_gradient(scores), tf.float64), mask, uniform, config.cutoff)
+        return surrogate_loss(scores, gains, mask, rankings, config)[0]
+
+    return Instruments(model, tf.gather_nd(x, where), loss_of_outputs)
+
+
 def make_train_step(model, optimizer, generator, config: Config):
     import tensorflow as tf
 
@@ -468,22 +521,9 @@ def make_train_step(model, optimizer, generator, config: Config):
         with tf.GradientTape() as tape:
             doc_scores = model(tf.gather_nd(x, where), training=True)
             scores = tf.scatter_nd(where, doc_scores, tf.shape(mask, out_type=tf.int64))
-            # The estimator works in float64 like the authors' code; its weights
-            # are constants of the step, only the scores carry gradient.
             fixed = tf.cast(tf.stop_gradient(scores), tf.float64)
             rankings = tf_sample_rankings(generator, fixed, mask, config.cutoff, config.n_samples)
-            weights = tf_plrank2_weights(
-                fixed, gains, mask, rankings, config.estimator_numerics, config.epsilon, config.return_norm
-            )
-            if config.reward_norm in ("centred", "ndcg_centred"):
-                n_docs = tf.reduce_sum(tf.cast(mask, tf.float64), axis=1, keepdims=True)
-                mean = tf.reduce_sum(weights, axis=1, keepdims=True) / n_docs
-                weights = tf.where(mask, weights - mean, tf.zeros_like(weights))
-            weights = bound_weights(weights, mask, config.weight_bound)
-            weights = tf.cast(weights, tf.float32)
-            # The question's surrogate: its gradient is minus the estimated
-            # metric gradient; its value follows the score offset, not quality.
-            loss = -tf.reduce_mean(tf.reduce_sum(weights * scores, axis=1))
+            loss, weights = surrogate_loss(scores, gains, mask, rankings, config)
         grads = tape.gradient(loss, model.trainable_variables)
         grad_norm = tf.linalg.global_norm(grads)
         optimizer.apply_gradients(zip(clip_gradients(grads, config), model.trainable_variables, strict=True))
@@ -550,6 +590,7 @@ def train(config: Config, report: Callable[[dict], None]) -> None:
     generator = tf.random.Generator.from_seed(config.seed)
     train_step = make_train_step(model, optimizer, generator, config)
     evaluate = make_evaluate(model, config, test)
+    instruments = make_instruments(model, config, train_x, train_gains, train_mask)
 
     # The query order gets its own seeded stream (seed + 2), apart from data and samples.
     order_rng = np.random.default_rng(config.seed + 2)
@@ -571,8 +612,10 @@ def train(config: Config, report: Callable[[dict], None]) -> None:
             # Means over the steps since the last report (a non-finite step
             # stays non-finite), but the largest gradient norm, so that one
             # huge step is not averaged away.
+            # The instruments' readings first, so the workload's own keys (its training grad_norm) win a clash.
             report(
                 {
+                    **instruments.measure(),
                     "step": step,
                     "loss": float(np.mean(losses)),
                     "weight_sum": float(np.mean(sums)),

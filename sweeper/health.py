@@ -12,10 +12,10 @@ one row. In order:
                       |loss| <= `near_zero_loss` and stayed there for the last `stuck_tail` share of the
                       reports while the final metric stayed at chance (the trial learns nothing from a zero loss);
   no_signal           the gradient norm stayed <= `no_signal_grad_norm` at every report: nothing can change;
-  vanishing_gradient  collapsed, and the first layer's gradient norm is below `vanishing_ratio` of the last
-                      layer's (the instruments' `grad_norm_ratio`) over the late reports;
   dead_units          collapsed, and at least `dead_share` of the hidden ReLU units output zero on the whole
                       probe batch over the late reports;
+  vanishing_gradient  collapsed, and the first layer's gradient norm is below `vanishing_ratio` of the last
+                      layer's (the instruments' `grad_norm_ratio`) over the late reports;
   saturated           collapsed, and at least `saturated_share` of the hidden sigmoid/tanh units sit in their
                       flat tails on the whole probe batch over the late reports;
   oscillating         collapsed, and the metric swings without trend over the late reports;
@@ -24,11 +24,12 @@ one row. In order:
                       workload's declared `metric_floor`;
   healthy             none of the above.
 
-The four instrument verdicts name the cause of a collapse; they never overrule a trial whose final metric
-is good (a network with a third of its units dead that still learns is healthy: a verdict is the trial's
-outcome, and the readings stay in its history for anyone who wants them). "Late reports" are the last
-`stuck_tail` share of the reports that carry the reading, judged by their median, so one noisy probe
-neither makes nor breaks a verdict. The instrument readings come from `sweeper.instruments`.
+Dead units come before a vanished gradient: a layer of dead ReLUs passes back no gradient at all, which
+reads as a vanished one. The four instrument verdicts name the cause of a collapse; they never overrule a
+trial whose final metric is good (a network with a third of its units dead that still learns is healthy: a
+verdict is the trial's outcome, and the readings stay in its history for anyone who wants them). "Late
+reports" are the last `stuck_tail` share of the reports that carry the reading, judged by their median, so
+one noisy probe neither makes nor breaks a verdict. The instrument readings come from `sweeper.instruments`.
 
 Every threshold is a field of `Thresholds`; a workload may override some with a module-level dict
 `THRESHOLDS` (for example a wider `exploding_bound` where large losses are normal).
@@ -314,8 +315,8 @@ DETECTORS = (
     Detector("exploding", "#c62828", True, _exploding),
     Detector("stuck_zero", "#1565c0", False, _stuck_zero),
     Detector("no_signal", "#6a1b9a", False, _no_signal),
-    Detector("vanishing_gradient", "#8d6e63", False, _vanishing_gradient),
     Detector("dead_units", "#5d4037", False, _dead_units),
+    Detector("vanishing_gradient", "#8d6e63", False, _vanishing_gradient),
     Detector("saturated", "#f9a825", False, _saturated),
     Detector("oscillating", "#00838f", False, _oscillating),
     Detector("collapsed", "#ef6c00", False, _collapsed),

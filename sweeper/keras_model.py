@@ -18,8 +18,9 @@ Each report (at most about `REPORTS_PER_TRIAL` per trial: every k epochs, and al
 training `loss`, every number of the epoch's Keras logs (the validation metrics among them), the
 instruments' readings on a fixed probe batch of training inputs (`sweeper.instruments`: `grad_norm`, the
 first-to-last layer gradient ratio, dead and saturated unit shares, the update-to-weight ratio), and
-`chance` and `oracle`: the compiled metrics of the best constant prediction (the training targets' mean,
-which is the class priors for labels) and of the validation targets themselves, so `collapsed` works.
+`chance` and `oracle`: the compiled metrics of the best constant prediction (the targets' mean, which is
+the class priors for labels, of either split: see `reference_levels`) and of the validation targets
+themselves, so `collapsed` works.
 When the `loss` knob replaces the loss and METRIC is `val_loss`, METRIC is still the loss as written
 (compiled as an extra metric), so trials with different training losses stay comparable.
 
@@ -256,7 +257,7 @@ class _Program:
         net.compile(optimizer=make_optimizer(config, self.compile["optimizer"]), loss=loss, metrics=metrics())
         probe = x_train[:PROBE_SIZE]
         net(probe[:1])  # builds a Sequential given no input shape, so the instruments can read its layers
-        chance, oracle = reference_levels(net, loss, metrics, y_train, y_val, metric_key)
+        chance, oracle = reference_levels(net, loss, metrics, y_train, y_val, metric_key, self.module.MODE)
         probe_targets = tf.constant(y_train[:PROBE_SIZE])
         instruments = Instruments(net, probe, lambda outputs: net.compute_loss(y=probe_targets, y_pred=outputs))
         every = max(1, math.ceil(config.epochs / REPORTS_PER_TRIAL))
@@ -324,12 +325,15 @@ def scale_inputs(how: str, x_train: Any, x_val: Any) -> tuple[Any, Any]:
 
 
 def reference_levels(
-    net: Any, loss: str, metrics: Callable[[], list], y_train: Any, y_val: Any, metric_key: str
+    net: Any, loss: str, metrics: Callable[[], list], y_train: Any, y_val: Any, metric_key: str, mode: str
 ) -> tuple[float | None, float | None]:
-    """METRIC (a `val_` key) of the best constant prediction (the training targets' mean: the class priors for
-    labels) and of the validation targets themselves, computed by the loss and a fresh copy of the metrics
-    `net` is compiled with (`metrics()`), evaluated on those predictions. (None, None) where the targets do
-    not match the model's single output."""
+    """METRIC (a `val_` key) of the best constant prediction, and of the validation targets themselves, computed
+    by the loss and a fresh copy of the metrics `net` is compiled with (`metrics()`) on those predictions.
+    The constants tried are the targets' mean (the class priors, for labels) of the training split and of the
+    validation split; chance is the better of the two in MODE's direction. The training mean alone would put
+    chance below a constant that happens to tip to the validation split's majority (on balanced labels
+    either class is 'learning nothing'), and a model stuck at that constant would pass for healthy.
+    (None, None) where the targets do not match the model's single output."""
     import numpy as np
     import tensorflow as tf
 
@@ -340,25 +344,28 @@ def reference_levels(
     units = out_shape[-1] if out_shape else 1
     sparse = units > 1 and np.issubdtype(y_train.dtype, np.integer) and y_train.size == len(y_train)
     if sparse:
-        prior = np.bincount(y_train.reshape(-1), minlength=units)[:units] / len(y_train)
+        priors = [np.bincount(y.reshape(-1), minlength=units)[:units] / len(y) for y in (y_train, y_val)]
         ideal = np.eye(units)[y_val.reshape(-1)]
     else:
         if y_train[0].size != math.prod(out_shape):
             return None, None
-        prior = y_train.reshape(len(y_train), *out_shape).astype(np.float64).mean(axis=0)
+        priors = [y.reshape(len(y), *out_shape).astype(np.float64).mean(axis=0) for y in (y_train, y_val)]
         ideal = y_val.reshape(len(y_val), *out_shape)
-    constant = np.broadcast_to(prior, (len(y_val), *out_shape))
+    candidates = [np.broadcast_to(prior, (len(y_val), *out_shape)) for prior in priors]
     loss_config = getattr(tf.keras.losses.get(loss), "get_config", None)  # a Loss object; a function has none
     if loss_config is not None and loss_config().get("from_logits"):
-        constant, ideal = _as_logits(constant, units), _as_logits(ideal, units)
+        candidates, ideal = [_as_logits(c, units) for c in candidates], _as_logits(ideal, units)
     identity = tf.keras.Sequential([tf.keras.layers.InputLayer(out_shape), tf.keras.layers.Activation("linear")])
     identity.compile(loss=loss, metrics=metrics())
     key = metric_key.removeprefix("val_")
-    levels = []
-    for predictions in (constant, ideal):
+
+    def level(predictions: Any) -> float | None:
         values = identity.evaluate(predictions.astype(np.float32), y_val, verbose=0, return_dict=True)
-        levels.append(float(values[key]) if key in values else None)
-    return levels[0], levels[1]
+        return float(values[key]) if key in values else None
+
+    constants = [value for value in map(level, candidates) if value is not None]
+    chance = (max if mode == "max" else min)(constants) if constants else None
+    return chance, level(ideal)
 
 
 def _as_logits(probabilities: Any, units: int) -> Any:

@@ -1,5 +1,5 @@
-"""The bundled configs: every sweep loads, and every claim names where it comes from, quoting its document
-word for word (sources/ holds the four documents the workloads were built from)."""
+"""The bundled configs and the examples' specs: every sweep loads, and every claim names where it comes from,
+quoting its document word for word (sources/ holds the four documents the workloads were built from)."""
 
 from pathlib import Path
 
@@ -8,7 +8,8 @@ import pytest
 from sweeper.spec import PROJECT_SOURCE, Source, load_specs
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
+CONFIGS = sorted((ROOT / "configs").glob("*.yaml")) + sorted((ROOT / "examples").rglob("*.yaml"))
+"""The bundled sweeps and the example programs' sweeps."""
 SOURCES = ROOT / "sources"
 
 

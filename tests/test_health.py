@@ -176,8 +176,9 @@ def _collapsed_run(**late_readings):
         ({"saturated_share": 0.5}, "saturated"),
         ({"saturated_share": 0.49}, "collapsed"),
         # the order of the table decides when several apply
-        ({"grad_norm_ratio": 1e-5, "dead_share": 0.9, "saturated_share": 0.9}, "vanishing_gradient"),
-        ({"dead_share": 0.9, "saturated_share": 0.9}, "dead_units"),
+        # dead ReLUs pass back no gradient: that reads as vanished too, and the dead units are the cause
+        ({"grad_norm_ratio": 0.0, "dead_share": 0.9, "saturated_share": 0.9}, "dead_units"),
+        ({"grad_norm_ratio": 1e-5, "saturated_share": 0.9}, "vanishing_gradient"),
     ],
 )
 def test_instrument_verdicts_name_the_cause_of_a_collapse(readings, verdict):

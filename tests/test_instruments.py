@@ -216,3 +216,16 @@ def test_a_subclassed_model_is_refused():
     model(X)
     with pytest.raises(TypeError, match="subclassed"):
         Instruments(model, X, sum_of_outputs)
+
+
+def test_a_functional_model_with_dict_inputs_and_outputs():
+    a, b = tf.keras.Input(shape=(2,), name="a"), tf.keras.Input(shape=(2,), name="b")
+    hidden = tf.keras.layers.Dense(2, activation="relu")
+    model = tf.keras.Model(
+        {"a": a, "b": b}, {"y": tf.keras.layers.Dense(1)(hidden(a)), "z": tf.keras.layers.Dense(1)(b)}
+    )
+    set_dense(hidden, [-1.0, 1.0])
+    # Only z's head gets a gradient from this loss; the model's outputs reach it as the dict the model returns.
+    readings = Instruments(model, {"a": X, "b": X}, lambda outputs: tf.reduce_sum(outputs["z"])).measure()
+    assert readings["dead_share"] == 0.5 and readings[f"grad_norm/{hidden.name}"] == 0.0
+    assert readings["grad_norm"] == pytest.approx(np.sqrt(np.sum(X.sum(axis=0) ** 2) + len(X) ** 2), rel=1e-6)

@@ -169,26 +169,24 @@ def _compiled(units, activation, loss, metrics):
 
 
 def test_chance_is_the_best_constant_and_oracle_the_targets_themselves():
-    # binary labels, 3 of 4 positive in training: the constant 0.75 predicts 1 everywhere
+    # binary labels, 3 of 4 positive in training: the constant 0.75 predicts 1 everywhere (accuracy 0.4 on
+    # validation); the validation prior 0.4 predicts 0 everywhere (0.6), the better constant
     net = _compiled(1, "sigmoid", "binary_crossentropy", ["accuracy"])
     y_train, y_val = np.array([1.0, 1.0, 1.0, 0.0]), np.array([1.0, 0.0, 0.0, 0.0, 1.0])
-    assert reference_levels(net, "binary_crossentropy", lambda: ["accuracy"], y_train, y_val, "val_accuracy") == (
-        pytest.approx(0.4),
-        pytest.approx(1.0),
-    )
-    # regression, MSE: the training mean 2.0 against validation targets 1 and 5
+    levels = reference_levels(net, "binary_crossentropy", lambda: ["accuracy"], y_train, y_val, "val_accuracy", "max")
+    assert levels == (pytest.approx(0.6), pytest.approx(1.0))
+    # regression, MSE: the training mean 2.0 scores 5 against validation targets 1 and 5, their own mean 3 scores 4
     net = _compiled(1, None, "mean_squared_error", [])
-    chance, oracle = reference_levels(
-        net, "mean_squared_error", list, np.array([1.0, 3.0]), np.array([1.0, 5.0]), "val_loss"
-    )
-    assert chance == pytest.approx((1.0 + 9.0) / 2) and oracle == pytest.approx(0.0)
-    # integer labels over a 3-way softmax: the priors, one-hot ideal
+    y_train, y_val = np.array([1.0, 3.0]), np.array([1.0, 5.0])
+    chance, oracle = reference_levels(net, "mean_squared_error", list, y_train, y_val, "val_loss", "min")
+    assert chance == pytest.approx(4.0) and oracle == pytest.approx(0.0)
+    # integer labels over a 3-way softmax: the priors, one-hot ideal; the validation priors (2/3, 1/3, 0) win
     net = _compiled(3, "softmax", "sparse_categorical_crossentropy", ["accuracy"])
     y_train, y_val = np.array([0, 1, 1, 2]), np.array([1, 1, 0])
     chance, oracle = reference_levels(
-        net, "sparse_categorical_crossentropy", lambda: ["accuracy"], y_train, y_val, "val_loss"
+        net, "sparse_categorical_crossentropy", lambda: ["accuracy"], y_train, y_val, "val_loss", "min"
     )
-    assert chance == pytest.approx(-(2 * math.log(0.5) + math.log(0.25)) / 3, rel=1e-4)
+    assert chance == pytest.approx(-(2 * math.log(2 / 3) + math.log(1 / 3)) / 3, rel=1e-4)
     assert oracle == pytest.approx(0.0, abs=1e-5)
 
 
