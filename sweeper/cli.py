@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from sweeper import stores
 from sweeper.doctor import DOCTOR_SEEDS
 from sweeper.errors import SweeperError, did_you_mean, one_of
 from sweeper.spec import SweepSpec, load_specs
@@ -91,7 +92,8 @@ def list_workloads(
 
 
 TrackingUri = Annotated[
-    str | None, typer.Option(help="MLflow tracking URI; default: MLFLOW_TRACKING_URI or ./mlflow.db.")
+    str | None,
+    typer.Option(help="MLflow tracking URI; default: MLFLOW_TRACKING_URI or ./mlflow.db.", callback=stores.absolute),
 ]
 Address = Annotated[str | None, typer.Option(help="Address of a running Ray cluster; default: Ray on this machine.")]
 
@@ -436,15 +438,16 @@ def doctor(
     target = spec_out or Path(f"doctor-{loaded.name}.yaml")
     reference = workload
     if is_workload_file(workload):
-        reference = os.path.relpath(Path(workload).resolve(), target.resolve().parent)
-        reference = reference if reference.startswith(".") or os.path.isabs(reference) else f"./{reference}"
+        # relative to the spec (so the pair can move together) where the file lies under its folder
+        file, folder = Path(workload).resolve(), target.resolve().parent
+        reference = f"./{file.relative_to(folder)}" if file.is_relative_to(folder) else str(file)
     document = rx.doctor_spec(f"doctor-{loaded.name}", reference, found, grid)
     if smoke:
         document["smoke"] = True
     header = [
-        f"# Written by `sweeper doctor {workload}`: the remedies for the symptoms seen on calibration seeds",
-        f"# {chosen_seeds[0]}-{chosen_seeds[-1]} (the sweep judges them on seeds 0 and up). Edit freely: add values,",
-        "# drop knobs, add claims. Why each knob is here:",
+        f"# Written by `sweeper doctor {workload}`:",
+        f"# the remedies for the symptoms seen on calibration seeds {chosen_seeds[0]}-{chosen_seeds[-1]} (the sweep",
+        "# judges them on seeds 0 and up). Edit freely: add values, drop knobs, add claims. Why each knob is here:",
         *(f"#   {line}" for line in rx.why_lines(found, grid)),
     ]
     write_atomically(target, "\n".join(header) + "\n" + yaml.safe_dump(document, sort_keys=False))

@@ -52,7 +52,7 @@ FAMILIES: dict[str, tuple[Family, ...]] = {
         Family("kernel_initializer", "a start that breaks symmetry"),
     ),
     "no_signal": (
-        Family("output_activation", "an output with a gradient (a softmax over one unit has none)"),
+        Family("output_activation", "an output that can move (a softmax over one unit cannot)"),
         Family("loss", "a loss that fits the output"),
         Family("hidden_activation", "a non-saturating activation"),
         Family("kernel_initializer", "a start that breaks symmetry"),

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import typing
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -215,6 +216,7 @@ class _Program:
     def check_remedies(self, knob_sets: Iterable[dict[str, Any]], config_of: Callable[[dict], Any]) -> None:
         """Build the model once per distinct setting of MODEL_KNOBS among the given knob sets; a remedy the
         model cannot take raises SweeperError naming the layer and the knob."""
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # in the driver: TensorFlow's start-up chatter is noise
         import tensorflow as tf
 
         seen = set()

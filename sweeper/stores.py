@@ -10,7 +10,14 @@ from pathlib import Path
 def default_tracking_uri() -> str:
     """MLFLOW_TRACKING_URI if set, else a SQLite file `mlflow.db` in the working directory (absolute, so
     it does not depend on any process's working directory)."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+    return absolute(os.environ.get("MLFLOW_TRACKING_URI")) or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+def absolute(uri: str | None) -> str | None:  # also the CLI's --tracking-uri callback
+    """A `sqlite:///` URI whose path is relative, made absolute against the working directory: MLflow stores
+    a run's artifact location from it and cannot express a relative one as a file URI; any other URI as is."""
+    store = local_store_path(uri) if uri else None
+    return f"sqlite:///{Path.cwd() / store}" if store is not None and not store.is_absolute() else uri
 
 
 def local_store_path(uri: str) -> Path | None:

@@ -129,3 +129,15 @@ def test_ctrl_c_during_a_sweep_is_one_line_and_status_130(tmp_path):
     assert "Traceback" not in stdout + stderr
     errors = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "sweeper resume out" in errors[0]
+
+
+def test_a_relative_sqlite_store_is_made_absolute_for_mlflow(tmp_path, monkeypatch):
+    """MLflow cannot express a relative store's artifact location as a file URI: every write would fail."""
+    from sweeper.stores import absolute, default_tracking_uri
+
+    monkeypatch.chdir(tmp_path)
+    assert absolute("sqlite:///mlflow.db") == f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert absolute("sqlite:////abs/m.db") == "sqlite:////abs/m.db"
+    assert absolute("http://127.0.0.1:5000") == "http://127.0.0.1:5000" and absolute(None) is None
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///env.db")
+    assert default_tracking_uri() == f"sqlite:///{tmp_path / 'env.db'}"

@@ -1,9 +1,14 @@
 """A binary classifier with a softmax over its one output unit: the softmax of one number is always 1.
 
 A seeded, learnable synthetic task (10 normal features, label 1 when x0 + x1 x2 - 0.5 x3 > 0.5: ~36%
-positives), one ReLU layer, Adam at 0.01, binary cross-entropy. The output is the constant 1.0 whatever the
-weights, so no gradient reaches them: every prediction is "positive" and the accuracy is the share of
-positives, below the majority-class chance. Expected fix: `output_activation: sigmoid`.
+positives), one ReLU layer, Adam at 0.01, binary cross-entropy. Every prediction is 1.0 ("positive")
+whatever the weights, so the accuracy is the share of positives, below the majority-class chance.
+Expected fix: `output_activation: sigmoid`.
+
+Not what the folklore says: the gradient does not vanish. Keras 2.15 keeps the softmax's input on its output
+tensor (`_keras_logits`) and `binary_crossentropy` computes the loss from that logit as if it were a
+sigmoid's, so the loss falls (to ~0.05) and gradients flow (norm ~0.1 at every report, `sweeper run`
+on seeds 0-4) while the predictions never move: the verdict is `collapsed`, not `no_signal`.
 
 Measured on calibration seeds 1000-1009 (plain Keras, remedy applied by hand, ~1.4 s a trial on one core):
 val_accuracy 0.36 median [0.33..0.41] as written, 10/10 below chance (0.64 [0.59..0.68]); with a sigmoid
