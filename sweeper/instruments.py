@@ -22,7 +22,8 @@ output, not a hidden unit. Layers inside a wrapper (`Bidirectional`, `TimeDistri
 which takes the inner layer's kind. The gates of LSTM and GRU layers are inside them and cannot be read from
 their outputs, so those layers are never watched (a SimpleRNN's output is its activation's, so it is). A model
 nested inside the model counts as one layer: its gradient norm is reported under its name, its own
-activations are not watched.
+activations are not watched. A subclassed model gets its gradient readings only: its layers are called
+inside its own `call`, where no activation can be read.
 
 `measure` reads the model in inference mode (`training=False`) inside one `tf.function`, traced at the first
 call; it changes no weight and draws from no random stream of its own, so a training run gives the same
@@ -103,17 +104,16 @@ class Instruments:
         loss_of_outputs: callable(model outputs on probe_inputs) -> scalar loss tensor."""
         import tensorflow as tf
 
-        if not isinstance(model, tf.keras.Sequential) and not getattr(model, "_is_graph_network", False):
-            raise TypeError(
-                f"Instruments reads Sequential and Functional models; {type(model).__name__} is a subclassed model"
-            )
+        # A subclassed model's layers are called inside its own `call`, out of reach: its gradients are read
+        # (per layer that owns weights), its activations are not.
+        self._subclassed = not isinstance(model, tf.keras.Sequential) and not getattr(model, "_is_graph_network", False)
         self._model = model
         self._loss_of_outputs = loss_of_outputs
         self._probe = tf.nest.map_structure(tf.convert_to_tensor, probe_inputs)
-        outputs = _output_layers(model)
+        outputs = set() if self._subclassed else _output_layers(model)
         self._watched = [
             (layer, kind)
-            for layer in model.layers
+            for layer in ([] if self._subclassed else model.layers)
             if id(layer) not in outputs and (kind := _activation_kind(layer)) is not None
         ]
         self._variables = list(model.trainable_variables)
@@ -140,6 +140,9 @@ class Instruments:
         import tensorflow as tf
 
         watched_ids = {id(layer) for layer, _ in self._watched}
+        if self._subclassed:
+            model = self._model
+            return lambda inputs: ([], model(inputs, training=False))
         if isinstance(self._model, tf.keras.Sequential):
             # Layer by layer, so a Sequential built without an Input (no symbolic `inputs`) works too; masks
             # travel on the tensors as they do inside Sequential.call.

@@ -258,8 +258,10 @@ class _Program:
 
         net.compile(optimizer=make_optimizer(config, self.compile["optimizer"]), loss=loss, metrics=metrics())
         probe = x_train[:PROBE_SIZE]
-        net(probe[:1])  # builds a Sequential given no input shape, so the instruments can read its layers
-        chance, oracle = reference_levels(net, loss, metrics, y_train, y_val, metric_key, self.module.MODE)
+        # Also builds a Sequential given no input shape (or a subclassed model), so the instruments can read it.
+        sample_output = net(probe[:1])
+        out_shape = tuple(sample_output.shape[1:]) if tf.is_tensor(sample_output) else None
+        chance, oracle = reference_levels(out_shape, loss, metrics, y_train, y_val, metric_key, self.module.MODE)
         probe_targets = tf.constant(y_train[:PROBE_SIZE])
         instruments = Instruments(net, probe, lambda outputs: net.compute_loss(y=probe_targets, y_pred=outputs))
         every = max(1, math.ceil(config.epochs / REPORTS_PER_TRIAL))
@@ -327,7 +329,13 @@ def scale_inputs(how: str, x_train: Any, x_val: Any) -> tuple[Any, Any]:
 
 
 def reference_levels(
-    net: Any, loss: str, metrics: Callable[[], list], y_train: Any, y_val: Any, metric_key: str, mode: str
+    out_shape: tuple | None,
+    loss: str,
+    metrics: Callable[[], list],
+    y_train: Any,
+    y_val: Any,
+    metric_key: str,
+    mode: str,
 ) -> tuple[float | None, float | None]:
     """METRIC (a `val_` key) of the best constant prediction, and of the validation targets themselves, computed
     by the loss and a fresh copy of the metrics `net` is compiled with (`metrics()`) on those predictions.
@@ -335,13 +343,13 @@ def reference_levels(
     validation split; chance is the better of the two in MODE's direction. The training mean alone would put
     chance below a constant that happens to tip to the validation split's majority (on balanced labels
     either class is 'learning nothing'), and a model stuck at that constant would pass for healthy.
-    (None, None) where the targets do not match the model's single output."""
+    `out_shape` is the shape of one example's output (None for a model with several outputs); (None, None)
+    where the targets do not match it."""
     import numpy as np
     import tensorflow as tf
 
-    if len(net.outputs or [None]) != 1:
+    if out_shape is None:
         return None, None
-    out_shape = tuple(net.output_shape[1:])
     y_train, y_val = np.asarray(y_train), np.asarray(y_val)
     units = out_shape[-1] if out_shape else 1
     sparse = units > 1 and np.issubdtype(y_train.dtype, np.integer) and y_train.size == len(y_train)

@@ -160,31 +160,20 @@ def test_inputs_are_scaled_with_the_training_splits_statistics_only():
     assert train.tolist() == [[0.0, 0.0], [1.0, 0.0]] and val.tolist() == [[2.0, 10.0]]
 
 
-def _compiled(units, activation, loss, metrics):
-    import tensorflow as tf
-
-    net = tf.keras.Sequential([tf.keras.layers.Dense(units, activation=activation, input_shape=(2,))])
-    net.compile(loss=loss, metrics=list(metrics))
-    return net
-
-
 def test_chance_is_the_best_constant_and_oracle_the_targets_themselves():
     # binary labels, 3 of 4 positive in training: the constant 0.75 predicts 1 everywhere (accuracy 0.4 on
     # validation); the validation prior 0.4 predicts 0 everywhere (0.6), the better constant
-    net = _compiled(1, "sigmoid", "binary_crossentropy", ["accuracy"])
     y_train, y_val = np.array([1.0, 1.0, 1.0, 0.0]), np.array([1.0, 0.0, 0.0, 0.0, 1.0])
-    levels = reference_levels(net, "binary_crossentropy", lambda: ["accuracy"], y_train, y_val, "val_accuracy", "max")
+    levels = reference_levels((1,), "binary_crossentropy", lambda: ["accuracy"], y_train, y_val, "val_accuracy", "max")
     assert levels == (pytest.approx(0.6), pytest.approx(1.0))
     # regression, MSE: the training mean 2.0 scores 5 against validation targets 1 and 5, their own mean 3 scores 4
-    net = _compiled(1, None, "mean_squared_error", [])
     y_train, y_val = np.array([1.0, 3.0]), np.array([1.0, 5.0])
-    chance, oracle = reference_levels(net, "mean_squared_error", list, y_train, y_val, "val_loss", "min")
+    chance, oracle = reference_levels((1,), "mean_squared_error", list, y_train, y_val, "val_loss", "min")
     assert chance == pytest.approx(4.0) and oracle == pytest.approx(0.0)
     # integer labels over a 3-way softmax: the priors, one-hot ideal; the validation priors (2/3, 1/3, 0) win
-    net = _compiled(3, "softmax", "sparse_categorical_crossentropy", ["accuracy"])
     y_train, y_val = np.array([0, 1, 1, 2]), np.array([1, 1, 0])
     chance, oracle = reference_levels(
-        net, "sparse_categorical_crossentropy", lambda: ["accuracy"], y_train, y_val, "val_loss", "min"
+        (3,), "sparse_categorical_crossentropy", lambda: ["accuracy"], y_train, y_val, "val_loss", "min"
     )
     assert chance == pytest.approx(-(2 * math.log(2 / 3) + math.log(1 / 3)) / 3, rel=1e-4)
     assert oracle == pytest.approx(0.0, abs=1e-5)
@@ -218,3 +207,25 @@ def test_a_workload_file_missing_on_a_node_is_written_from_the_shipped_source(tm
     workload = load_shipped(str(source), TINY)
     assert workload.name == "gone" and "width" in workload.knobs
     assert load_shipped(str(program(tmp_path)), TINY).module.__file__ == str(tmp_path / "prog.py")
+
+
+def test_a_subclassed_model_trains_as_written_and_refuses_model_knobs(tmp_path):
+    subclassed = """
+    class Net(tf.keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.hidden = tf.keras.layers.Dense(config.width, activation="relu")
+            self.out = tf.keras.layers.Dense(1, activation="sigmoid")
+
+        def call(self, inputs):
+            return self.out(self.hidden(inputs))
+
+    return Net()
+"""
+    path = program(tmp_path, ("    if not config.functional:", subclassed + "    if not config.functional:"))
+    workload = load(str(path))
+    reports = []
+    workload.train(workload.make_config({"epochs": 1}), reports.append)
+    assert reports[-1]["grad_norm"] > 0 and "chance" in reports[-1] and "dead_share" not in reports[-1]
+    with pytest.raises(SweeperError, match="returned Net, not a Sequential or Functional model; output_activation"):
+        workload.check_remedies([{"output_activation": "linear"}])
