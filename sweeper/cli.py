@@ -14,6 +14,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer import rich_utils
 
 from sweeper import stores
 from sweeper.doctor import DOCTOR_SEEDS
@@ -26,10 +27,27 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Settle, with evidence, which remedy fixes a failing training run.",
 )
-console = Console(width=None if sys.stdout.isatty() else 160)  # tables stay readable in logs and pipes
+OFF_TERMINAL_WIDTH = 160
+"""Console width in a log or a pipe without COLUMNS: wide enough that tables need no wrapping."""
+_OFF_TERMINAL = not sys.stdout.isatty() and not os.environ.get("COLUMNS", "").isdigit()  # rich ignores COLUMNS=""
+console = Console(width=OFF_TERMINAL_WIDTH if _OFF_TERMINAL else None)  # COLUMNS, else the terminal's width
 errors = Console(stderr=True, highlight=False, soft_wrap=True)
+if _OFF_TERMINAL:
+    # Typer renders --help at 80 columns off a terminal, which splits option names; typer reads this width
+    # (its TERMINAL_WIDTH variable) from here.
+    rich_utils.MAX_WIDTH = OFF_TERMINAL_WIDTH
 
 DEBUG_VARIABLE = "SWEEPER_DEBUG"
+_WIDE = {"on": False}
+"""`--wide`: print every column of the ranking and claims tables, however wide."""
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        console.print(f"sweeper {version('sweeper')}", highlight=False)
+        raise typer.Exit()
 
 
 @app.callback()
@@ -37,9 +55,16 @@ def _options(
     debug: Annotated[
         bool, typer.Option("--debug", help=f"Show the traceback of an unexpected error (or set {DEBUG_VARIABLE}=1).")
     ] = False,
+    wide: Annotated[
+        bool, typer.Option("--wide", help="Print every column of the ranking and claims tables, however wide.")
+    ] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
 ) -> None:
     if debug:
         os.environ[DEBUG_VARIABLE] = "1"
+    _WIDE["on"] = wide
 
 
 SpecPath = Annotated[Path, typer.Argument(help="Sweep spec YAML (one sweep, or several separated by ---).")]
@@ -162,9 +187,10 @@ def _run_all(folders: list[Path], *, address: str | None, tracking_uri: str | No
     from sweeper.sweep import run_sweep
 
     failed = []
-    for folder in folders:
+    for index, folder in enumerate(folders, 1):
         try:
-            outcome = run_sweep(folder, address=address, tracking_uri=tracking_uri)
+            position = f"{index}/{len(folders)}" if len(folders) > 1 else ""
+            outcome = run_sweep(folder, address=address, tracking_uri=tracking_uri, position=position)
         except (SweeperError, PermissionError) as exc:
             _fail(str(exc))
         except KeyboardInterrupt:  # a second Ctrl-C, while Tune was saving its state after the first
@@ -246,25 +272,61 @@ def sync(
 
 
 def _print_ranking(document: dict | None) -> None:
-    """The report's ranking and claims tables (none when the analysis failed), without the columns only the
-    report has room for (CONSOLE_LEAVES_OUT)."""
+    """The report's ranking and claims tables (none when the analysis failed), fitted to the console: see
+    `_fitted_table`."""
     if document is None:
         return
     from sweeper.report import claims_section, ranking_section
 
     for section in (ranking_section(document), claims_section(document)):
         if section.rows:
-            shown = [i for i, column in enumerate(section.header) if column not in CONSOLE_LEAVES_OUT]
-            table = Table(title=f"{document['sweep']}: {section.title}", title_justify="left")
-            for i in shown:
-                table.add_column(section.header[i], overflow="fold")
-            for row in section.rows:
-                table.add_row(*(row[i] for i in shown))
-            console.print(table)
+            _fitted_table(f"{document['sweep']}: {section.title}", section.header, section.rows)
 
 
 CONSOLE_LEAVES_OUT = ("score", "healthy-rate difference", "metric shift")
-"""Ranking columns left to report.md and report.html: the console table stays readable at 160 columns."""
+"""Ranking columns left to report.md and report.html unless `--wide`."""
+DROPPED_TO_FIT = ("replicated", "source", "P(beats baseline)", "seeds", "expected")
+"""Columns dropped in this order, while the table's narrowest layout is wider than the console."""
+NAME_COLUMNS = ("grid point", "change")
+"""Columns of grid-point names (`knob=value,knob=value`), shown a knob a line so no name breaks inside."""
+
+
+def _fitted_table(title: str, header: list[str], rows: list[list[str]]) -> None:
+    """A table that never breaks a word or a knob=value where the console can hold one: names go a knob a
+    line, and without `--wide` the columns of CONSOLE_LEAVES_OUT, then of DROPPED_TO_FIT, are left out until
+    the narrowest layout (every column at its longest word) fits the console; a line says which. A console
+    too narrow even then keeps the names whole and lets rich fold the other columns' words."""
+    cells = [
+        [cell.replace(",", ",\n") if header[i] in NAME_COLUMNS else cell for i, cell in enumerate(row)] for row in rows
+    ]
+    wide = _WIDE["on"]
+    shown = [i for i, column in enumerate(header) if wide or column not in CONSOLE_LEAVES_OUT]
+    narrowest = {
+        i: max(len(word) for text in [header[i], *(row[i] for row in cells)] for word in text.split() or [""])
+        for i in shown
+    }
+
+    def width(columns: list[int]) -> int:
+        return sum(narrowest[i] for i in columns) + 3 * len(columns) + 1  # "│ " before each cell, " │" at the end
+
+    dropped = []
+    for name in () if wide else DROPPED_TO_FIT:
+        if width(shown) <= console.width:
+            break
+        if name in header and header.index(name) in shown:
+            shown.remove(header.index(name))
+            dropped.append(name)
+    fits = wide or width(shown) <= console.width  # else some word must fold: never a knob=value of a name
+    table = Table(title=title, title_justify="left")
+    for i in shown:
+        keep = fits or header[i] in NAME_COLUMNS
+        table.add_column(header[i], overflow="fold", min_width=narrowest[i] if keep else None)
+    for row in cells:
+        table.add_row(*(row[i] for i in shown))
+    # --wide: the table at its natural width, however wide (a console without a limit to crop it to)
+    (Console(width=100_000) if wide else console).print(table)
+    if dropped:
+        console.print(f"({', '.join(dropped)}: left out to fit {console.width} columns; `sweeper --wide` shows them)")
 
 
 @app.command()
@@ -343,19 +405,21 @@ def compare(
     if not rows:
         _fail(f"{before} and {after} share no grid point")
     metric = documents[0]["metric"]
-    table = Table(title=f"{documents[0]['sweep']} -> {documents[1]['sweep']}", title_justify="left")
-    for column in ("grid point", "verdict", "healthy", f"median healthy {metric}", "P(after beats before)", "p"):
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(
-            row["label"],
-            f"{row['verdict_before']} -> {row['verdict_after']}",
-            f"{row['healthy_before']} -> {row['healthy_after']}",
-            f"{number(row['metric_before'])} -> {number(row['metric_after'])}",
-            number(row["prob_after_beats_before"], 2),
-            number(row["p_value"], 2),
-        )
-    console.print(table)
+    _fitted_table(
+        f"{documents[0]['sweep']} -> {documents[1]['sweep']}",
+        ["grid point", "verdict", "healthy", f"median healthy {metric}", "P(after beats before)", "p"],
+        [
+            [
+                row["label"],
+                f"{row['verdict_before']} -> {row['verdict_after']}",
+                f"{row['healthy_before']} -> {row['healthy_after']}",
+                f"{number(row['metric_before'])} -> {number(row['metric_after'])}",
+                number(row["prob_after_beats_before"], 2),
+                number(row["p_value"], 2),
+            ]
+            for row in rows
+        ],
+    )
 
 
 Host = Annotated[

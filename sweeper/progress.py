@@ -6,11 +6,19 @@ import math
 from collections import Counter
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 
 class SweepProgress:
-    """Trials done/total, running, verdict counts and the best final metric so far."""
+    """Trials done of those planned so far (an adaptive design plans each round from the last), time spent
+    and left, running, verdict counts and the best final metric so far."""
 
     def __init__(self, title: str, total: int, metric: str, mode: str, console: Console | None = None, done: int = 0):
         self.metric, self.mode, self.total, self.done = metric, mode, total, done
@@ -23,6 +31,8 @@ class SweepProgress:
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),  # from the pace so far, over the trials planned so far
             TextColumn("{task.fields[status]}"),
             console=self.console,
             transient=False,

@@ -154,12 +154,15 @@ def _utc_stamp() -> str:
     return datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
 
 
-def run_sweep(sweep_dir: Path, *, address: str | None = None, tracking_uri: str | None = None) -> SweepOutcome:
+def run_sweep(
+    sweep_dir: Path, *, address: str | None = None, tracking_uri: str | None = None, position: str = ""
+) -> SweepOutcome:
     """Run, round by round, every trial the sweep's design wants that its folder does not hold yet (a new
     folder starts at the first look, a resumed one where the trial files say it stopped), then analyse,
     report and bring MLflow up to date. Each round is one Tuner over the missing trials; the next round is
     planned from every finished trial (`report.planned_trials`, a pure function of the folder), so a killed
-    driver resumes at the same round with the same plan."""
+    driver resumes at the same round with the same plan. `position` ("2/4") names the sweep's place in a
+    multi-sweep run on the progress line."""
     from sweeper.report import planned_trials
 
     spec, workload, tracker, options = _open_sweep(sweep_dir, tracking_uri)
@@ -172,7 +175,9 @@ def run_sweep(sweep_dir: Path, *, address: str | None = None, tracking_uri: str 
         for point, seed in planned_trials(spec, workload, found)
         if trial_key(point.label, seed) not in found
     ]:
-        wall_seconds += _run_trials(spec, workload, sweep_dir, tracker, missing, done=len(found), options=options)
+        wall_seconds += _run_trials(
+            spec, workload, sweep_dir, tracker, missing, done=len(found), options=options, position=position
+        )
         found = load_trials(sweep_dir, spec)
         if any(trial_key(point.label, seed) not in found for point, seed in missing):
             break  # interrupted, or trials lost past their retries: the analysis says what is unfinished
@@ -198,7 +203,15 @@ def _finished(sweep_dir: Path) -> bool:
 
 
 def _run_trials(
-    spec: SweepSpec, workload: Workload, sweep_dir: Path, tracker, trials: list, *, done: int, options: RunOptions
+    spec: SweepSpec,
+    workload: Workload,
+    sweep_dir: Path,
+    tracker,
+    trials: list,
+    *,
+    done: int,
+    options: RunOptions,
+    position: str,
 ) -> float:
     """Run the trials on Ray with the console display, MLflow written from a thread of its own
     (`TrialMirror`); the wall seconds it took."""
@@ -209,7 +222,8 @@ def _run_trials(
     mirror = TrialMirror(tracker, sweep_dir, _parent_fields(spec, sweep_dir))
     try:
         total = done + len(trials)  # this round's; an adaptive design's next round is planned from its results
-        with SweepProgress(tracker.sweep_id, total, workload.metric, workload.mode, done=done) as display:
+        title = f"sweep {position} {tracker.sweep_id}" if position else tracker.sweep_id
+        with SweepProgress(title, total, workload.metric, workload.mode, done=done) as display:
             runner.run_trials(
                 spec, trials, sweep_dir=sweep_dir, mirror=mirror, display=display, **dataclasses.asdict(options)
             )

@@ -17,8 +17,9 @@ TEST_WORKLOADS = Path(__file__).resolve().parent / "workloads"
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    """This process's environment without a tracking URI of the caller's, TensorFlow quiet, plus `extra`."""
-    base = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
+    """This process's environment without a tracking URI or a console width (COLUMNS) of the caller's,
+    TensorFlow quiet, plus `extra`."""
+    base = {key: value for key, value in os.environ.items() if key not in ("MLFLOW_TRACKING_URI", "COLUMNS")}
     return {**base, "TF_CPP_MIN_LOG_LEVEL": "3", **extra}
 
 

@@ -141,3 +141,64 @@ def test_a_relative_sqlite_store_is_made_absolute_for_mlflow(tmp_path, monkeypat
     assert absolute("http://127.0.0.1:5000") == "http://127.0.0.1:5000" and absolute(None) is None
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///env.db")
     assert default_tracking_uri() == f"sqlite:///{tmp_path / 'env.db'}"
+
+
+LONG_NAMES = '''
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+from sweeper.workload import Range
+
+
+@dataclass(frozen=True)
+class Config:
+    feature_scaling_of_every_input: Literal["raw_as_loaded_from_disk", "standardized_with_training_statistics"] = (
+        "raw_as_loaded_from_disk"
+    )
+    """Long names, as real knobs have."""
+    masking_of_the_padded_steps: Literal["no_masking_at_all", "masking_layer_before_the_lstm"] = "no_masking_at_all"
+    """Long names, as real knobs have."""
+    steps: Annotated[int, Range(1, 10)] = 2
+    """Reports."""
+    seed: int = 0
+    """Seed."""
+
+
+METRIC, MODE, CHANCE, SMOKE = "score", "max", 0.0, {}
+
+
+def train(config, report):
+    good = (config.feature_scaling_of_every_input != "raw_as_loaded_from_disk") + (config.seed % 2)
+    for step in range(1, config.steps + 1):
+        report({"step": step, "loss": 1.0, "grad_norm": 1.0, "score": float(good * step)})
+'''
+
+
+def test_the_console_fits_columns_without_breaking_a_grid_point_name(tmp_path):
+    (tmp_path / "long_names.py").write_text(LONG_NAMES)
+    (tmp_path / "spec.yaml").write_text(
+        "name: long\nworkload: ./long_names.py\nseeds: 2\ndesign: fixed\ngrid:\n"
+        "  feature_scaling_of_every_input: [raw_as_loaded_from_disk, standardized_with_training_statistics]\n"
+        "  masking_of_the_padded_steps: [no_masking_at_all, masking_layer_before_the_lstm]\n"
+    )
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = run_sweeper("run", "spec.yaml", "--out", "out", "--tracking-uri", store, cwd=tmp_path, COLUMNS="100")
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 100
+    for value in ("standardized_with_training_statistics", "masking_layer_before_the_lstm"):
+        assert any(f"={value}" in line for line in lines), value  # knob=value never split across lines
+    assert "`sweeper --wide` shows them" in result.stdout
+    (sweep,) = (tmp_path / "out").glob("long-*")
+    wide = run_sweeper("--wide", "report", str(sweep), cwd=tmp_path, COLUMNS="100")
+    assert "replicated" in wide.stdout and "score" in wide.stdout and max(map(len, wide.stdout.splitlines())) > 100
+
+
+def test_version_and_help_off_a_terminal(tmp_path):
+    version = run_sweeper("--version", cwd=tmp_path)
+    assert version.returncode == 0 and version.stdout.startswith("sweeper ")
+    helped = run_sweeper("run", "--help", cwd=tmp_path)
+    # off a terminal, typer's 80 columns cut words short ("MLFLOW_TRACKING_U…"); each must read whole
+    assert "…" not in helped.stdout and "MLFLOW_TRACKING_URI" in helped.stdout
+    for option in ("--max-concurrent", "--no-early-stop", "--tracking-uri"):
+        assert option in helped.stdout, option

@@ -142,7 +142,7 @@ def test_report_rebuilds_the_same_ranking_from_mlflow_alone(sweep, tmp_path):
     assert {p.name for p in (rebuilt / "plots").iterdir()} == {p.name for p in (sweep_dir / "plots").iterdir()}
 
     compared = subprocess.run(
-        [SWEEPER, "compare", str(sweep_dir), str(rebuilt)], capture_output=True, text=True, timeout=120
+        [SWEEPER, "compare", str(sweep_dir), str(rebuilt)], capture_output=True, text=True, timeout=120, env=clean_env()
     )
     assert compared.returncode == 0, compared.stderr
     assert "baseline -> baseline" in compared.stdout
