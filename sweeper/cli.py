@@ -222,6 +222,9 @@ def _print_outcome(outcome, uri: str) -> None:
     _print_ranking(outcome.ranking)
     console.print(f"outputs: {outcome.sweep_dir}/ (report.md, report.html, ranking.json, trials.csv, plots/)")
     console.print(f"mlflow:  {uri} · parent run {outcome.parent_run_id}")
+    if outcome.experiment_id is not None and "://" in uri:
+        local = "" if uri.startswith(("http://", "https://")) else " (after `sweeper ui`)"
+        console.print(f"runs:    {stores.experiment_link(uri, outcome.experiment_id)}{local}", soft_wrap=True)
 
 
 def _graceful_sigterm() -> None:

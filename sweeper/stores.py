@@ -38,3 +38,15 @@ def check_tracking_uri(uri: str) -> str | None:
     if store is not None and not store.parent.is_dir():
         return f"--tracking-uri: {uri}: the folder {store.parent} does not exist"
     return None
+
+
+UI_ADDRESS = "http://127.0.0.1:5000"
+"""Where `sweeper ui` serves a local store by default."""
+
+
+def experiment_link(tracking_uri: str, experiment_id: str) -> str:
+    """The MLflow UI page of an experiment's runs table in its model-training view (MLflow 3 opens an
+    experiment on its GenAI overview unless the link asks for `workflowType=machine_learning`): on the
+    tracking server itself, or on `sweeper ui` for a local store."""
+    base = tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://")) else UI_ADDRESS
+    return f"{base}/#/experiments/{experiment_id}?workflowType=machine_learning"

@@ -62,6 +62,8 @@ class SweepOutcome:
     unfinished: int = 0
     analysis_error: Exception | None = None
     """Why the analysis of the finished trials failed; the trials stay, `sweeper report DIR` retries."""
+    experiment_id: str | None = None
+    """The sweep's MLflow experiment, where it was reached."""
 
 
 def new_sweep_dir(out_root: Path, name: str) -> Path:
@@ -319,7 +321,9 @@ def _analyse(spec: SweepSpec, workload: Workload, sweep_dir: Path, tracker) -> t
     except Exception as exc:  # noqa: BLE001 - whatever went wrong, the trials must not be lost to it
         analysis_error = exc
     mirrored = synced is not None and _attach_outputs(sweep_dir, tracker)
-    outcome = SweepOutcome(tracker.sweep_id, sweep_dir, tracker.parent_run_id, document, unfinished, analysis_error)
+    outcome = SweepOutcome(
+        tracker.sweep_id, sweep_dir, tracker.parent_run_id, document, unfinished, analysis_error, tracker.experiment_id
+    )
     return outcome, mirrored
 
 
@@ -411,7 +415,7 @@ def rebuild_sweep(ref: str, *, tracking_uri: str, out_root: Path, claims_from: P
         sweep_id,
         {"rebuilt from": f"{tracking_uri}, parent run {parent.info.run_id}"},
     )
-    return SweepOutcome(sweep_id, sweep_dir, parent.info.run_id, document)
+    return SweepOutcome(sweep_id, sweep_dir, parent.info.run_id, document, experiment_id=parent.info.experiment_id)
 
 
 def _with_claims_from(spec: SweepSpec, path: Path) -> SweepSpec:

@@ -53,6 +53,8 @@ TAG_REASON = "sweeper.reason"
 TAG_WORKER = "sweeper.worker"
 TAG_ATTEMPTS = "sweeper.attempts"
 TAG_KIND = "sweeper.kind"  # "sweep" for the parent run, "trial" for a child run
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+"""Marks a sweep's experiment as model training (MLflow 3 otherwise files it under GenAI)."""
 SUMMARY_PREFIX = "sweeper."  # summary metrics of a run (sweeper.train_seconds, ...), apart from its reports
 _STORED_INFINITY = 1.7976931348623157e308  # MLflow's SQL store keeps +-inf as +-max float
 
@@ -158,13 +160,17 @@ class SweepTracker:
         found = self.client.get_experiment_by_name(self.experiment)
         if found is not None:
             self.experiment_id = found.experiment_id
+            if found.tags.get(EXPERIMENT_KIND[0]) != EXPERIMENT_KIND[1]:  # made by an older version
+                self.client.set_experiment_tag(self.experiment_id, *EXPERIMENT_KIND)
         else:
             store = local_store_path(self.tracking_uri)
             # A local store keeps artifacts beside its database rather than under whatever the working
             # directory happens to be; a server chooses its own artifact root.
             location = (store.parent / "mlartifacts" / self.experiment).as_uri() if store else None
             try:
-                self.experiment_id = self.client.create_experiment(self.experiment, artifact_location=location)
+                self.experiment_id = self.client.create_experiment(
+                    self.experiment, artifact_location=location, tags=dict([EXPERIMENT_KIND])
+                )
             except MlflowException:  # another sweep of the same name created it first
                 created = self.client.get_experiment_by_name(self.experiment)
                 if created is None:

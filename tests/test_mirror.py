@@ -279,3 +279,13 @@ def test_rebuild_refuses_a_run_that_lacks_reports(tmp_path):
     stored = load_sweep(uri, "refuse-1", tmp_path)
     assert stored.incomplete == []
     assert {key: record.history for key, record in stored.trials.items()} == {r.key: r.history for r in records}
+
+
+def test_an_experiment_made_before_is_marked_model_training_when_a_sweep_reaches_it(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    client.create_experiment("older", artifact_location=(tmp_path / "artifacts").as_uri())
+    assert "mlflow.experimentKind" not in client.get_experiment_by_name("older").tags
+    tracker = tracking.SweepTracker(uri, "older", "older-sweep", {})
+    assert tracker.ensure_parent() is not None
+    assert client.get_experiment_by_name("older").tags["mlflow.experimentKind"] == "custom_model_development"

@@ -64,6 +64,14 @@ def test_outputs_have_one_row_per_trial(sweep):
     assert len({row["worker"] for row in rows}) <= 2
 
 
+def test_the_experiment_is_model_training_and_the_printed_link_opens_its_runs_table(sweep):
+    work, _, stdout = sweep
+    experiment = MlflowClient(f"sqlite:///{work / 'mlflow.db'}").get_experiment_by_name("e2e-listmle")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # not MLflow 3's GenAI default
+    link = f"http://127.0.0.1:5000/#/experiments/{experiment.experiment_id}?workflowType=machine_learning"
+    assert f"runs:    {link} (after `sweeper ui`)" in stdout
+
+
 def test_mlflow_has_one_parent_and_a_child_per_trial(sweep):
     work, sweep_dir, _ = sweep
     client = MlflowClient(f"sqlite:///{work / 'mlflow.db'}")  # the default store: ./mlflow.db
