@@ -466,6 +466,7 @@ def doctor(
 
     from sweeper import doctor as rx
     from sweeper.records import write_atomically
+    from sweeper.report import number
     from sweeper.workload import is_workload_file, load
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -482,13 +483,13 @@ def doctor(
         history, diagnosis = _run_as_written(loaded, {**(loaded.smoke if smoke else {}), "seed": seed})
         verdicts.append((diagnosis.verdict, diagnosis.reason))
         final = history[-1] if history else {}
-        readings = rx.late_readings(history)
+        readings = rx.late_readings(history, loaded.thresholds.stuck_tail)
         table.add_row(
             str(seed),
             diagnosis.verdict,
-            _number(final.get(loaded.metric)),
-            _number(final.get("chance")),
-            *(_number(readings.get(key)) for key in rx.READINGS),
+            number(final.get(loaded.metric)),
+            number(final.get("chance")),
+            *(number(readings.get(key)) for key in rx.READINGS),
             diagnosis.reason,
         )
     console.print(table)
@@ -548,12 +549,8 @@ def _run_as_written(workload, overrides: dict) -> tuple[list[dict], Any]:
     except Diverged:
         pass
     except Exception as exc:  # noqa: BLE001 - the program's own failure is a symptom, not the doctor's
-        error = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+        error = health.trial_error(exc)  # the line a sweep would record for it
     return history, health.diagnose(history, workload.metric, workload.mode, error, limits)
-
-
-def _number(value) -> str:
-    return "–" if value is None else f"{value:.4g}"
 
 
 @app.command()

@@ -12,18 +12,17 @@ looking at them, so the sweep that judges it runs on other seeds (0 and up), and
 
 from __future__ import annotations
 
-import math
-import statistics
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sweeper import health
 from sweeper.workload import Knob, Workload
 
 DOCTOR_SEEDS = (1000, 1001, 1002)
 READINGS = ("grad_norm", "grad_norm_ratio", "dead_share", "saturated_share", "update_ratio")
-"""The instruments' readings the doctor prints (late medians; see `sweeper.health`)."""
+"""The instruments' readings the doctor prints (late medians, as `sweeper.health` reads them)."""
 
 
 @dataclass(frozen=True)
@@ -115,14 +114,11 @@ def symptoms(verdicts: Sequence[tuple[str, str]]) -> list[Symptom]:
     ]
 
 
-def late_readings(history: Sequence[dict[str, Any]], share: float = 0.5) -> dict[str, float]:
-    """The median of each instrument reading over the last `share` of the reports that carry it."""
-    readings = {}
-    for key in READINGS:
-        values = [r[key] for r in history if isinstance(r.get(key), int | float) and math.isfinite(r[key])]
-        if values:
-            readings[key] = statistics.median(values[-max(1, math.ceil(share * len(values))) :])
-    return readings
+def late_readings(history: Sequence[dict[str, Any]], share: float) -> dict[str, float]:
+    """Each instrument reading as the detectors judge it (`health.late_median`: the median over the last
+    `share` of the reports that carry it; `share` is the workload's `stuck_tail`)."""
+    medians = {key: health.late_median(history, key, share) for key in READINGS}
+    return {key: median for key, median in medians.items() if median is not None}
 
 
 def proposals(found: Sequence[Symptom], workload: Workload, written_loss: str | None) -> dict[str, tuple[Any, ...]]:

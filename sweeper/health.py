@@ -118,6 +118,25 @@ def is_number(value: Any) -> TypeGuard[float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def trial_error(exc: BaseException) -> str:
+    """The one line a trial that raised is recorded as (its `error` verdict's reason): the exception's type and
+    the last line of its message, where TensorFlow puts the real cause (after the traced user code)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[-1] if lines else ''}"[:500]
+
+
+def late_values(history: Sequence[dict[str, Any]], key: str, share: float) -> list[float]:
+    """A report key's finite values over the last `share` of the reports that carry it."""
+    values = [r[key] for r in history if is_number(r.get(key)) and math.isfinite(r[key])]
+    return values[-max(1, math.ceil(share * len(values))) :] if values else []
+
+
+def late_median(history: Sequence[dict[str, Any]], key: str, share: float) -> float | None:
+    """The median of `late_values`, or None where no report carries the key."""
+    values = late_values(history, key, share)
+    return statistics.median(values) if values else None
+
+
 def check_divergence(history: Sequence[dict[str, Any]], metric: str, limits: Thresholds = DEFAULT) -> Diagnosis | None:
     """`non_finite` or `exploding` if the LAST report of the history shows it, else None.
 
@@ -193,18 +212,12 @@ class Trial:
         chance, oracle = final.get("chance"), final.get("oracle")
         return abs(oracle - chance) if is_number(chance) and is_number(oracle) else None
 
-    def series(self, key: str) -> list[float]:
-        """The finite values of one report key, in order."""
-        return [r[key] for r in self.history if is_number(r.get(key)) and math.isfinite(r[key])]
-
     def late(self, key: str) -> list[float]:
         """The key's finite values over the last `stuck_tail` share of the reports that carry it."""
-        values = self.series(key)
-        return values[-max(1, math.ceil(self.limits.stuck_tail * len(values))) :] if values else []
+        return late_values(self.history, key, self.limits.stuck_tail)
 
     def late_median(self, key: str) -> float | None:
-        values = self.late(key)
-        return statistics.median(values) if values else None
+        return late_median(self.history, key, self.limits.stuck_tail)
 
 
 def _error(trial: Trial) -> str | None:

@@ -81,14 +81,7 @@ def _trainable(config: dict[str, Any]) -> None:
     except _StopTrial:
         pass
     except Exception as exc:  # the trial's outcome, not the sweep's failure
-        tune.report({_ERROR: _one_line(exc), _ELAPSED: time.perf_counter() - started, _NODE: node})
-
-
-def _one_line(exc: Exception) -> str:
-    """The exception's type and the last line of its message: TensorFlow puts the real cause (after the
-    traced user code) on the last line."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return f"{type(exc).__name__}: {lines[-1] if lines else ''}"[:500]
+        tune.report({_ERROR: health.trial_error(exc), _ELAPSED: time.perf_counter() - started, _NODE: node})
 
 
 def _trial_dirname(trial: Any) -> str:

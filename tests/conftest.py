@@ -16,6 +16,29 @@ TEST_WORKLOADS = Path(__file__).resolve().parent / "workloads"
 """One-file workloads made for tests (specs name them by path)."""
 
 
+def workload_variant(path: Path, template: str, *changes: tuple[str, str]) -> Path:
+    """`path`, written with the text of a TEST_WORKLOADS file after (old, new) replacements, each of which must
+    find its old text."""
+    text = (TEST_WORKLOADS / template).read_text()
+    for old, new in changes:
+        assert old in text, old
+        text = text.replace(old, new)
+    path.write_text(text)
+    return path
+
+
+def workload_refusal(path: Path) -> str:
+    """The one-line SweeperError that loading the workload file raises."""
+    from sweeper.errors import SweeperError
+    from sweeper.workload import load
+
+    with pytest.raises(SweeperError) as raised:
+        load(str(path))
+    message = str(raised.value)
+    assert "\n" not in message
+    return message
+
+
 def clean_env(**extra: str) -> dict[str, str]:
     """This process's environment without a tracking URI or a console width (COLUMNS) of the caller's,
     TensorFlow quiet, plus `extra`."""

@@ -22,7 +22,7 @@ def test_symptoms_count_the_unhealthy_verdicts_commonest_first():
 
 def test_late_readings_are_medians_over_the_late_half():
     history = [{"dead_share": v} for v in (0.0, 0.0, 0.6, 0.8, 0.7)] + [{"grad_norm": float("nan")}]
-    assert late_readings(history) == {"dead_share": 0.7}
+    assert late_readings(history, 0.5) == {"dead_share": 0.7}
 
 
 @pytest.fixture(scope="module")

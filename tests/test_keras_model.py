@@ -10,27 +10,19 @@ from sweeper.errors import SweeperError
 from sweeper.keras_model import REPORTS_PER_TRIAL, reference_levels, scale_inputs
 from sweeper.workload import load, load_shipped
 
-from conftest import TEST_WORKLOADS
+from conftest import TEST_WORKLOADS, workload_refusal, workload_variant
 
 TINY = (TEST_WORKLOADS / "keras_tiny.py").read_text()
 
 
 def program(tmp_path, *changes, name="prog.py"):
     """The path of the tiny Keras program with (old, new) text replacements applied."""
-    text = TINY
-    for old, new in changes:
-        assert old in text, old
-        text = text.replace(old, new)
-    path = tmp_path / name
-    path.write_text(text)
-    return path
+    return workload_variant(tmp_path / name, "keras_tiny.py", *changes)
 
 
 def refusal(path) -> str:
-    with pytest.raises(SweeperError) as raised:
-        load(str(path))
-    message = str(raised.value)
-    assert "\n" not in message and str(path) in message
+    message = workload_refusal(path)
+    assert str(path) in message
     return message
 
 

@@ -8,11 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from sweeper.errors import SweeperError
 from sweeper.health import diagnose
 from sweeper.workload import CHANCE_REPORTED, REQUIRED_REPORT_KEYS, available, load
 
-from conftest import TEST_WORKLOADS
+from conftest import workload_refusal, workload_variant
 
 KERAS_PROGRAMS = sorted(str(path) for path in (Path(__file__).parents[1] / "examples" / "keras").glob("*.py"))
 WORKLOADS = [*sorted(available()), *KERAS_PROGRAMS]
@@ -117,26 +116,12 @@ def test_module_runs_one_baseline_trial(name):
     assert "loss" in result.stdout
 
 
-TINY = (TEST_WORKLOADS / "tiny.py").read_text()
-
-
 def tiny(tmp_path, *changes):
     """The path of a tiny workload file, with (old, new) text replacements applied."""
-    text = TINY
-    for old, new in changes:
-        assert old in text, old
-        text = text.replace(old, new)
-    path = tmp_path / "tiny.py"
-    path.write_text(text)
-    return path
+    return workload_variant(tmp_path / "tiny.py", "tiny.py", *changes)
 
 
-def refusal(path) -> str:
-    with pytest.raises(SweeperError) as raised:
-        load(str(path))
-    message = str(raised.value)
-    assert "\n" not in message
-    return message
+refusal = workload_refusal
 
 
 def test_a_workload_without_chance_is_told_what_to_add(tmp_path):
