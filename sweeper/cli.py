@@ -223,8 +223,7 @@ def _print_outcome(outcome, uri: str) -> None:
     console.print(f"outputs: {outcome.sweep_dir}/ (report.md, report.html, ranking.json, trials.csv, plots/)")
     console.print(f"mlflow:  {uri} · parent run {outcome.parent_run_id}")
     if outcome.experiment_id is not None and "://" in uri:
-        local = "" if uri.startswith(("http://", "https://")) else " (after `sweeper ui`)"
-        console.print(f"runs:    {stores.experiment_link(uri, outcome.experiment_id)}{local}", soft_wrap=True)
+        console.print(f"runs:    {stores.runs_link(uri, outcome.experiment_id)}", soft_wrap=True, markup=False)
 
 
 def _graceful_sigterm() -> None:
@@ -433,7 +432,8 @@ Port = Annotated[int, typer.Option(min=1, max=65535)]
 
 @app.command()
 def ui(tracking_uri: TrackingUri = None, host: Host = "127.0.0.1", port: Port = 5000) -> None:
-    """Open the MLflow UI on the sweep store (serves until interrupted)."""
+    """Open the MLflow UI on the sweep store (serves until interrupted); print the link to each sweep
+    experiment's runs table first."""
     from sweeper.stores import default_tracking_uri, local_store_path
 
     uri = tracking_uri or default_tracking_uri()
@@ -441,6 +441,13 @@ def ui(tracking_uri: TrackingUri = None, host: Host = "127.0.0.1", port: Port = 
     if store is not None and not store.exists():
         _fail(f"{store}: no MLflow store here yet; run a sweep first or pass --tracking-uri")
     artifacts = ["--default-artifact-root", (store.parent / "mlartifacts").as_uri()] if store is not None else []
+    address = f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}"
+    if store is not None:  # a local store: its sweeps' runs tables on this UI
+        from sweeper.tracking import sweep_experiments
+
+        for name, experiment_id in sweep_experiments(uri):
+            link = stores.experiment_link(uri, experiment_id, address)
+            console.print(f"{name}: {link}", soft_wrap=True, markup=False)
     _serve(uri, artifacts, host, port, "MLflow UI")
 
 

@@ -18,6 +18,7 @@ import html
 import io
 import json
 import math
+import re
 import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -278,6 +279,7 @@ def _share(value: float | None) -> str:
 def sections(document: dict, rows: list[dict[str, Any]], context: dict[str, str]) -> list[Section]:
     return [
         intro_section(document, len(rows), context),
+        answer_section(document),
         baseline_section(document, rows),
         claims_section(document),
         ranking_section(document),
@@ -325,6 +327,94 @@ def intro_section(document: dict, trials: int, context: dict[str, str]) -> Secti
         f"{compute['estimated_seconds_saved']:.0f} s ({compute['saved_share']:.0%})."
     )
     return intro
+
+
+ANSWER_NAMES = 8
+"""Grid points named in one line of the answer; the rest are counted (the ranking lists them all)."""
+
+
+def answer_section(document: dict) -> Section:
+    """The answer, before the details: whether the baseline failed, what fixes it (with its evidence), what
+    was not shown to change it, what makes it worse, and which of the claims hold."""
+    points = document["points"]
+    baseline = next((p for p in points if p["is_baseline"]), None)
+    by_verdict: dict[str, list[dict]] = {}
+    for point in points:
+        by_verdict.setdefault(point["verdict"], []).append(point)
+    design = document["design"]
+    correction = "Holm" if design["correction"] == "holm" else "Benjamini-Hochberg"
+    rule = f"{correction} over the grid at alpha {design['alpha']:g}"
+    lines = [_failure_line(baseline)]
+    fixes = by_verdict.get("fixes", [])
+    if fixes:
+        lines += [f"Fixes it: {_evidence(point, document['metric'], baseline)}." for point in fixes[:ANSWER_NAMES]]
+        if len(fixes) > ANSWER_NAMES:
+            lines.append(f"{len(fixes) - ANSWER_NAMES} more points fix it (see the ranking).")
+    else:
+        tested = [p for p in points if p.get("p_adjusted") is not None]
+        closest = min(tested, key=lambda p: p["p_adjusted"], default=None)
+        lines.append(
+            f"No fix found: no grid point was shown to fix the failure ({rule})"
+            + (f"; the closest, {_evidence(closest, document['metric'], baseline)}." if closest is not None else ".")
+        )
+    unclear = by_verdict.get("no_evidence", []) + by_verdict.get("pending", [])
+    lines.append(
+        f"Not shown to change it: {_named(unclear)}." if unclear else "Every grid point was shown to fix it or to hurt."
+    )
+    harmful = by_verdict.get("harmful", [])
+    lines.append(
+        f"Makes it worse: {'; '.join(_evidence(p, document['metric'], baseline) for p in harmful)}."
+        if harmful
+        else "Nothing in the grid was shown to make it worse."
+    )
+    lines.append(_claims_line(document["claims"]))
+    if document.get("unfinished"):
+        lines.append(f"{document['unfinished']} planned trials did not finish; every verdict is on the finished ones.")
+    return Section("The answer", lines)
+
+
+def _failure_line(baseline: dict | None) -> str:
+    if baseline is None:
+        return "The baseline has no finished trial: there is nothing to compare with."
+    counts: dict[str, int] = {}
+    for verdict in baseline["verdicts"]:
+        counts[verdict] = counts.get(verdict, 0) + 1
+    seeds = len(baseline["seeds"])
+    if not baseline["unhealthy"]:
+        return f"The baseline did not fail: healthy in all {seeds} seeds, so there is no failure here to fix."
+    modes = ", ".join(f"{verdict} {count}" for verdict, count in sorted(counts.items()) if verdict != "healthy")
+    return f"The failure: the baseline was unhealthy in {baseline['unhealthy']} of {seeds} seeds ({modes})."
+
+
+def _evidence(point: dict, metric: str, baseline: dict | None) -> str:
+    """A point and its evidence against the baseline: healthy seeds, the metric, the test."""
+    used, base_used = point.get("seeds_used", len(point["seeds"])), point.get("baseline_seeds_used")
+    healthy = f"healthy {point['healthy']}/{len(point['seeds'])}"
+    if baseline is not None:
+        healthy += f" vs the baseline's {baseline['healthy']}/{len(baseline['seeds'])}"
+    parts = [healthy, f"median healthy {metric} {number(point['median_healthy_metric'])}"]
+    if point.get("metric_shift") is not None:
+        parts.append(f"shift {_interval(point['metric_shift'], point.get('metric_shift_ci'))}")
+    if point.get("p_value") is not None:
+        parts.append(f"p {number(point['p_value'], 2)}, adjusted {number(point['p_adjusted'], 2)}")
+    parts.append(f"{used} seeds against {base_used if base_used is not None else '–'}")
+    if point.get("replicated") is not None:
+        parts.append("replicated on later seeds" if point["replicated"] else "not replicated on later seeds")
+    return f"{point['label']} ({'; '.join(parts)})"
+
+
+def _named(points: list[dict]) -> str:
+    named = ", ".join(f"{p['label']} ({p['healthy']}/{len(p['seeds'])} healthy)" for p in points[:ANSWER_NAMES])
+    return named + (f", and {len(points) - ANSWER_NAMES} more" if len(points) > ANSWER_NAMES else "")
+
+
+def _claims_line(claims: list[dict]) -> str:
+    if not claims:
+        return "Claims: this sweep judges none."
+    by_status: dict[str, list[str]] = {}
+    for item in claims:
+        by_status.setdefault(item["status"], []).append(f"“{item['claim']}”")
+    return "Claims: " + "; ".join(f"{status}: {', '.join(texts)}" for status, texts in by_status.items()) + "."
 
 
 def baseline_section(document: dict, rows: list[dict[str, Any]]) -> Section:
@@ -516,7 +606,7 @@ def render_html(parts: list[Section], images: dict[str, bytes]) -> str:
     for index, part in enumerate(parts):
         tag = "h1" if index == 0 else "h2"
         out.append(f"<{tag}>{html.escape(part.title)}</{tag}>")
-        out += [f"<p>{html.escape(p)}</p>" for p in part.paragraphs]
+        out += [f"<p>{_linked(html.escape(p))}</p>" for p in part.paragraphs]
         if part.rows:
             out.append("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in part.header) + "</tr>")
             out += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in part.rows]
@@ -526,6 +616,11 @@ def render_html(parts: list[Section], images: dict[str, bytes]) -> str:
             out.append(f"<img alt='{html.escape(part.title)}' src='data:image/png;base64,{data}'>")
     out.append("</body></html>")
     return "\n".join(out)
+
+
+def _linked(escaped: str) -> str:
+    """Escaped HTML text with its web addresses as links."""
+    return re.sub(r"(https?://[^\s<]+)", r"<a href='\1'>\1</a>", escaped)
 
 
 # --- plots ---

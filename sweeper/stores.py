@@ -44,9 +44,22 @@ UI_ADDRESS = "http://127.0.0.1:5000"
 """Where `sweeper ui` serves a local store by default."""
 
 
-def experiment_link(tracking_uri: str, experiment_id: str) -> str:
-    """The MLflow UI page of an experiment's runs table in its model-training view (MLflow 3 opens an
-    experiment on its GenAI overview unless the link asks for `workflowType=machine_learning`): on the
-    tracking server itself, or on `sweeper ui` for a local store."""
-    base = tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://")) else UI_ADDRESS
-    return f"{base}/#/experiments/{experiment_id}?workflowType=machine_learning"
+RUNS_VIEW_KEY = "sweeper"
+"""The name of the shared runs-table view each sweep's experiment carries (`tracking.runs_view`)."""
+
+
+def experiment_link(tracking_uri: str, experiment_id: str, ui: str = UI_ADDRESS) -> str:
+    """The MLflow UI page of an experiment's runs table, in its model-training view (MLflow 3 opens an
+    experiment on its GenAI overview unless the link asks for `workflowType=machine_learning`) and with the
+    columns of the shared view sweeper keeps there (verdicts, statistics, knobs): on the tracking server
+    itself, or for a local store on the UI at `ui` (`sweeper ui`'s address). A fresh browser opens it as it
+    is; one that saved a view of its own shows the shared one with a banner to leave it."""
+    base = tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://")) else ui.rstrip("/")
+    return f"{base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning&viewStateShareKey={RUNS_VIEW_KEY}"
+
+
+def runs_link(tracking_uri: str, experiment_id: str) -> str:
+    """`experiment_link` as sweeper prints it after a sweep and in the report: a local store's link says it
+    needs `sweeper ui`."""
+    local = not tracking_uri.startswith(("http://", "https://"))
+    return experiment_link(tracking_uri, experiment_id) + (" (after `sweeper ui`)" if local else "")

@@ -4,6 +4,7 @@ syncing and rebuilding a sweep."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import secrets
 import sys
 import tempfile
@@ -40,6 +41,7 @@ from sweeper.records import (
     write_plan,
 )
 from sweeper.spec import SweepSpec, load_specs
+from sweeper.stores import runs_link
 from sweeper.workload import Workload, load
 
 
@@ -80,9 +82,11 @@ def new_sweep_dir(out_root: Path, name: str) -> Path:
 
 
 def _tracker(spec: SweepSpec, workload: Workload, tracking_uri: str, sweep_id: str):
+    """The sweep's MLflow side; every run's params hold every Config value its trials run with."""
     from sweeper.tracking import SweepTracker
 
-    return SweepTracker(tracking_uri, spec.name, sweep_id, spec.base_overrides(workload))
+    config = dataclasses.asdict(workload.make_config(spec.base_overrides(workload)))
+    return SweepTracker(tracking_uri, spec.name, sweep_id, config, spec.points, workload.metric)
 
 
 def _parent_fields(spec: SweepSpec, sweep_dir: Path) -> tuple[dict[str, Any], dict[str, str]]:
@@ -297,10 +301,13 @@ def _sync_trials(spec, workload, sweep_dir: Path, tracker, found: dict[str, Tria
 
 
 def _attach_outputs(sweep_dir: Path, tracker) -> bool:
-    """The spec and whatever outputs the folder holds, as artifacts of the sweep's parent run."""
+    """The spec and whatever outputs the folder holds, as artifacts of the sweep's run, and the ranking's
+    statistics on the grid points' runs."""
     outputs = [sweep_dir / name for name in (SPEC_FILE, *OUTPUT_FILES) if (sweep_dir / name).exists()]
     plots = sweep_dir / PLOTS_DIR
-    return tracker.log_files(outputs, plots=plots if plots.is_dir() else None)
+    attached = tracker.log_files(outputs, plots=plots if plots.is_dir() else None)
+    ranking = sweep_dir / RANKING_FILE
+    return attached and (not ranking.is_file() or tracker.log_points(json.loads(ranking.read_text())))
 
 
 def _analyse(spec: SweepSpec, workload: Workload, sweep_dir: Path, tracker) -> tuple[SweepOutcome, bool]:
@@ -315,6 +322,8 @@ def _analyse(spec: SweepSpec, workload: Workload, sweep_dir: Path, tracker) -> t
     records = in_grid_order(spec, found, planned_trials(spec, workload, found))
     unfinished = sum(r.reason == UNFINISHED for r in records)
     context = {"tracking": f"{tracker.tracking_uri}, experiment {spec.name}"}
+    if tracker.experiment_id is not None:
+        context["MLflow runs"] = runs_link(tracker.tracking_uri, tracker.experiment_id)
     document, analysis_error = None, None
     try:
         document = write_report(spec, workload, records, sweep_dir, tracker.sweep_id, context)
@@ -413,7 +422,10 @@ def rebuild_sweep(ref: str, *, tracking_uri: str, out_root: Path, claims_from: P
         in_grid_order(spec, stored.trials, planned_trials(spec, workload, stored.trials)),
         sweep_dir,
         sweep_id,
-        {"rebuilt from": f"{tracking_uri}, parent run {parent.info.run_id}"},
+        {
+            "rebuilt from": f"{tracking_uri}, parent run {parent.info.run_id}",
+            "MLflow runs": runs_link(tracking_uri, parent.info.experiment_id),
+        },
     )
     return SweepOutcome(sweep_id, sweep_dir, parent.info.run_id, document, experiment_id=parent.info.experiment_id)
 

@@ -1,28 +1,44 @@
 """MLflow tracking: the only module that imports MLflow, and the one place that turns a trial into an
 MLflow run and back.
 
-One experiment per sweep name, one parent run per sweep, one child run per trial. Runs are found by their
-tags alone (`sweeper.sweep` = the sweep id, `sweeper.kind` = "sweep" or "trial", `sweeper.trial_key`),
-never by `mlflow.parentRunId` (set only for the UI's nesting), so a retried or resumed trial never leaves
-a duplicate. Only the driver talks to MLflow; metrics are buffered and written with `log_batch`, and a
-report leaves the buffer only once MLflow has it. MLflow is a mirror of the sweep folder: when the store
-cannot be reached the tracker stops trying for a while and the sweep goes on; a trial's run gets its
-verdict tag last, once every report and summary metric arrived; and `sync` compares every run with its
-trial file and recreates the runs that differ, idempotently.
+One experiment per sweep name, marked as model training, laid out in three levels:
+- the sweep's run (`sweeper.kind` = "sweep"): the spec's settings as params, the outputs as artifacts;
+- one run per grid point ("point", named by its label, `list_shape=grouped`): every Config value but the
+  seed as params, its statistics over the seeds (`point_statistics`: healthy rate, median and mean final
+  metric, p-values, seeds used) as metrics, its verdict as a tag; written again in place whenever the
+  sweep's analysis changes them (a resume, a sync, a new round of seeds);
+- under each point one run per trial ("trial", `list_shape=grouped · seed 2`): every Config value and the
+  seed as params, every report as step metrics, its verdict as a tag.
+A point's run is a top-level run, not a child of the sweep's run: MLflow's runs table opens with every
+parent collapsed and no link can expand one, so nested points would hide behind a click. Point runs start
+a millisecond apart just before their sweep's run, so the table (newest first) lists the sweep's run and
+then its points in grid order, each with its trials nested under it. The experiment also carries a
+shared view of that table (`runs_view`: verdict, statistics and knobs as columns), which the links
+`sweeper` prints open (`stores.experiment_link`).
+
+Runs are found by their tags alone (`sweeper.sweep` = the sweep id, `sweeper.kind`, `sweeper.point`,
+`sweeper.trial_key`), never by `mlflow.parentRunId` (set only for the UI's nesting), so a retried or
+resumed trial never leaves a duplicate. Only the driver talks to MLflow; metrics are buffered and written
+with `log_batch`, and a report leaves the buffer only once MLflow has it. MLflow is a mirror of the sweep
+folder: when the store cannot be reached the tracker stops trying for a while and the sweep goes on; a
+trial's run gets its verdict tag last, once every report and summary metric arrived; and `sync` compares
+every run with its trial file and recreates the runs that differ, idempotently.
 """
 
 from __future__ import annotations
 
 import fcntl
 import functools
+import json
 import logging
 import math
 import os
 import queue
+import statistics
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -40,8 +56,8 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 
 from sweeper.health import Diagnosis  # noqa: E402
 from sweeper.records import PLOTS_DIR, SPEC_FILE, TrialRecord, save_trial, trial_key  # noqa: E402
-from sweeper.spec import SweepSpec, load_specs  # noqa: E402
-from sweeper.stores import local_store_path  # noqa: E402
+from sweeper.spec import GridPoint, SweepSpec, load_specs  # noqa: E402
+from sweeper.stores import RUNS_VIEW_KEY, local_store_path  # noqa: E402
 
 TAG_SWEEP = "sweeper.sweep"
 TAG_TRIAL_KEY = "sweeper.trial_key"
@@ -52,15 +68,21 @@ TAG_VERDICT = "sweeper.verdict"
 TAG_REASON = "sweeper.reason"
 TAG_WORKER = "sweeper.worker"
 TAG_ATTEMPTS = "sweeper.attempts"
-TAG_KIND = "sweeper.kind"  # "sweep" for the parent run, "trial" for a child run
+TAG_KIND = "sweeper.kind"  # "sweep", "point" (a grid point's statistics) or "trial"
+TAG_PARENT = "mlflow.parentRunId"  # the UI's nesting only
+TAG_RUN_NAME = "mlflow.runName"
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 """Marks a sweep's experiment as model training (MLflow 3 otherwise files it under GenAI)."""
+VIEW_TAG = "mlflow.sharedViewState." + RUNS_VIEW_KEY
+"""The experiment tag that holds the runs table's shared view (MLflow's "share view" keeps it there and
+loads it for `?viewStateShareKey=<key>`)."""
 SUMMARY_PREFIX = "sweeper."  # summary metrics of a run (sweeper.train_seconds, ...), apart from its reports
 _STORED_INFINITY = 1.7976931348623157e308  # MLflow's SQL store keeps +-inf as +-max float
 
 logging.getLogger("mlflow").setLevel(logging.ERROR)  # not "Creating initial MLflow database tables"
 
 _BATCH_LIMIT = 1000  # MLflow's maximum number of metrics in one log_batch call
+_PARAMS_LIMIT = 100  # ... and of params
 _FLUSH_EVERY_S = 5.0
 _PAGE = 50000  # MLflow's maximum page of search_runs
 LOCKED_RETRY_WAITS_S = (0.1, 0.3, 1.0, 3.0)
@@ -89,7 +111,7 @@ def open_client(tracking_uri: str) -> MlflowClient:
 
 
 class SweepTracker:
-    """The MLflow side of one sweep: its parent run and its trials' child runs.
+    """The MLflow side of one sweep: its run, its grid points' runs and its trials' runs.
 
     Nothing here drops a report: `_pending` keeps each run's metrics until MLflow has acknowledged them
     (a failed batch stays, in order, for the next flush; MLflow ignores a row sent twice with the same
@@ -98,11 +120,27 @@ class SweepTracker:
     whole run from its record then.
     """
 
-    def __init__(self, tracking_uri: str, experiment: str, sweep_id: str, base_params: dict[str, Any]):
+    def __init__(
+        self,
+        tracking_uri: str,
+        experiment: str,
+        sweep_id: str,
+        config: dict[str, Any],
+        points: Sequence[GridPoint] = (),
+        metric: str | None = None,
+    ):
         self.tracking_uri, self.experiment, self.sweep_id = tracking_uri, experiment, sweep_id
-        self.base_params = base_params
+        self.config = config
+        """Every Config value of the sweep's trials but their knobs and seed: the params of each run."""
+        self.points = list(points)
+        """The grid, in order: each point's run is made with the sweep's run (others when first needed)."""
+        self.metric = metric
+        """The workload's final metric, which the experiment's runs view shows; None: no view is written."""
         self.parent_run_id: str | None = None
         self.experiment_id: str | None = None
+        self._parent_start = 0
+        self._point_runs: dict[str, str] = {}
+        """Per grid point label, the id of its run."""
         self._parent_fields: tuple[dict[str, Any], dict[str, str]] = ({}, {})
         self._workload = ""
         self._pending: dict[str, list[Metric]] = {}
@@ -162,7 +200,9 @@ class SweepTracker:
             self.experiment_id = found.experiment_id
             if found.tags.get(EXPERIMENT_KIND[0]) != EXPERIMENT_KIND[1]:  # made by an older version
                 self.client.set_experiment_tag(self.experiment_id, *EXPERIMENT_KIND)
+            experiment_tags = found.tags
         else:
+            experiment_tags = {}
             store = local_store_path(self.tracking_uri)
             # A local store keeps artifacts beside its database rather than under whatever the working
             # directory happens to be; a server chooses its own artifact root.
@@ -176,17 +216,51 @@ class SweepTracker:
                 if created is None:
                     raise
                 self.experiment_id = created.experiment_id
+        if self.metric is not None:
+            view = json.dumps(runs_view(self.metric, sorted({k for p in self.points for k in p.knobs})))
+            if experiment_tags.get(VIEW_TAG) != view:  # the latest sweep's columns
+                self.client.set_experiment_tag(self.experiment_id, VIEW_TAG, view)
         existing = self.client.search_runs(
             [self.experiment_id], f"tags.`{TAG_SWEEP}` = '{_quoted(self.sweep_id)}' and tags.`{TAG_KIND}` = 'sweep'"
         )
         if existing:
-            self.parent_run_id = existing[0].info.run_id
-            return
-        run = self.client.create_run(
-            self.experiment_id, run_name=self.sweep_id, tags={**tags, TAG_SWEEP: self.sweep_id, TAG_KIND: "sweep"}
-        )
-        self.client.log_batch(run.info.run_id, params=[Param(k, _text(v)) for k, v in params.items()])
+            run = existing[0]
+        else:
+            run = self.client.create_run(
+                self.experiment_id, run_name=self.sweep_id, tags={**tags, TAG_SWEEP: self.sweep_id, TAG_KIND: "sweep"}
+            )
+            self._log_params(run.info.run_id, params)
+        self._parent_start = run.info.start_time
         self.parent_run_id = run.info.run_id
+        self._point_runs = {r.data.tags.get(TAG_POINT): r.info.run_id for r in self._runs("point")}
+        for point in self.points:
+            self._point_run(point)
+
+    def _point_run(self, point: GridPoint) -> str:
+        """The id of the point's run, made if it does not exist yet (its statistics come with the analysis)."""
+        if point.label not in self._point_runs:
+            labels = [p.label for p in self.points]
+            order = labels.index(point.label) if point.label in labels else len(labels) + len(self._point_runs)
+            run = self.client.create_run(
+                self._experiment,
+                start_time=self._parent_start - 1 - order,  # listed under the sweep's run, in grid order
+                run_name=point.label,
+                tags={
+                    TAG_SWEEP: self.sweep_id,
+                    TAG_KIND: "point",
+                    TAG_POINT: point.label,
+                    TAG_BASELINE: str(point.is_baseline),
+                    TAG_WORKLOAD: self._workload or self._parent_fields[0].get("workload", ""),
+                },
+            )
+            self._log_params(run.info.run_id, {k: v for k, v in {**self.config, **point.knobs}.items() if k != "seed"})
+            self._point_runs[point.label] = run.info.run_id
+        return self._point_runs[point.label]
+
+    def _log_params(self, run_id: str, params: dict[str, Any]) -> None:
+        items = [Param(k, _text(v)) for k, v in params.items()]
+        for start in range(0, len(items), _PARAMS_LIMIT):
+            self.client.log_batch(run_id, params=items[start : start + _PARAMS_LIMIT])
 
     @property
     def _parent(self) -> str:
@@ -214,15 +288,53 @@ class SweepTracker:
         return self.ensure_parent() is not None and bool(self._call(attach))
 
     def end_sweep(self, status: str, summary: dict[str, float]) -> bool:
+        """End the sweep's run and its points' runs with `status`, the sweep's summary metrics logged."""
+
         def end() -> bool:
             metrics = [Metric(SUMMARY_PREFIX + k, float(v), _now_ms(), 0) for k, v in summary.items()]
             self.client.log_batch(self._parent, metrics=metrics)
-            self.client.set_terminated(self._parent, status)
+            for run_id in (self._parent, *self._point_runs.values()):
+                self.client.set_terminated(run_id, status)
             return True
 
         return self.ensure_parent() is not None and bool(self._call(end))
 
-    # --- one child run per trial ---
+    # --- one run per grid point ---
+    def log_points(self, document: dict[str, Any]) -> bool:
+        """Each grid point's statistics (`point_statistics`) and verdict from the ranking document, on the
+        point's run. Only what changed is written, a metric at the step of the point's seed count, so the
+        same analysis written twice changes nothing and a new round of seeds adds one step to each chart.
+        The points of a sweep whose run has ended end with the same status. (A statistic an analysis no
+        longer gives keeps its last value: MLflow cannot delete a metric.)"""
+
+        def write() -> bool:
+            stored = {run.data.tags.get(TAG_POINT): run for run in self._runs("point")}
+            now = _now_ms()
+            for rank, point in enumerate(document["points"], 1):
+                run_id = self._point_run(GridPoint(point["knobs"], point["label"], point["is_baseline"]))
+                metrics, tags = point_statistics(point, document["metric"], rank)
+                run = stored.get(point["label"])
+                had_metrics, had_tags = (run.data.metrics, run.data.tags) if run is not None else ({}, {})
+                step = len(point["seeds"])
+                self.client.log_batch(
+                    run_id,
+                    metrics=[
+                        Metric(k, v, now, step)
+                        for k, v in metrics.items()
+                        if k not in had_metrics or _stored(v) != _stored(had_metrics[k])
+                    ],
+                    tags=[RunTag(k, v) for k, v in tags.items() if had_tags.get(k) != v],
+                )
+            ended = self.client.get_run(self._parent).info.status
+            for label, run_id in self._point_runs.items():  # a finished sweep's points end as it did
+                run = stored.get(label)
+                if ended != "RUNNING" and (run is None or run.info.status != ended):
+                    self.client.set_terminated(run_id, ended)
+            return True
+
+        return self.ensure_parent() is not None and bool(self._call(write))
+
+    # --- one run per trial, under its point's run ---
     def start_trial(self, record: TrialRecord, workload: str) -> str | None:
         """A fresh child run for the trial; an earlier run of the same trial (an attempt on a lost node,
         or one cut short by a killed driver) is deleted first, so MLflow shows each trial once."""
@@ -239,11 +351,15 @@ class SweepTracker:
             self.client.delete_run(run.info.run_id)
             self._forget(run.info.run_id)
         run = self.client.create_run(
-            self._experiment, run_name=record.key, tags={**self._trial_tags(record, workload), TAG_KIND: "trial"}
+            self._experiment,
+            run_name=trial_run_name(record),
+            tags={**self._trial_tags(record, workload), TAG_KIND: "trial"},
         )
-        params = {**self.base_params, **record.point.knobs, "seed": record.seed}
-        self.client.log_batch(run.info.run_id, params=[Param(k, _text(v)) for k, v in params.items()])
+        self._log_params(run.info.run_id, self._trial_params(record))
         return run.info.run_id
+
+    def _trial_params(self, record: TrialRecord) -> dict[str, Any]:
+        return {**self.config, **record.point.knobs, "seed": record.seed}
 
     def log_step(self, run_id: str | None, step: int, metrics: dict[str, float]) -> None:
         """Buffer one report's metrics; they are written every few seconds and when the trial ends."""
@@ -323,14 +439,16 @@ class SweepTracker:
 
     def _trial_runs(self, key: str | None = None) -> list:
         """The sweep's trial runs (of one trial), by their tags."""
-        query = f"tags.`{TAG_SWEEP}` = '{_quoted(self.sweep_id)}' and tags.`{TAG_KIND}` = 'trial'"
-        if key is not None:
-            query += f" and tags.`{TAG_TRIAL_KEY}` = '{_quoted(key)}'"
+        return self._runs("trial", "" if key is None else f" and tags.`{TAG_TRIAL_KEY}` = '{_quoted(key)}'")
+
+    def _runs(self, kind: str, condition: str = "") -> list:
+        """The sweep's runs of one kind ("point", "trial"), by their tags."""
+        query = f"tags.`{TAG_SWEEP}` = '{_quoted(self.sweep_id)}' and tags.`{TAG_KIND}` = '{kind}'{condition}"
         return _search_all(self.client, [self._experiment], query)
 
     def _trial_tags(self, record: TrialRecord, workload: str) -> dict[str, str]:
         return {
-            "mlflow.parentRunId": self._parent,  # the UI's nesting; runs are found by the tags below
+            TAG_PARENT: self._point_run(record.point),  # the UI's nesting; runs are found by the tags below
             TAG_TRIAL_KEY: record.key,
             TAG_POINT: record.point.label,
             TAG_WORKLOAD: workload,
@@ -367,6 +485,7 @@ class SweepTracker:
                     for run in stale:
                         self.client.delete_run(run.info.run_id)
                         self._forget(run.info.run_id)
+                    self._fix_layout(keep, record)
                     run_id = keep.info.run_id
                 else:
                     self._replay(record, metric, workload, stale)
@@ -379,6 +498,17 @@ class SweepTracker:
             return changed
 
         return self._call(bring_up_to_date)
+
+    def _fix_layout(self, run, record: TrialRecord) -> None:
+        """A run that holds its trial's results, brought to this layout in place: under its point's run, named
+        for its point and seed, every Config value a param (a run written by an older version lacks some; a
+        param already there keeps its value, which is what the trial ran with)."""
+        for key, value in {TAG_PARENT: self._point_run(record.point), TAG_RUN_NAME: trial_run_name(record)}.items():
+            if run.data.tags.get(key) != value:
+                self.client.set_tag(run.info.run_id, key, value)
+        missing = {k: v for k, v in self._trial_params(record).items() if k not in run.data.params}
+        if missing:
+            self._log_params(run.info.run_id, missing)
 
     def _mirrors(self, run, record: TrialRecord, metric: str) -> bool:
         """Whether a run holds exactly what the trial's record says: its tags, params, status and summary,
@@ -459,7 +589,67 @@ class TrialMirror:
                 )
 
 
-# --- a trial as an MLflow run ---
+# --- a trial, a grid point and the runs table as MLflow has them ---
+def trial_run_name(record: TrialRecord) -> str:
+    """`list_shape=grouped · seed 2`: a trial's run reads on its own in the runs table."""
+    return f"{record.point.label} · seed {record.seed}"
+
+
+def point_statistics(point: dict[str, Any], metric: str, rank: int) -> tuple[dict[str, float], dict[str, str]]:
+    """A grid point's run: its metrics (`sweeper.<statistic>`) and tags, from its entry in the ranking
+    document. The final-metric statistics are over the seeds whose final metric is finite (the spread is
+    the sample standard deviation); a statistic the analysis did not give (no test for the baseline, one
+    seed for a spread) is left out."""
+    finals = [value for value in point["final_metrics"] if value is not None]
+    values: dict[str, Any] = {
+        "rank": rank,
+        "seeds": len(point["seeds"]),
+        "healthy": point["healthy"],
+        "healthy_rate": point["healthy_rate"],
+        f"median_final_{metric}": statistics.median(finals) if finals else None,
+        f"mean_final_{metric}": statistics.fmean(finals) if finals else None,
+        f"std_final_{metric}": statistics.stdev(finals) if len(finals) > 1 else None,
+        f"median_healthy_{metric}": point["median_healthy_metric"],
+        "score": point["score_centre"],
+        **{
+            name: point.get(name)
+            for name in (
+                "seeds_used",
+                "baseline_seeds_used",
+                "p_value",
+                "p_adjusted",
+                "prob_superiority",
+                "healthy_rate_difference",
+                "metric_shift",
+            )
+        },
+    }
+    # Four significant digits: a table to read (ranking.json keeps every digit).
+    metrics = {SUMMARY_PREFIX + k: float(f"{v:.4g}") for k, v in values.items() if v is not None}
+    tags = {TAG_VERDICT: point["verdict"]}
+    if point.get("status") is not None:
+        tags["sweeper.status"] = point["status"]  # final, or dropped at an interim look
+    if point.get("replicated") is not None:
+        tags["sweeper.replicated"] = str(point["replicated"])
+    return metrics, tags
+
+
+def runs_view(metric: str, knobs: Sequence[str]) -> dict[str, Any]:
+    """The runs table's shared view: the verdict first, then the points' statistics beside the trials' final
+    metric, the seed and the swept knobs (MLflow's column keys; the order is what the table shows)."""
+    columns = [
+        f"tags.`{TAG_VERDICT}`",
+        f"metrics.`{SUMMARY_PREFIX}healthy_rate`",
+        f"metrics.`{SUMMARY_PREFIX}p_adjusted`",
+        f"metrics.`{SUMMARY_PREFIX}median_final_{metric}`",
+        f"metrics.`{SUMMARY_PREFIX}final_{metric}`",
+        f"metrics.`{SUMMARY_PREFIX}seeds`",
+        "params.`seed`",
+        *(f"params.`{knob}`" for knob in knobs),
+    ]
+    return {"selectedColumns": columns, "columnOrder": columns}
+
+
 def trial_summary(record: TrialRecord, metric: str) -> dict[str, float]:
     """The run's summary metrics (`sweeper.<name>`, at step 0); `steps` and `report_values` count its
     reports and their metric values, so a run can be checked complete without the sweep folder."""
@@ -539,6 +729,16 @@ def _search_all(client: MlflowClient, experiment_ids: list[str], query: str) -> 
 
 
 # --- reading a sweep back ---
+def sweep_experiments(tracking_uri: str) -> list[tuple[str, str]]:
+    """(name, id) of every experiment of the store that holds a sweep, by name."""
+    client = open_client(tracking_uri)
+    experiments = {e.experiment_id: e.name for e in client.search_experiments()}
+    if not experiments:
+        return []
+    sweeps = _search_all(client, list(experiments), f"tags.`{TAG_KIND}` = 'sweep'")
+    return sorted({(experiments[run.info.experiment_id], run.info.experiment_id) for run in sweeps})
+
+
 def find_sweep(client: MlflowClient, ref: str):
     """The parent run of a sweep, by its run id or by its sweep id (the name of its output folder)."""
     try:

@@ -8,6 +8,7 @@ import math
 from types import SimpleNamespace
 
 import pytest
+from mlflow.entities import Param
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -61,7 +62,11 @@ def test_every_report_and_verdict_reaches_mlflow_in_order(tmp_path):
     assert parent.data.params["workload"] == "plrank"
     for record in records:
         run = client.get_run(record.run_id)
-        assert run.data.tags["mlflow.parentRunId"] == tracker.parent_run_id
+        point = client.get_run(run.data.tags["mlflow.parentRunId"])  # nested under its grid point's run
+        assert point.data.tags["sweeper.kind"] == "point" and point.info.run_name == record.point.label
+        assert point.data.tags["sweeper.sweep"] == "mirror-1" and "mlflow.parentRunId" not in point.data.tags
+        assert run.info.run_name == f"{record.point.label} · seed 0"
+        assert run.data.params == {"steps": "3", "clip": record.point.label, "seed": "0"}
         assert run.data.tags[TAG_VERDICT] == record.diagnosis.verdict
         assert [m.value for m in sorted(client.get_metric_history(record.run_id, "loss"), key=lambda m: m.step)] == [
             report["loss"] if report["loss"] != float("inf") else 1.7976931348623157e308 for report in record.history
@@ -289,3 +294,137 @@ def test_an_experiment_made_before_is_marked_model_training_when_a_sweep_reaches
     tracker = tracking.SweepTracker(uri, "older", "older-sweep", {})
     assert tracker.ensure_parent() is not None
     assert client.get_experiment_by_name("older").tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+def _point_entry(label: str, seeds: int, healthy: int, finals: list[float | None], verdict: str, **tests) -> dict:
+    """A grid point as ranking.json has it, with the fields the point's run reads."""
+    return {
+        "label": label,
+        "knobs": {"clip": label},
+        "is_baseline": label == "none",
+        "seeds": list(range(seeds)),
+        "healthy": healthy,
+        "healthy_rate": healthy / seeds,
+        "final_metrics": finals,
+        "median_healthy_metric": finals[-1],
+        "score_centre": 0.5,
+        "verdict": verdict,
+        **tests,
+    }
+
+
+def test_a_points_statistics_by_hand():
+    point = _point_entry(
+        "value", 4, 3, [0.2, None, 0.4, 0.9], "fixes", seeds_used=4, baseline_seeds_used=4, p_value=0.0143,
+        p_adjusted=0.04286, replicated=True, status="final",
+    )  # fmt: skip
+    metrics, tags = tracking.point_statistics(point, "ndcg", rank=1)
+    assert metrics == {
+        "sweeper.rank": 1.0,
+        "sweeper.seeds": 4.0,
+        "sweeper.healthy": 3.0,
+        "sweeper.healthy_rate": 0.75,
+        "sweeper.median_final_ndcg": 0.4,  # over the 3 finite finals
+        "sweeper.mean_final_ndcg": 0.5,
+        "sweeper.std_final_ndcg": 0.3606,  # sqrt(((0.3)^2 + 0.1^2 + 0.4^2) / 2), to 4 digits
+        "sweeper.median_healthy_ndcg": 0.9,
+        "sweeper.score": 0.5,
+        "sweeper.seeds_used": 4.0,
+        "sweeper.baseline_seeds_used": 4.0,
+        "sweeper.p_value": 0.0143,
+        "sweeper.p_adjusted": 0.04286,
+    }
+    assert tags == {"sweeper.verdict": "fixes", "sweeper.status": "final", "sweeper.replicated": "True"}
+    baseline = _point_entry("none", 1, 0, [None], "baseline")
+    metrics, tags = tracking.point_statistics(baseline, "ndcg", rank=2)
+    assert set(metrics) == {f"sweeper.{k}" for k in ("rank", "seeds", "healthy", "healthy_rate", "score")}
+    assert tags == {"sweeper.verdict": "baseline"}
+
+
+def test_a_points_run_is_updated_in_place_when_its_statistics_change_and_only_then(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    grid = [GridPoint({"clip": "none"}, "none", True), _point("value")]
+    tracker = SweepTracker(uri, "points", "points-1", {"clip": "none", "lr": 0.1, "seed": 0}, grid, "ndcg")
+    assert tracker.ensure_parent() is not None
+    first = {"metric": "ndcg", "points": [
+        _point_entry("value", 3, 1, [0.4, 0.5, 0.6], "no_evidence", p_value=0.3, p_adjusted=0.3),
+        _point_entry("none", 3, 0, [0.1, 0.1, 0.1], "baseline"),
+    ]}  # fmt: skip
+    assert tracker.log_points(first)
+    client = MlflowClient(uri)
+
+    def point_runs() -> dict[str, object]:
+        runs = client.search_runs([tracker.experiment_id], "tags.`sweeper.kind` = 'point'")
+        return {run.info.run_name: run for run in runs}
+
+    runs = point_runs()
+    assert set(runs) == {"none", "value"} and runs["value"].data.tags["sweeper.verdict"] == "no_evidence"
+    assert runs["value"].data.params == {"clip": "value", "lr": "0.1"}  # every Config value but the seed
+    value_run = runs["value"].info.run_id
+    assert tracker.log_points(first)  # the same analysis again: nothing new
+    assert len(client.get_metric_history(value_run, "sweeper.p_adjusted")) == 1
+
+    later = {"metric": "ndcg", "points": [  # a new round of seeds: 6 each, now a fix
+        _point_entry("value", 6, 6, [0.6] * 6, "fixes", p_value=0.002, p_adjusted=0.002),
+        _point_entry("none", 6, 0, [0.1] * 6, "baseline"),
+    ]}  # fmt: skip
+    resumed = SweepTracker(uri, "points", "points-1", {"clip": "none", "lr": 0.1, "seed": 0}, grid, "ndcg")
+    assert resumed.log_points(later)
+    runs = point_runs()
+    assert runs["value"].info.run_id == value_run and runs["value"].data.tags["sweeper.verdict"] == "fixes"
+    history = client.get_metric_history(value_run, "sweeper.p_adjusted")
+    assert sorted((m.step, m.value) for m in history) == [(3, 0.3), (6, 0.002)]
+    assert runs["value"].data.metrics["sweeper.healthy_rate"] == 1.0
+    assert resumed.end_sweep("FINISHED", {})
+    assert {run.info.status for run in point_runs().values()} == {"FINISHED"}
+
+
+def test_sync_moves_the_runs_of_an_older_layout_under_their_points_in_place(tmp_path):
+    """Runs written before point runs existed (nested under the sweep's run, the knobs and seed as their only
+    params) keep their ids and results; sync nests each under its point, names it and adds every Config
+    value, once."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    grid = [_point("none"), _point("value")]
+    records = [_record(point, seed, [3.0, 2.0, 1.0]) for point in grid for seed in (0, 1)]
+    older = SweepTracker(uri, "layout", "layout-1", {})
+    assert older.ensure_parent() is not None
+    client = MlflowClient(uri)
+    for record in records:
+        run = client.create_run(
+            older.experiment_id,
+            run_name=record.key,
+            tags={
+                "mlflow.parentRunId": older.parent_run_id,
+                "sweeper.sweep": "layout-1",
+                "sweeper.kind": "trial",
+                "sweeper.trial_key": record.key,
+                "sweeper.point": record.point.label,
+            },
+        )
+        client.log_batch(run.info.run_id, params=[Param("clip", record.point.label), Param("seed", str(record.seed))])
+        record.run_id = run.info.run_id
+        for report in record.history:
+            older.log_step(record.run_id, report["step"], report_metrics(report))
+        older.end_trial(record, "ndcg")
+        save_trial(tmp_path, record)
+    assert len(older.catch_up()) == len(records)
+    before = {record.key: record.run_id for record in records}
+
+    def sync() -> int | None:
+        tracker = SweepTracker(uri, "layout", "layout-1", {"clip": "none", "lr": 0.1, "seed": 0}, grid, "ndcg")
+        found = load_trials(tmp_path, SimpleNamespace(points=grid))
+        return tracker.sync([found[key] for key in sorted(found)], "plrank", "ndcg", tmp_path)
+
+    assert sync() == 0  # nothing replayed: every run held its trial's results
+    points = {
+        r.info.run_name: r.info.run_id
+        for r in client.search_runs([older.experiment_id], "tags.`sweeper.kind` = 'point'")
+    }
+    for record in records:
+        run = client.get_run(before[record.key])
+        assert run.data.tags["mlflow.parentRunId"] == points[record.point.label]
+        assert run.info.run_name == f"{record.point.label} · seed {record.seed}"
+        assert run.data.params == {"clip": record.point.label, "lr": "0.1", "seed": str(record.seed)}
+        _run_holds_exactly(client, run.info.run_id, record)
+    assert sync() == 0
+    assert len(client.search_runs([older.experiment_id], "")) == 1 + 2 + 4  # the sweep, 2 points, 4 trials

@@ -7,7 +7,6 @@ import re
 import shutil
 import signal
 import subprocess
-import time
 import urllib.request
 
 import matplotlib.image
@@ -15,7 +14,7 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import SWEEPER, clean_env, free_port, sweep_dirs
+from conftest import SWEEPER, clean_env, free_port, sweep_dirs, wait_for
 
 SPEC = """
 name: e2e-listmle
@@ -64,44 +63,9 @@ def test_outputs_have_one_row_per_trial(sweep):
     assert len({row["worker"] for row in rows}) <= 2
 
 
-def test_the_experiment_is_model_training_and_the_printed_link_opens_its_runs_table(sweep):
-    work, _, stdout = sweep
-    experiment = MlflowClient(f"sqlite:///{work / 'mlflow.db'}").get_experiment_by_name("e2e-listmle")
-    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # not MLflow 3's GenAI default
-    link = f"http://127.0.0.1:5000/#/experiments/{experiment.experiment_id}?workflowType=machine_learning"
-    assert f"runs:    {link} (after `sweeper ui`)" in stdout
-
-
-def test_mlflow_has_one_parent_and_a_child_per_trial(sweep):
-    work, sweep_dir, _ = sweep
-    client = MlflowClient(f"sqlite:///{work / 'mlflow.db'}")  # the default store: ./mlflow.db
-    experiment = client.get_experiment_by_name("e2e-listmle")
-    runs = client.search_runs([experiment.experiment_id], max_results=100)
-    parents = [r for r in runs if r.data.tags.get("sweeper.kind") == "sweep"]
-    children = [r for r in runs if r.data.tags.get("sweeper.kind") == "trial"]
-    assert len(parents) == 1 and len(children) == 6
-    parent = parents[0]
-    assert parent.info.status == "FINISHED" and parent.info.run_name == sweep_dir.name
-    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
-    assert {"trials.csv", "ranking.json", "report.md"} <= artifacts
-
-    rows = {row["mlflow_run_id"]: row for row in csv.DictReader((sweep_dir / "trials.csv").open())}
-    for child in children:
-        tags, params = child.data.tags, child.data.params
-        assert tags["mlflow.parentRunId"] == parent.info.run_id
-        row = rows[child.info.run_id]
-        assert tags["sweeper.verdict"] == row["verdict"] and tags["sweeper.trial_key"] == row["trial_key"]
-        assert params["list_shape"] == row["list_shape"] and params["seed"] == row["seed"]
-        history = client.get_metric_history(child.info.run_id, "loss")
-        assert [m.step for m in history] == list(range(1, int(row["steps"]) + 1))
-        if row["verdict"] == "error":
-            assert child.info.status == "FAILED" and int(row["steps"]) == 0
-        else:
-            assert child.info.status == "FINISHED" and int(row["steps"]) > 0
-            assert history[-1].value == pytest.approx(float(row["final_loss"]))
-
-
-def test_ui_serves_the_sweep_store_on_loopback(sweep):
+@pytest.fixture(scope="module")
+def ui(sweep):
+    """`sweeper ui` over the sweep's store, serving: its address and the lines it printed before serving."""
     work, _, _ = sweep
     port = free_port()
     server = subprocess.Popen(
@@ -111,24 +75,126 @@ def test_ui_serves_the_sweep_store_on_loopback(sweep):
         stderr=subprocess.DEVNULL,
         text=True,
         start_new_session=True,
+        env=clean_env(),
     )
     try:
-        assert server.stdout.readline().startswith(f"MLflow UI: http://127.0.0.1:{port}")
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(
-                    f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/get-by-name?experiment_name=e2e-listmle",
-                    timeout=10,
-                ) as response:
-                    assert json.load(response)["experiment"]["name"] == "e2e-listmle"
-                    break
-            except OSError:  # refused, reset or timed out while the server starts
-                assert time.monotonic() < deadline and server.poll() is None, "the MLflow UI did not come up"
-                time.sleep(1)
+        printed = []
+        while not (line := server.stdout.readline()).startswith("MLflow UI:"):
+            assert line, "sweeper ui ended before serving"
+            printed.append(line.rstrip("\n"))
+        address = f"http://127.0.0.1:{port}"
+        assert line.startswith(f"MLflow UI: {address}")
+        wait_for(lambda: _answers(address), 90, "the MLflow UI")
+        yield address, printed
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def _answers(address: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{address}/health", timeout=10):
+            return True
+    except OSError:  # refused, reset or timed out while the server starts
+        return False
+
+
+def _rest(address: str, endpoint: str, body: dict | None = None) -> dict:
+    """One call of MLflow's REST API, as the UI makes it."""
+    request = urllib.request.Request(
+        f"{address}/api/2.0/mlflow/{endpoint}",
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.load(response)
+
+
+def _runs_of(address: str, experiment_id: str, kind: str) -> list[dict]:
+    found = _rest(
+        address,
+        "runs/search",
+        {"experiment_ids": [experiment_id], "filter": f"tags.`sweeper.kind` = '{kind}'", "max_results": 1000},
+    )
+    return [
+        {
+            "info": run["info"],
+            "tags": {t["key"]: t["value"] for t in run["data"].get("tags", [])},
+            "params": {p["key"]: p["value"] for p in run["data"].get("params", [])},
+            "metrics": {m["key"]: m["value"] for m in run["data"].get("metrics", [])},
+        }
+        for run in found.get("runs", [])
+    ]
+
+
+def test_the_printed_links_open_the_model_training_runs_table_with_the_sweepers_columns(sweep, ui):
+    work, sweep_dir, stdout = sweep
+    address, printed = ui
+    experiment = _rest(address, "experiments/get-by-name?experiment_name=e2e-listmle")["experiment"]
+    tags = {t["key"]: t["value"] for t in experiment["tags"]}
+    assert tags["mlflow.experimentKind"] == "custom_model_development"  # not MLflow 3's GenAI default
+    view = json.loads(tags["mlflow.sharedViewState.sweeper"])
+    assert view["columnOrder"][0] == "tags.`sweeper.verdict`" and "params.`list_shape`" in view["selectedColumns"]
+    page = f"/#/experiments/{experiment['experiment_id']}/runs?workflowType=machine_learning&viewStateShareKey=sweeper"
+    assert f"runs:    http://127.0.0.1:5000{page} (after `sweeper ui`)" in stdout
+    assert printed == [f"e2e-listmle: {address}{page}"]  # `sweeper ui` names each sweep's table on itself
+    assert f"MLflow runs: http://127.0.0.1:5000{page}" in (sweep_dir / "report.md").read_text()
+
+
+def test_mlflow_has_the_sweep_its_points_with_their_statistics_and_each_trial_under_its_point(sweep, ui):
+    """The layout as the UI reads it, through MLflow's REST API: the sweep's run; a run per grid point with
+    its verdict and statistics, listed under the sweep's run; a run per trial nested under its point, with
+    every Config field as a param."""
+    from sweeper.workload import load
+
+    _, sweep_dir, _ = sweep
+    address, _ = ui
+    experiment_id = _rest(address, "experiments/get-by-name?experiment_name=e2e-listmle")["experiment"]["experiment_id"]
+    (parent,) = _runs_of(address, experiment_id, "sweep")
+    assert parent["info"]["status"] == "FINISHED" and parent["info"]["run_name"] == sweep_dir.name
+    artifacts = {a["path"] for a in _rest(address, f"artifacts/list?run_id={parent['info']['run_id']}")["files"]}
+    assert {"trials.csv", "ranking.json", "report.md"} <= artifacts
+
+    ranking = json.loads((sweep_dir / "ranking.json").read_text())
+    points = {run["info"]["run_name"]: run for run in _runs_of(address, experiment_id, "point")}
+    assert set(points) == {p["label"] for p in ranking["points"]}
+    labels = [run["info"]["run_name"] for run in sorted(points.values(), key=lambda r: -int(r["info"]["start_time"]))]
+    assert labels == ["baseline", "list_shape=grouped", "list_shape=vector"]  # grid order, under the sweep's run
+    assert all(int(run["info"]["start_time"]) < int(parent["info"]["start_time"]) for run in points.values())
+    for rank, point in enumerate(ranking["points"], 1):
+        run = points[point["label"]]
+        assert "mlflow.parentRunId" not in run["tags"] and run["info"]["status"] == "FINISHED"
+        assert run["tags"]["sweeper.verdict"] == point["verdict"]
+        metrics = run["metrics"]
+        assert metrics["sweeper.rank"] == rank and metrics["sweeper.seeds"] == 2
+        assert metrics["sweeper.healthy_rate"] == point["healthy_rate"]
+        finals = [v for v in point["final_metrics"] if v is not None]
+        if finals:
+            assert metrics["sweeper.median_final_ndcg5"] == pytest.approx(np.median(finals), rel=1e-3)
+            assert metrics["sweeper.mean_final_ndcg5"] == pytest.approx(np.mean(finals), rel=1e-3)
+        if not point["is_baseline"]:
+            assert metrics["sweeper.p_adjusted"] == pytest.approx(point["p_adjusted"], rel=1e-3)
+            assert metrics["sweeper.seeds_used"] == point["seeds_used"]
+
+    fields = set(load("listmle").knobs)
+    rows = {row["mlflow_run_id"]: row for row in csv.DictReader((sweep_dir / "trials.csv").open())}
+    trials = _runs_of(address, experiment_id, "trial")
+    assert len(trials) == 6 and set(rows) == {run["info"]["run_id"] for run in trials}
+    for run in trials:
+        tags, params, row = run["tags"], run["params"], rows[run["info"]["run_id"]]
+        assert tags["mlflow.parentRunId"] == points[row["point"]]["info"]["run_id"]
+        assert run["info"]["run_name"] == f"{row['point']} · seed {row['seed']}"
+        assert set(params) == fields, "every Config field is a param of a trial"
+        assert params["list_shape"] == row["list_shape"] and params["seed"] == row["seed"]
+        assert params["epochs"] == str(load("listmle").smoke["epochs"])  # the sweep ran at SMOKE size
+        assert tags["sweeper.verdict"] == row["verdict"] and tags["sweeper.trial_key"] == row["trial_key"]
+        history = _rest(address, f"metrics/get-history?run_id={run['info']['run_id']}&metric_key=loss")
+        steps = [m["step"] for m in history.get("metrics", [])]
+        assert sorted(int(step) for step in steps) == list(range(1, int(row["steps"]) + 1))
+        if row["verdict"] == "error":
+            assert run["info"]["status"] == "FAILED" and int(row["steps"]) == 0
+        else:
+            assert run["info"]["status"] == "FINISHED" and int(row["steps"]) > 0
 
 
 def test_report_rebuilds_the_same_ranking_from_mlflow_alone(sweep, tmp_path):

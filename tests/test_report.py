@@ -1,0 +1,97 @@
+"""The report's first section answers the question: pure functions over hand-made ranking documents."""
+
+from sweeper.report import ANSWER_NAMES, Section, answer_section, render_html
+
+NO_FIX = "No fix found: no grid point was shown to fix the failure (Holm over the grid at alpha 0.05)"
+
+
+def _point(label: str, verdict: str, healthy: int, seeds: int = 5, **tests) -> dict:
+    verdicts = ["healthy"] * healthy + ["stuck_zero"] * (seeds - healthy)
+    return {
+        "label": label,
+        "is_baseline": verdict == "baseline",
+        "verdict": verdict,
+        "seeds": list(range(seeds)),
+        "verdicts": verdicts,
+        "healthy": healthy,
+        "unhealthy": seeds - healthy,
+        "median_healthy_metric": 0.8 if healthy else None,
+        **tests,
+    }
+
+
+def _document(points: list[dict], claims: list[dict] | None = None, unfinished: int = 0) -> dict:
+    return {
+        "metric": "ndcg",
+        "design": {"correction": "holm", "alpha": 0.05},
+        "points": points,
+        "claims": claims or [],
+        "unfinished": unfinished,
+    }
+
+
+FIX = {"seeds_used": 5, "baseline_seeds_used": 5, "p_value": 0.0079, "p_adjusted": 0.024}
+
+
+def test_the_answer_names_the_fix_with_its_evidence_then_what_does_nothing_and_what_hurts():
+    document = _document(
+        [
+            _point(
+                "list_shape=grouped", "fixes", 5, **FIX, metric_shift=0.3, metric_shift_ci=[0.1, 0.5], replicated=True
+            ),
+            _point("baseline", "baseline", 0),
+            _point(
+                "activation=tanh", "no_evidence", 1, seeds_used=5, baseline_seeds_used=5, p_value=0.5, p_adjusted=1.0
+            ),
+            _point("clip=0.1", "harmful", 0, seeds_used=5, baseline_seeds_used=5, p_value=0.01, p_adjusted=0.03),
+        ],
+        claims=[{"claim": "Grouping fixes it", "status": "holds"}, {"claim": "Tanh fixes it", "status": "not shown"}],
+    )
+    section = answer_section(document)
+    assert section.title == "The answer"
+    failure, fix, nothing, worse, claims = section.paragraphs
+    assert failure == "The failure: the baseline was unhealthy in 5 of 5 seeds (stuck_zero 5)."
+    assert fix == (
+        "Fixes it: list_shape=grouped (healthy 5/5 vs the baseline's 0/5; median healthy ndcg 0.8; "
+        "shift 0.3 [0.1, 0.5]; p 0.0079, adjusted 0.024; 5 seeds against 5; replicated on later seeds)."
+    )
+    assert nothing == "Not shown to change it: activation=tanh (1/5 healthy)."
+    assert worse.startswith("Makes it worse: clip=0.1 (healthy 0/5 vs the baseline's 0/5;")
+    assert claims == "Claims: holds: “Grouping fixes it”; not shown: “Tanh fixes it”."
+
+
+def test_without_a_fix_the_answer_says_so_and_names_the_closest_point():
+    document = _document(
+        [
+            _point("baseline", "baseline", 1),
+            _point("a=1", "no_evidence", 2, seeds_used=5, baseline_seeds_used=5, p_value=0.3, p_adjusted=0.6),
+            _point("a=2", "no_evidence", 3, seeds_used=5, baseline_seeds_used=5, p_value=0.1, p_adjusted=0.2),
+        ],
+        unfinished=2,
+    )
+    paragraphs = answer_section(document).paragraphs
+    assert paragraphs[1].startswith(NO_FIX + "; the closest, a=2 (healthy 3/5 vs the baseline's 1/5;")
+    assert paragraphs[3] == "Nothing in the grid was shown to make it worse."
+    assert paragraphs[4] == "Claims: this sweep judges none."  # an empty section is one line
+    assert paragraphs[5] == "2 planned trials did not finish; every verdict is on the finished ones."
+
+
+def test_a_baseline_that_did_not_fail_is_said_first():
+    paragraphs = answer_section(_document([_point("baseline", "baseline", 5)])).paragraphs
+    assert paragraphs[0] == "The baseline did not fail: healthy in all 5 seeds, so there is no failure here to fix."
+    assert (
+        paragraphs[1] == "No fix found: no grid point was shown to fix the failure (Holm over the grid at alpha 0.05)."
+    )
+
+
+def test_a_long_list_of_points_is_cut_and_counted():
+    many = [_point(f"k={i}", "no_evidence", 0) for i in range(ANSWER_NAMES + 3)]
+    paragraphs = answer_section(_document([_point("baseline", "baseline", 0), *many])).paragraphs
+    assert paragraphs[2].endswith(f"k={ANSWER_NAMES - 1} (0/5 healthy), and 3 more.")
+
+
+def test_web_addresses_in_the_html_report_are_links():
+    page = render_html(
+        [Section("s", ["MLflow runs: http://127.0.0.1:5000/#/experiments/1/runs?a=1&b=2 (after x)"])], {}
+    )
+    assert "<a href='http://127.0.0.1:5000/#/experiments/1/runs?a=1&amp;b=2'>" in page
