@@ -278,6 +278,63 @@ def test_report_html_shows_its_plots_in_a_real_browser(sweep, tmp_path):
         assert (np.abs(pixels - rgb).max(axis=-1) <= 8).sum() > 500, f"no {colour} on screen"
 
 
+TABLE_ROWS = """(() => {
+  const rows = {};  // the runs table splits each row into a pinned part (the run's name) and the columns
+  for (const part of document.querySelectorAll('[role=row][row-index]')) {
+    const index = Number(part.getAttribute('row-index'));
+    const row = rows[index] = rows[index] || {name: null, cells: []};
+    const link = part.querySelector('a[href*="/runs/"]');
+    if (link) row.name = link.innerText.trim();
+    row.cells.push(...part.innerText.split(/\\s+/));
+  }
+  return Object.keys(rows).sort((a, b) => a - b).map(index => rows[index]);
+})()"""
+EXPAND = """(() => {
+  const named = [...document.querySelectorAll('[role=row][row-index] a[href*="/runs/"]')]
+    .find(link => link.innerText.trim() === %s);
+  const expander = named && named.closest('[role=row]').querySelector('button');
+  if (expander) expander.click();
+  return Boolean(expander);
+})()"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_the_printed_link_opens_on_the_points_with_their_verdicts_and_their_trials_in_a_fresh_browser(
+    sweep, ui, tmp_path
+):
+    """What a person sees: `sweeper ui`'s link to the finished sweep, opened in headless Chromium with a new
+    profile, lands on the runs table (not MLflow 3's GenAI overview) with the sweep's run, then each grid
+    point's run with its verdict; each point's trials open under it, each with its own verdict."""
+    from browser import Chromium
+
+    _, sweep_dir, _ = sweep
+    _, printed = ui
+    link = printed[0].split(": ", 1)[1]
+    points = {
+        point["label"]: point["verdict"] for point in json.loads((sweep_dir / "ranking.json").read_text())["points"]
+    }
+    trials = {row["trial_key"]: row["verdict"] for row in csv.DictReader((sweep_dir / "trials.csv").open())}
+    with Chromium(CHROMIUM, tmp_path / "profile") as browser:
+        browser.open(link)
+        rows = browser.wait_for(TABLE_ROWS, lambda rows: len(rows) == 1 + len(points), 120, "the runs table")
+        assert "sweeper.verdict" in browser.evaluate("document.body.innerText")  # the shared view's columns
+        assert [row["name"] for row in rows] == [sweep_dir.name, "baseline", "list_shape=grouped", "list_shape=vector"]
+        for row in rows[1:]:
+            assert points[row["name"]] in row["cells"], row
+        for label in points:
+            assert browser.evaluate(EXPAND % json.dumps(label)), f"{label} has no trials to open"
+        rows = browser.wait_for(TABLE_ROWS, lambda rows: len(rows) == 1 + len(points) + len(trials), 60, "the trials")
+    point = None
+    for row in rows[1:]:  # each trial right under its point
+        if row["name"] in points:
+            point = row["name"]
+            continue
+        label, seed = row["name"].split(" · seed ")
+        assert label == point, f"{row['name']} is not under its point {point}"
+        assert trials[f"{label}|seed={seed}"] in row["cells"], row
+
+
 def test_report_judges_claims_added_after_the_run(sweep, tmp_path):
     work, sweep_dir, _ = sweep
     claims = SPEC + (
