@@ -223,7 +223,9 @@ def _print_outcome(outcome, uri: str) -> None:
     console.print(f"outputs: {outcome.sweep_dir}/ (report.md, report.html, ranking.json, trials.csv, plots/)")
     console.print(f"mlflow:  {uri} · parent run {outcome.parent_run_id}")
     if outcome.experiment_id is not None and "://" in uri:
-        console.print(f"runs:    {stores.runs_link(uri, outcome.experiment_id)}", soft_wrap=True, markup=False)
+        link, hint = stores.experiment_link(uri, outcome.experiment_id), stores.link_hint(uri)
+        line = f"runs:    {link}{hint}"  # a link is never broken: on a line of its own where one would not fit
+        console.print(line if len(line) <= console.width else f"runs{hint}:\n{link}", soft_wrap=True, markup=False)
 
 
 def _graceful_sigterm() -> None:

@@ -59,7 +59,10 @@ def experiment_link(tracking_uri: str, experiment_id: str, ui: str = UI_ADDRESS)
 
 
 def runs_link(tracking_uri: str, experiment_id: str) -> str:
-    """`experiment_link` as sweeper prints it after a sweep and in the report: a local store's link says it
-    needs `sweeper ui`."""
-    local = not tracking_uri.startswith(("http://", "https://"))
-    return experiment_link(tracking_uri, experiment_id) + (" (after `sweeper ui`)" if local else "")
+    """`experiment_link` as sweeper prints it after a sweep and in the report, with `link_hint`."""
+    return experiment_link(tracking_uri, experiment_id) + link_hint(tracking_uri)
+
+
+def link_hint(tracking_uri: str) -> str:
+    """What a link into the MLflow UI needs first: `sweeper ui`, for a local store."""
+    return "" if tracking_uri.startswith(("http://", "https://")) else " (after `sweeper ui`)"

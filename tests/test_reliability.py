@@ -66,12 +66,20 @@ def trial_results(out: Path) -> dict[str, dict]:
 
 
 def assert_once_everywhere(out: Path, store: str, experiment: str, trials: int) -> None:
-    """Every trial once in the folder and once in MLflow, no run left RUNNING."""
+    """Every trial once in the folder and once in MLflow, under the one run of its grid point; no run left
+    RUNNING."""
     keys = [json.loads(path.read_text())["key"] for path in finished_trials(out)]
     assert len(keys) == len(set(keys)) == trials
-    children, parents = child_runs(MlflowClient(store), experiment)
+    client = MlflowClient(store)
+    children, parents = child_runs(client, experiment)
     assert sorted(run.data.tags["sweeper.trial_key"] for run in children) == sorted(keys)
-    assert {run.info.status for run in children + parents} <= {"FINISHED", "FAILED"}
+    points = client.search_runs(
+        [client.get_experiment_by_name(experiment).experiment_id], "tags.`sweeper.kind` = 'point'", max_results=1000
+    )
+    point_of = {run.info.run_id: run.data.tags["sweeper.point"] for run in points}
+    assert len(point_of) == len(set(point_of.values()))  # one run per grid point
+    assert all(point_of[run.data.tags["mlflow.parentRunId"]] == run.data.tags["sweeper.point"] for run in children)
+    assert {run.info.status for run in children + parents + points} <= {"FINISHED", "FAILED"}
 
 
 def test_a_driver_killed_at_random_moments_is_resumed_to_the_uninterrupted_result(tmp_path):
