@@ -276,15 +276,19 @@ def sync(
 
 
 def _print_ranking(document: dict | None) -> None:
-    """The report's ranking and claims tables (none when the analysis failed), fitted to the console: see
-    `_fitted_table`."""
+    """The report's ranking and claims tables (none when the analysis failed), fitted to the console (see
+    `_fitted_table`), then its answer, last, where the eye lands when the sweep ends."""
     if document is None:
         return
-    from sweeper.report import claims_section, ranking_section
+    from sweeper.report import answer_section, claims_section, ranking_section
 
     for section in (ranking_section(document), claims_section(document)):
         if section.rows:
             _fitted_table(f"{document['sweep']}: {section.title}", section.header, section.rows)
+    answer = answer_section(document)
+    console.print(f"{document['sweep']}: {answer.title}", style="bold", markup=False, highlight=False)
+    for line in answer.paragraphs:
+        console.print(line, markup=False, highlight=False)
 
 
 CONSOLE_LEAVES_OUT = ("score", "healthy-rate difference", "metric shift")

@@ -57,8 +57,14 @@ def test_outputs_have_one_row_per_trial(sweep):
     assert {row["verdict"] for row in by_point["list_shape=vector"]} == {"error"}  # raised; the sweep went on
     ranking = json.loads((sweep_dir / "ranking.json").read_text())
     assert {p["label"] for p in ranking["points"]} == set(by_point)
-    assert "## Ranking" in (sweep_dir / "report.md").read_text()
-    assert ": Ranking" in stdout
+    report = (sweep_dir / "report.md").read_text()
+    assert "## Ranking" in report and ": Ranking" in stdout
+    # the answer first: two seeds cannot carry a test at alpha 0.05, so no fix is claimed, and it says so
+    first = report.split("\n## ")[1]
+    assert first.startswith("The answer\n") and "The failure: the baseline was unhealthy in 2 of 2 seeds" in first
+    assert "No fix found: no grid point was shown to fix the failure" in first
+    assert "Claims: this sweep judges none." in first
+    assert ": The answer\nThe failure:" in stdout  # and in the console, after the tables
     # reused Ray workers: TensorFlow is imported once per worker process, not once per trial
     assert len({row["worker"] for row in rows}) <= 2
 
