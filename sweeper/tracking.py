@@ -131,7 +131,8 @@ class SweepTracker:
     ):
         self.tracking_uri, self.experiment, self.sweep_id = tracking_uri, experiment, sweep_id
         self.config = config
-        """Every Config value of the sweep's trials but their knobs and seed: the params of each run."""
+        """Every Config value at the sweep's base (defaults, SMOKE, baseline, fixed); with a trial's knobs and
+        seed over it, the params of the trial's run."""
         self.points = list(points)
         """The grid, in order: each point's run is made with the sweep's run (others when first needed)."""
         self.metric = metric
