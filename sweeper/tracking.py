@@ -142,6 +142,9 @@ class SweepTracker:
         self._parent_start = 0
         self._point_runs: dict[str, str] = {}
         """Per grid point label, the id of its run."""
+        self._trial_run_ids: dict[str, list[str]] = {}
+        """Per trial key, the ids of its runs in MLflow: read once with the sweep's run, then kept up to date
+        here, so starting a trial never searches the store (a search per trial grows with the store)."""
         self._parent_fields: tuple[dict[str, Any], dict[str, str]] = ({}, {})
         self._workload = ""
         self._pending: dict[str, list[Metric]] = {}
@@ -234,6 +237,9 @@ class SweepTracker:
         self._parent_start = run.info.start_time
         self.parent_run_id = run.info.run_id
         self._point_runs = {r.data.tags.get(TAG_POINT): r.info.run_id for r in self._runs("point")}
+        self._trial_run_ids = {}
+        for trial_run in self._runs("trial"):
+            self._trial_run_ids.setdefault(trial_run.data.tags.get(TAG_TRIAL_KEY), []).append(trial_run.info.run_id)
         for point in self.points:
             self._point_run(point)
 
@@ -348,15 +354,18 @@ class SweepTracker:
         return self._call(lambda: self._start(record, workload))
 
     def _start(self, record: TrialRecord, workload: str, stale: list | None = None) -> str:
-        for run in self._trial_runs(record.key) if stale is None else stale:
-            self.client.delete_run(run.info.run_id)
-            self._forget(run.info.run_id)
+        """A new run for the trial, its earlier runs (`stale`, else those this tracker knows of) deleted."""
+        earlier = self._trial_run_ids.pop(record.key, [])
+        for run_id in earlier if stale is None else [run.info.run_id for run in stale]:
+            self.client.delete_run(run_id)
+            self._forget(run_id)
         run = self.client.create_run(
             self._experiment,
             run_name=trial_run_name(record),
             tags={**self._trial_tags(record, workload), TAG_KIND: "trial"},
         )
         self._log_params(run.info.run_id, self._trial_params(record))
+        self._trial_run_ids[record.key] = [run.info.run_id]
         return run.info.run_id
 
     def _trial_params(self, record: TrialRecord) -> dict[str, Any]:
@@ -438,13 +447,9 @@ class SweepTracker:
         self._last_flush.pop(run_id, None)
         self._delivered.discard(run_id)
 
-    def _trial_runs(self, key: str | None = None) -> list:
-        """The sweep's trial runs (of one trial), by their tags."""
-        return self._runs("trial", "" if key is None else f" and tags.`{TAG_TRIAL_KEY}` = '{_quoted(key)}'")
-
-    def _runs(self, kind: str, condition: str = "") -> list:
+    def _runs(self, kind: str) -> list:
         """The sweep's runs of one kind ("point", "trial"), by their tags."""
-        query = f"tags.`{TAG_SWEEP}` = '{_quoted(self.sweep_id)}' and tags.`{TAG_KIND}` = '{kind}'{condition}"
+        query = f"tags.`{TAG_SWEEP}` = '{_quoted(self.sweep_id)}' and tags.`{TAG_KIND}` = '{kind}'"
         return _search_all(self.client, [self._experiment], query)
 
     def _trial_tags(self, record: TrialRecord, workload: str) -> dict[str, str]:
@@ -475,7 +480,7 @@ class SweepTracker:
                 self._close(record, ended_metric)
                 del self._unclosed[key]
             runs: dict[str, list] = {}
-            for run in self._trial_runs():
+            for run in self._runs("trial"):
                 runs.setdefault(run.data.tags.get(TAG_TRIAL_KEY), []).append(run)
             changed = 0
             for record in records:  # finished trials, from the sweep folder: each one diagnosed
@@ -488,6 +493,7 @@ class SweepTracker:
                         self._forget(run.info.run_id)
                     self._fix_layout(keep, record)
                     run_id = keep.info.run_id
+                    self._trial_run_ids[record.key] = [run_id]
                 else:
                     self._replay(record, metric, workload, stale)
                     self._close(record, metric)
