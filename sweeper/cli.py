@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -566,19 +567,35 @@ def _run_as_written(workload, overrides: dict) -> tuple[list[dict], Any]:
     return history, health.diagnose(history, workload.metric, workload.mode, error, limits)
 
 
+DATABASE_SCHEMES = ("postgresql://", "postgresql+psycopg2://")
+"""What `sweeper server --database` takes (MLflow's SQLAlchemy URIs for PostgreSQL, with the pinned driver)."""
+
+
 @app.command()
 def server(
-    store: Annotated[Path, typer.Option(help="Folder for the server's SQLite database and its artifacts.")] = Path(
-        "mlflow-server"
-    ),
+    store: Annotated[
+        Path, typer.Option(help="Folder for the server's artifacts, and its SQLite database unless --database.")
+    ] = Path("mlflow-server"),
+    database: Annotated[
+        str | None,
+        typer.Option(
+            help="A PostgreSQL database for the runs instead of SQLite (postgresql://USER@HOST:PORT/DB): many "
+            "trials a second, many writers."
+        ),
+    ] = None,
     host: Host = "127.0.0.1",
     port: Port = 5000,
 ) -> None:
-    """Start an MLflow tracking server (SQLite backend, artifacts served over HTTP) that cluster nodes can reach."""
+    """Start an MLflow tracking server (SQLite or PostgreSQL backend, artifacts served over HTTP) that cluster
+    nodes can reach."""
     if store.exists() and not store.is_dir():
         _fail(f"--store: {store} exists and is not a folder")
+    if database is not None and not database.startswith(DATABASE_SCHEMES):
+        _fail(
+            f"--database: {database!r} is not a PostgreSQL URI; valid: {', '.join(DATABASE_SCHEMES)}USER@HOST:PORT/DB"
+        )
     store.mkdir(parents=True, exist_ok=True)
-    uri = f"sqlite:///{store.resolve() / 'mlflow.db'}"
+    uri = database or f"sqlite:///{store.resolve() / 'mlflow.db'}"
     artifacts = ["--serve-artifacts", "--artifacts-destination", (store.resolve() / "artifacts").as_uri()]
     _serve(uri, artifacts, host, port, "MLflow tracking server")
 
@@ -587,7 +604,8 @@ def _serve(uri: str, artifact_options: list[str], host: str, port: int, what: st
     mlflow = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or shutil.which("mlflow")
     if mlflow is None:
         _fail("the `mlflow` command is not installed in this environment")
-    console.print(f"{what}: http://{host}:{port}  (store {uri}; Ctrl-C stops it)")
+    shown = re.sub(r"//([^:/@]+):[^@/]*@", r"//\1:***@", uri)  # a password in the URI stays off the console
+    console.print(f"{what}: http://{host}:{port}  (store {shown}; Ctrl-C stops it)", markup=False)
     command = [
         mlflow,
         "server",

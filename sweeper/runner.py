@@ -22,9 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 os.environ.setdefault("RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS", "0")
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+# Tune's own CSV, JSON and TensorBoard files of every result: the trial files and MLflow keep them here, and
+# the TensorBoard writer alone cost 17 ms per trial on the driver (bench/scale.py, profiled at 300 trials).
+os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 
 import ray  # noqa: E402
 from ray import tune  # noqa: E402
+from ray.tune.search import Searcher  # noqa: E402
 
 import experiments  # noqa: E402
 import sweeper  # noqa: E402
@@ -53,7 +57,7 @@ class _StopTrial(Exception):
     """Raised from `report` to leave the workload's training loop once the trial has diverged."""
 
 
-def _trainable(config: dict[str, Any]) -> None:
+def _trainable(config: dict[str, Any], sweep: dict[str, Any]) -> None:
     # TensorFlow reads these when it is first imported in this worker; every trial of one sweep asks for
     # the same CPUs, so the first trial's setting is right for the reused worker's later trials.
     threads = max(1, int(tune.get_context().get_trial_resources().required_resources.get("CPU", 1)))
@@ -61,7 +65,7 @@ def _trainable(config: dict[str, Any]) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")  # a GPU share, not the whole GPU
 
-    workload = load_shipped(config["workload"], config["workload_source"])
+    workload = load_shipped(sweep["workload"], sweep["workload_source"])
     limits = workload.thresholds
     node = ray.get_runtime_context().get_node_id()[:12]
     history: list[dict[str, Any]] = []
@@ -71,12 +75,12 @@ def _trainable(config: dict[str, Any]) -> None:
         history.append({key: metrics.get(key) for key in (*health.WATCHED, "step", workload.metric)})
         diverged = health.check_divergence(history, workload.metric, limits)
         tune.report({_REPORT: dict(metrics), _ELAPSED: time.perf_counter() - started, _NODE: node})
-        if diverged is not None and config["early_stop"]:
+        if diverged is not None and sweep["early_stop"]:
             raise _StopTrial(diverged.reason)
 
     try:
         trial = config["trial"]
-        trial_config = workload.make_config({**config["base"], **trial["point"]["knobs"], "seed": trial["seed"]})
+        trial_config = workload.make_config({**sweep["base"], **trial["point"]["knobs"], "seed": trial["seed"]})
         workload.train(trial_config, report)
     except _StopTrial:
         pass
@@ -89,6 +93,25 @@ def _trial_dirname(trial: Any) -> str:
 
 
 # --- on the driver ---
+class _TrialList(Searcher):
+    """Hands Tune the trials one at a time, as it makes room for them. A `grid_search` over the trials would
+    cost Tune a deep copy of the whole list for every trial it creates: quadratic, minutes of driver time
+    before the first trial of a 5,000-trial sweep (bench/scale.py)."""
+
+    def __init__(self, trials: list[dict[str, Any]]):
+        super().__init__()
+        self._trials, self._given = trials, 0
+
+    def suggest(self, trial_id: str) -> dict | None:
+        if self._given == len(self._trials):
+            return Searcher.FINISHED  # type: ignore[return-value]  # Tune's documented end-of-list marker
+        self._given += 1
+        return {"trial": self._trials[self._given - 1]}
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        pass  # nothing to learn: the list is fixed
+
+
 def _key_of(config: dict[str, Any]) -> str:
     return trial_key(config["trial"]["point"]["label"], config["trial"]["seed"])
 
@@ -223,29 +246,26 @@ def run_trials(
     """Run the given (grid point, seed) trials of the spec on Ray Tune; each finished trial ends up in the
     sweep folder (`sweeper.records.load_trials`) and, through `mirror`, in MLflow. Tune's state of an earlier
     run of the sweep is scratch: it is replaced, never restored."""
-    trainable = tune.with_resources(_trainable, {"cpu": spec.cpu, "gpu": spec.gpu})
     sweep_id = mirror.tracker.sweep_id
     workload = load(spec.workload)
+    shared = {  # once in Ray's object store, not in every trial's config
+        "workload": spec.workload,
+        "workload_source": shipped_source(spec.workload),  # a workload file reaches every node of a cluster
+        "base": spec.base_overrides(workload),
+        "early_stop": early_stop,
+    }
+    trainable = tune.with_resources(tune.with_parameters(_trainable, sweep=shared), {"cpu": spec.cpu, "gpu": spec.gpu})
     tune_dir = sweep_dir.resolve() / TUNE_DIR
     shutil.rmtree(tune_dir, ignore_errors=True)
+    listed = [
+        {"point": {"knobs": point.knobs, "label": point.label, "is_baseline": point.is_baseline}, "seed": seed}
+        for point, seed in trials
+    ]
     tuner = tune.Tuner(
         trainable,
-        param_space={
-            "workload": spec.workload,
-            "workload_source": shipped_source(spec.workload),  # a workload file reaches every node of a cluster
-            "base": spec.base_overrides(workload),
-            "trial": tune.grid_search(
-                [
-                    {
-                        "point": {"knobs": point.knobs, "label": point.label, "is_baseline": point.is_baseline},
-                        "seed": seed,
-                    }
-                    for point, seed in trials
-                ]
-            ),
-            "early_stop": early_stop,
-        },
         tune_config=tune.TuneConfig(
+            search_alg=_TrialList(listed),
+            num_samples=len(listed),
             reuse_actors=True,  # TensorFlow is imported once per worker process, not once per trial
             max_concurrent_trials=max_concurrent,
             trial_dirname_creator=_trial_dirname,

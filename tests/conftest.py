@@ -1,10 +1,13 @@
 """Helpers the test files share: the console scripts, a clean environment, free ports, waiting."""
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -97,3 +100,41 @@ def start_sweeper(*args: str, cwd: Path, quiet: bool = False, **extra_env: str) 
         text=True,
         start_new_session=True,
     )
+
+
+def postgres_bin() -> Path | None:
+    """The folder of PostgreSQL's server programs: on PATH, or where Debian's package puts them."""
+    on_path = shutil.which("initdb")
+    if on_path:
+        return Path(on_path).resolve().parent
+    installed = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
+    return installed[-1].parent if installed else None
+
+
+@pytest.fixture
+def postgres() -> Iterator[str]:
+    """A PostgreSQL server of the test's own on 127.0.0.1 with an empty database `mlflow`, stopped and removed
+    after the test: its SQLAlchemy URI. Debian's package (.ci/run installs it); `initdb` refuses to run as
+    root, so a root test runs the server as the `postgres` user, in a folder it owns."""
+    programs = postgres_bin()
+    if programs is None:
+        pytest.skip("PostgreSQL is not installed (.ci/run installs Debian's package)")
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    folder = Path(tempfile.mkdtemp(prefix="sweeper-postgres-"))
+    if as_postgres:
+        shutil.chown(folder, "postgres", "postgres")
+    data, port = folder / "data", free_port()
+
+    def run(program: str, *args: str) -> None:
+        subprocess.run([*as_postgres, str(programs / program), *args], check=True, capture_output=True, timeout=120)
+
+    try:
+        run("initdb", "-D", str(data), "--auth=trust", "--username=postgres", "--no-sync", "--encoding=UTF8")
+        options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+        run("pg_ctl", "-D", str(data), "-o", options, "-l", str(folder / "server.log"), "-w", "start")
+        run("createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "mlflow")
+        yield f"postgresql://postgres@127.0.0.1:{port}/mlflow"
+    finally:
+        if (data / "postmaster.pid").exists():
+            run("pg_ctl", "-D", str(data), "-m", "immediate", "-w", "stop")
+        shutil.rmtree(folder, ignore_errors=True)

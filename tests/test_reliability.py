@@ -17,6 +17,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import psycopg2
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -251,9 +252,10 @@ def test_a_tracking_server_that_is_down_loses_nothing(tmp_path):
             server.wait(timeout=60)
 
 
-def test_a_two_node_cluster_survives_a_lost_node(tmp_path):
-    """A Ray head and a second node as separate processes on 127.0.0.1, an MLflow server on 127.0.0.1;
-    the second node is killed mid-sweep and its trial is retried on the head."""
+def test_a_two_node_cluster_survives_a_lost_node(tmp_path, postgres):
+    """A Ray head and a second node as separate processes on 127.0.0.1, an MLflow server on 127.0.0.1 over
+    PostgreSQL (as a cluster's store would be); the second node is killed mid-sweep and its trial is retried
+    on the head."""
     ports = [free_port() for _ in range(9)]
     head_port, mlflow_port = ports[0], ports[1]
     cluster_env = env(RAY_AUTH_MODE="token")  # one token for head, node and driver (see shared notes)
@@ -296,7 +298,10 @@ def test_a_two_node_cluster_survives_a_lost_node(tmp_path):
         start_new_session=True,
     )
     server = start_sweeper(
-        "server", "--store", str(tmp_path / "server"), "--port", str(mlflow_port), cwd=tmp_path, quiet=True
+        "server",
+        *("--store", str(tmp_path / "server"), "--database", postgres, "--port", str(mlflow_port)),
+        cwd=tmp_path,
+        quiet=True,
     )
     # Trials of a few seconds, so that the second node is inside one when it is killed.
     (tmp_path / "spec.yaml").write_text(SPEC.replace("smoke: true", "smoke: true\nfixed: {epochs: 60}"))
@@ -358,6 +363,9 @@ def test_a_two_node_cluster_survives_a_lost_node(tmp_path):
         assert len(parents) == 1
         assert sorted(r.data.tags["sweeper.trial_key"] for r in children) == sorted(row["trial_key"] for row in rows)
         assert {r.data.tags["sweeper.attempts"] for r in children} >= {"1", "2"}
+        with psycopg2.connect(postgres) as database, database.cursor() as cursor:  # the runs live in PostgreSQL
+            cursor.execute("select count(*) from runs where lifecycle_stage = 'active'")
+            assert cursor.fetchone()[0] == 1 + 4 + 8  # the sweep, its four points, its trials
     finally:
         for process in (node, head, server):  # `ray start --block` takes its node's processes down with it
             if process.poll() is None:
