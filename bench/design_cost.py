@@ -45,12 +45,12 @@ def complete(sweep_dir: Path, work: Path) -> Path:
             shutil.copy2(sweep_dir / name, copy / name)
         for trial in (sweep_dir / TRIALS_DIR).glob("*.json"):
             shutil.copy2(trial, copy / TRIALS_DIR / trial.name)
-    spec, workload, tracker, options = sweep._open_sweep(copy, f"sqlite:///{work / 'mlflow.db'}")
-    found = load_trials(copy, spec)
-    missing = [(p, s) for p, s in superset(spec) if trial_key(p.label, s) not in found]
+    opened = sweep._Open(copy, *sweep._open_sweep(copy, f"sqlite:///{work / 'mlflow.db'}"))
+    found = load_trials(copy, opened.spec)
+    missing = [(p, s) for p, s in superset(opened.spec) if trial_key(p.label, s) not in found]
     if missing:
         sweep._start_ray(None)
-        sweep._run_trials(spec, workload, copy, tracker, missing, done=len(found), options=options)
+        sweep._run_trials([(opened, missing)], {copy: found}, options=opened.options)
     return copy
 
 

@@ -108,11 +108,13 @@ def progress_cost(trials: int) -> tuple[float, float]:
     from sweeper.progress import SweepProgress
 
     console = Console(file=io.StringIO(), force_terminal=True, width=120)
-    with SweepProgress("bench", trials, "ndcg5", "max", console=console) as display:
+    with SweepProgress("bench", trials, console=console) as display:
         started = time.perf_counter()
         for index in range(trials):
             display.trial_started(f"point{index}|seed=0")
-            display.trial_finished(f"point{index}|seed=0", f"point{index}", "healthy", 0.5 + index / 1000)
+            display.trial_finished(
+                f"point{index}|seed=0", f"point{index}", "healthy", 0.5 + index / 1000, "ndcg5", "max"
+            )
         per_trial = (time.perf_counter() - started) / trials
         cpu, wall = time.process_time(), time.perf_counter()
         time.sleep(2.0)  # the display refreshes on its own thread meanwhile

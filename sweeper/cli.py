@@ -183,29 +183,29 @@ def run(
 
 
 def _run_all(folders: list[Path], *, address: str | None, tracking_uri: str | None, resume_from: Path) -> None:
-    """Run (or finish) each sweep folder in turn. A sweep whose analysis fails does not stop the later ones
-    (exit status 1 at the end); an interrupted sweep stops the run (exit status 130)."""
-    from sweeper.sweep import run_sweep
+    """Run (or finish) the sweep folders together (`run_sweeps`), then print each one's outcome. A sweep
+    whose analysis fails does not hide the others (exit status 1 at the end); an interrupted run ends with
+    exit status 130."""
+    from sweeper.sweep import run_sweeps
 
-    failed = []
-    for index, folder in enumerate(folders, 1):
-        try:
-            position = f"{index}/{len(folders)}" if len(folders) > 1 else ""
-            outcome = run_sweep(folder, address=address, tracking_uri=tracking_uri, position=position)
-        except (SweeperError, PermissionError) as exc:
-            _fail(str(exc))
-        except KeyboardInterrupt:  # a second Ctrl-C, while Tune was saving its state after the first
-            _stop(130, f"interrupted; `sweeper resume {resume_from}` finishes every sweep of this run")
+    try:
+        outcomes = run_sweeps(folders, address=address, tracking_uri=tracking_uri)
+    except (SweeperError, PermissionError) as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:  # a second Ctrl-C, while Tune was saving its state after the first
+        _stop(130, f"interrupted; `sweeper resume {resume_from}` finishes every sweep of this run")
+    for outcome in outcomes:
         _print_outcome(outcome, tracking_uri or "the sweep's store")
-        if outcome.analysis_error is not None:
-            failed.append(outcome)
-        if outcome.unfinished:
-            _stop(
-                130,
-                f"interrupted: {outcome.unfinished} trials of {outcome.sweep_id} did not finish; "
-                f"`sweeper resume {resume_from}` finishes every sweep of this run",
-            )
-    if failed:
+    unfinished = [outcome for outcome in outcomes if outcome.unfinished]
+    if unfinished:
+        count = sum(outcome.unfinished for outcome in unfinished)
+        names = ", ".join(outcome.sweep_id for outcome in unfinished)
+        _stop(
+            130,
+            f"interrupted: {count} trials of {names} did not finish; `sweeper resume {resume_from}` finishes "
+            "every sweep of this run",
+        )
+    if any(outcome.analysis_error is not None for outcome in outcomes):
         raise typer.Exit(1)
 
 

@@ -18,12 +18,14 @@ from rich.progress import (
 
 class SweepProgress:
     """Trials done of those planned so far (an adaptive design plans each round from the last), time spent
-    and left, running, verdict counts and the best final metric so far."""
+    and left, running, verdict counts and, while every finished trial has the same metric (one sweep, or
+    sweeps of one workload), the best final metric so far."""
 
-    def __init__(self, title: str, total: int, metric: str, mode: str, console: Console | None = None, done: int = 0):
-        self.metric, self.mode, self.total, self.done = metric, mode, total, done
+    def __init__(self, title: str, total: int, console: Console | None = None, done: int = 0):
+        self.total, self.done = total, done
         self.running: set[str] = set()
         self.verdicts: Counter[str] = Counter()
+        self.metrics: set[str] = set()
         self.best: tuple[float, str] | None = None
         self.console = console or Console(stderr=True)
         self._progress = Progress(
@@ -50,13 +52,16 @@ class SweepProgress:
         self.running.add(key)
         self._refresh()
 
-    def trial_finished(self, key: str, label: str, verdict: str, final_metric: float | None) -> None:
+    def trial_finished(
+        self, key: str, label: str, verdict: str, final_metric: float | None, metric: str, mode: str
+    ) -> None:
         self.running.discard(key)
         self.done += 1
         self.verdicts[verdict] += 1
+        self.metrics.add(metric)
         if verdict == "healthy" and final_metric is not None and math.isfinite(final_metric):
             better = self.best is None or (
-                final_metric > self.best[0] if self.mode == "max" else final_metric < self.best[0]
+                final_metric > self.best[0] if mode == "max" else final_metric < self.best[0]
             )
             if better:
                 self.best = (final_metric, label)
@@ -64,14 +69,14 @@ class SweepProgress:
         self._refresh()
         if not self.console.is_terminal:  # no live bar in a log or a pipe: one line per finished trial
             shown = "–" if final_metric is None else f"{final_metric:.4g}"
-            line = f"[{self.done}/{self.total}] {key}: {verdict}, {self.metric} {shown}"
+            line = f"[{self.done}/{self.total}] {key}: {verdict}, {metric} {shown}"
             self.console.print(line, markup=False, highlight=False, soft_wrap=True)
 
     def status_line(self) -> str:
         parts = [f"{len(self.running)} running"]
         parts += [f"{count} {verdict}" for verdict, count in sorted(self.verdicts.items())]
-        if self.best is not None:
-            parts.append(f"best {self.metric} {self.best[0]:.4g} ({self.best[1]})")
+        if self.best is not None and len(self.metrics) == 1:
+            parts.append(f"best {next(iter(self.metrics))} {self.best[0]:.4g} ({self.best[1]})")
         return " · ".join(parts)
 
     def _refresh(self) -> None:

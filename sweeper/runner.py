@@ -17,6 +17,7 @@ import logging
 import os
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -57,7 +58,7 @@ class _StopTrial(Exception):
     """Raised from `report` to leave the workload's training loop once the trial has diverged."""
 
 
-def _trainable(config: dict[str, Any], sweep: dict[str, Any]) -> None:
+def _trainable(config: dict[str, Any], sweeps: dict[str, dict[str, Any]]) -> None:
     # TensorFlow reads these when it is first imported in this worker; every trial of one sweep asks for
     # the same CPUs, so the first trial's setting is right for the reused worker's later trials.
     threads = max(1, int(tune.get_context().get_trial_resources().required_resources.get("CPU", 1)))
@@ -65,6 +66,8 @@ def _trainable(config: dict[str, Any], sweep: dict[str, Any]) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")  # a GPU share, not the whole GPU
 
+    trial = config["trial"]
+    sweep = sweeps[trial["sweep"]]
     workload = load_shipped(sweep["workload"], sweep["workload_source"])
     limits = workload.thresholds
     node = ray.get_runtime_context().get_node_id()[:12]
@@ -79,7 +82,6 @@ def _trainable(config: dict[str, Any], sweep: dict[str, Any]) -> None:
             raise _StopTrial(diverged.reason)
 
     try:
-        trial = config["trial"]
         trial_config = workload.make_config({**sweep["base"], **trial["point"]["knobs"], "seed": trial["seed"]})
         workload.train(trial_config, report)
     except _StopTrial:
@@ -117,42 +119,36 @@ def _key_of(config: dict[str, Any]) -> str:
 
 
 class _SweepCallback(tune.Callback):
-    def __init__(self, sweep_dir: Path, workload: str, sweep_id: str):
-        self.sweep_dir, self.workload_name, self.sweep_id = sweep_dir, workload, sweep_id
-        self.records: dict[str, TrialRecord] = {}
-        self.starts: dict[str, int] = {}
+    """The driver's side of every trial of the run, whichever of its sweeps a trial belongs to."""
 
-    @property
-    def workload(self):
-        return load(self.workload_name)
+    def __init__(self, sweeps: dict[str, tuple[Path, str, str]]):
+        self.sweeps = sweeps
+        """Per sweep id: its folder, its workload and its name."""
+        self.records: dict[tuple[str, str], TrialRecord] = {}
+        self.starts: dict[tuple[str, str], int] = {}
 
-    @property
-    def mirror(self) -> TrialMirror:
-        return _LIVE[self.sweep_id][0]
-
-    @property
-    def display(self) -> SweepProgress | None:
-        return _LIVE[self.sweep_id][1]
-
-    def _record(self, trial: Any) -> TrialRecord:
-        key = _key_of(trial.config)
+    def _record(self, trial: Any) -> tuple[str, TrialRecord]:
+        """The trial's sweep id and its record."""
+        sweep_id = trial.config["trial"]["sweep"]
+        key = (sweep_id, _key_of(trial.config))
         if key not in self.records:
             point = GridPoint(**trial.config["trial"]["point"])
-            self.records[key] = TrialRecord(key=key, point=point, seed=trial.config["trial"]["seed"])
-        return self.records[key]
+            self.records[key] = TrialRecord(key=key[1], point=point, seed=trial.config["trial"]["seed"])
+        return sweep_id, self.records[key]
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        record = self._record(trial)
+        sweep_id, record = self._record(trial)
         # A start after a lost worker begins afresh.
         record.history, record.error, record.diagnosis = [], None, None
-        self.starts[record.key] = self.starts.get(record.key, 0) + 1
-        record.attempts = self.starts[record.key]
-        self.mirror.trial_started(record, self.workload_name)
-        if self.display is not None:
-            self.display.trial_started(record.key)
+        self.starts[(sweep_id, record.key)] = self.starts.get((sweep_id, record.key), 0) + 1
+        record.attempts = self.starts[(sweep_id, record.key)]
+        mirror, display = _LIVE[sweep_id]
+        mirror.trial_started(record, self.sweeps[sweep_id][1])
+        if display is not None:
+            display.trial_started(self._shown(sweep_id, record.key))
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        record = self._record(trial)
+        sweep_id, record = self._record(trial)
         record.train_seconds = result.get(_ELAPSED, record.train_seconds)
         record.worker = f"{result.get(_NODE, '')}:{result.get('pid', '')}"
         if _ERROR in result:
@@ -160,24 +156,31 @@ class _SweepCallback(tune.Callback):
             return
         report = result[_REPORT]
         record.history.append(report)
-        self.mirror.trial_reported(record, int(report.get("step", len(record.history))), report)
+        _LIVE[sweep_id][0].trial_reported(record, int(report.get("step", len(record.history))), report)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        self._finish(self._record(trial), ray_error=None)
+        self._finish(*self._record(trial), ray_error=None)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._finish(self._record(trial), ray_error=_last_line(getattr(trial, "error_file", None)))
+        self._finish(*self._record(trial), ray_error=_last_line(getattr(trial, "error_file", None)))
 
-    def _finish(self, record: TrialRecord, ray_error: str | None) -> None:
-        workload = self.workload
+    def _finish(self, sweep_id: str, record: TrialRecord, ray_error: str | None) -> None:
+        sweep_dir, workload_name, _ = self.sweeps[sweep_id]
+        workload = load(workload_name)
         record.error = record.error or ray_error
         record.diagnosis = health.diagnose(
             record.history, workload.metric, workload.mode, record.error, workload.thresholds
         )
-        save_trial(self.sweep_dir, record)  # the sweep folder first: it must hold every result
-        self.mirror.trial_ended(record, workload.metric)
-        if self.display is not None:
-            self.display.trial_finished(record.key, record.point.label, record.verdict, record.final(workload.metric))
+        save_trial(sweep_dir, record)  # the sweep folder first: it must hold every result
+        mirror, display = _LIVE[sweep_id]
+        mirror.trial_ended(record, workload.metric)
+        if display is not None:
+            shown, final = self._shown(sweep_id, record.key), record.final(workload.metric)
+            display.trial_finished(shown, record.point.label, record.verdict, final, workload.metric, workload.mode)
+
+    def _shown(self, sweep_id: str, key: str) -> str:
+        """A trial as the progress display names it: its key, after its sweep's name when several run."""
+        return f"{self.sweeps[sweep_id][2]}: {key}" if len(self.sweeps) > 1 else key
 
 
 def _last_line(path: str | None) -> str:
@@ -232,35 +235,56 @@ def check_cluster(spec: SweepSpec, tracking_uri: str) -> None:
         )
 
 
+@dataclass(frozen=True)
+class Batch:
+    """One sweep's share of a run: which of its trials to run, where they go."""
+
+    spec: SweepSpec
+    trials: list[tuple[GridPoint, int]]
+    sweep_dir: Path
+    mirror: TrialMirror
+
+
 def run_trials(
-    spec: SweepSpec,
-    trials: list[tuple[GridPoint, int]],
+    batches: list[Batch],
     *,
-    sweep_dir: Path,
-    mirror: TrialMirror,
     display: SweepProgress | None,
     max_concurrent: int | None = None,
     max_retries: int = 2,
     early_stop: bool = True,
 ) -> None:
-    """Run the given (grid point, seed) trials of the spec on Ray Tune; each finished trial ends up in the
-    sweep folder (`sweeper.records.load_trials`) and, through `mirror`, in MLflow. Tune's state of an earlier
-    run of the sweep is scratch: it is replaced, never restored."""
-    sweep_id = mirror.tracker.sweep_id
-    workload = load(spec.workload)
-    shared = {  # once in Ray's object store, not in every trial's config
-        "workload": spec.workload,
-        "workload_source": shipped_source(spec.workload),  # a workload file reaches every node of a cluster
-        "base": spec.base_overrides(workload),
-        "early_stop": early_stop,
-    }
-    trainable = tune.with_resources(tune.with_parameters(_trainable, sweep=shared), {"cpu": spec.cpu, "gpu": spec.gpu})
-    tune_dir = sweep_dir.resolve() / TUNE_DIR
+    """Run the given (grid point, seed) trials of one or more sweeps on one Ray Tune run, so that one sweep's
+    trials fill the slots another's stragglers leave; each finished trial ends up in its sweep's folder
+    (`sweeper.records.load_trials`) and, through its sweep's mirror, in MLflow. Each trial asks for its own
+    sweep's resources. Tune's state is scratch (in the first sweep's folder): replaced, never restored."""
+    shared = {}  # once in Ray's object store, not in every trial's config
+    resources = {}
+    listed = []
+    for batch in batches:
+        sweep_id, spec = batch.mirror.tracker.sweep_id, batch.spec
+        shared[sweep_id] = {
+            "workload": spec.workload,
+            "workload_source": shipped_source(spec.workload),  # a workload file reaches every node of a cluster
+            "base": spec.base_overrides(load(spec.workload)),
+            "early_stop": early_stop,
+        }
+        resources[sweep_id] = tune.PlacementGroupFactory([{"CPU": spec.cpu, "GPU": spec.gpu}])
+        listed += [
+            {
+                "sweep": sweep_id,
+                "point": {"knobs": point.knobs, "label": point.label, "is_baseline": point.is_baseline},
+                "seed": seed,
+            }
+            for point, seed in batch.trials
+        ]
+    trainable = tune.with_resources(
+        tune.with_parameters(_trainable, sweeps=shared), lambda config: resources[config["trial"]["sweep"]]
+    )
+    tune_dir = batches[0].sweep_dir.resolve() / TUNE_DIR
     shutil.rmtree(tune_dir, ignore_errors=True)
-    listed = [
-        {"point": {"knobs": point.knobs, "label": point.label, "is_baseline": point.is_baseline}, "seed": seed}
-        for point, seed in trials
-    ]
+    callback = _SweepCallback(
+        {b.mirror.tracker.sweep_id: (b.sweep_dir.resolve(), b.spec.workload, b.spec.name) for b in batches}
+    )
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
@@ -274,11 +298,12 @@ def run_trials(
             name=tune_dir.name,
             storage_path=str(tune_dir.parent),
             verbose=0,
-            callbacks=[_SweepCallback(sweep_dir.resolve(), spec.workload, sweep_id)],
+            callbacks=[callback],
             failure_config=tune.FailureConfig(max_failures=max_retries),  # lost workers and nodes only
         ),
     )
-    _LIVE[sweep_id] = (mirror, display)
+    for batch in batches:
+        _LIVE[batch.mirror.tracker.sweep_id] = (batch.mirror, display)
     try:
         # Tune's own console output (the experiment table, "View detailed results here", a box per errored
         # trial) is print()ed to stdout; the progress display and the report replace it. Its legacy engine
@@ -286,4 +311,5 @@ def run_trials(
         with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
             tuner.fit()
     finally:
-        _LIVE.pop(sweep_id, None)
+        for batch in batches:
+            _LIVE.pop(batch.mirror.tracker.sweep_id, None)

@@ -160,34 +160,57 @@ def _utc_stamp() -> str:
     return datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
 
 
-def run_sweep(
-    sweep_dir: Path, *, address: str | None = None, tracking_uri: str | None = None, position: str = ""
-) -> SweepOutcome:
-    """Run, round by round, every trial the sweep's design wants that its folder does not hold yet (a new
-    folder starts at the first look, a resumed one where the trial files say it stopped), then analyse,
-    report and bring MLflow up to date. Each round is one Tuner over the missing trials; the next round is
-    planned from every finished trial (`report.planned_trials`, a pure function of the folder), so a killed
-    driver resumes at the same round with the same plan. `position` ("2/4") names the sweep's place in a
-    multi-sweep run on the progress line."""
-    from sweeper.report import planned_trials
+@dataclass(frozen=True)
+class _Open:
+    """A sweep folder opened to run: its spec, workload, MLflow tracker and run options."""
 
-    spec, workload, tracker, options = _open_sweep(sweep_dir, tracking_uri)
+    sweep_dir: Path
+    spec: SweepSpec
+    workload: Workload
+    tracker: Any
+    options: RunOptions
+
+    def missing(self, found: dict[str, TrialRecord]) -> list[tuple[Any, int]]:
+        """The (point, seed) trials its design wants now that `found` lacks."""
+        from sweeper.report import planned_trials
+
+        return [
+            (point, seed)
+            for point, seed in planned_trials(self.spec, self.workload, found)
+            if trial_key(point.label, seed) not in found
+        ]
+
+
+def run_sweeps(
+    sweep_dirs: list[Path], *, address: str | None = None, tracking_uri: str | None = None
+) -> list[SweepOutcome]:
+    """Run, round by round, every trial the sweeps' designs want that their folders do not hold yet (a new
+    folder starts at the first look, a resumed one where its trial files say it stopped), then analyse,
+    report and bring MLflow up to date for each sweep. A round is one Tuner over the missing trials of every
+    sweep that still wants some, so one Ray session serves them all and one sweep's trials fill the slots
+    another's stragglers leave; each sweep's next round is planned from its own finished trials
+    (`report.planned_trials`, a pure function of its folder), so a killed driver resumes at the same round
+    with the same plan. A sweep that loses trials in a round (interrupted, or trials lost past their
+    retries) runs no more rounds: its analysis says what is unfinished."""
+    sweeps = [_Open(sweep_dir, *_open_sweep(sweep_dir, tracking_uri)) for sweep_dir in sweep_dirs]
     runner = _start_ray(address)
-    runner.check_cluster(spec, tracker.tracking_uri)
-    wall_seconds = 0.0
-    found = load_trials(sweep_dir, spec)
-    while missing := [
-        (point, seed)
-        for point, seed in planned_trials(spec, workload, found)
-        if trial_key(point.label, seed) not in found
-    ]:
-        wall_seconds += _run_trials(
-            spec, workload, sweep_dir, tracker, missing, done=len(found), options=options, position=position
-        )
-        found = load_trials(sweep_dir, spec)
-        if any(trial_key(point.label, seed) not in found for point, seed in missing):
-            break  # interrupted, or trials lost past their retries: the analysis says what is unfinished
-    return _finish(spec, workload, sweep_dir, tracker, wall_seconds)
+    for sweep in sweeps:
+        runner.check_cluster(sweep.spec, sweep.tracker.tracking_uri)
+    found = {sweep.sweep_dir: load_trials(sweep.sweep_dir, sweep.spec) for sweep in sweeps}
+    wall_seconds = dict.fromkeys(sweep_dirs, 0.0)
+    going = list(sweeps)
+    while batches := [(sweep, wanted) for sweep in going if (wanted := sweep.missing(found[sweep.sweep_dir]))]:
+        seconds = _run_trials(batches, found, options=batches[0][0].options, of=len(sweeps))
+        going = []
+        for sweep, wanted in batches:
+            wall_seconds[sweep.sweep_dir] += seconds
+            found[sweep.sweep_dir] = load_trials(sweep.sweep_dir, sweep.spec)
+            if all(trial_key(point.label, seed) in found[sweep.sweep_dir] for point, seed in wanted):
+                going.append(sweep)
+    return [
+        _finish(sweep.spec, sweep.workload, sweep.sweep_dir, sweep.tracker, wall_seconds[sweep.sweep_dir])
+        for sweep in sweeps
+    ]
 
 
 def sweeps_to_resume(path: Path) -> list[Path]:
@@ -209,32 +232,34 @@ def _finished(sweep_dir: Path) -> bool:
 
 
 def _run_trials(
-    spec: SweepSpec,
-    workload: Workload,
-    sweep_dir: Path,
-    tracker,
-    trials: list,
-    *,
-    done: int,
-    options: RunOptions,
-    position: str,
+    batches: list[tuple[_Open, list]], found: dict[Path, dict[str, TrialRecord]], *, options: RunOptions, of: int = 1
 ) -> float:
-    """Run the trials on Ray with the console display, MLflow written from a thread of its own
-    (`TrialMirror`); the wall seconds it took."""
+    """Run one round, the missing trials of each sweep in `batches` (of `of` sweeps in the run), on one Tuner
+    with the console display, each sweep's MLflow written from a thread of its own (`TrialMirror`); the wall
+    seconds it took."""
     from sweeper import runner
     from sweeper.tracking import TrialMirror
 
     started = time.perf_counter()
-    mirror = TrialMirror(tracker, sweep_dir, _parent_fields(spec, sweep_dir))
+    mirrors = [
+        TrialMirror(sweep.tracker, sweep.sweep_dir, _parent_fields(sweep.spec, sweep.sweep_dir)) for sweep, _ in batches
+    ]
     try:
-        total = done + len(trials)  # this round's; an adaptive design's next round is planned from its results
-        title = f"sweep {position} {tracker.sweep_id}" if position else tracker.sweep_id
-        with SweepProgress(title, total, workload.metric, workload.mode, done=done) as display:
+        done = sum(len(found[sweep.sweep_dir]) for sweep, _ in batches)
+        total = done + sum(len(trials) for _, trials in batches)  # this round's; the next is planned from its results
+        title = batches[0][0].tracker.sweep_id if of == 1 else f"{len(batches)} of {of} sweeps"
+        with SweepProgress(title, total, done=done) as display:
             runner.run_trials(
-                spec, trials, sweep_dir=sweep_dir, mirror=mirror, display=display, **dataclasses.asdict(options)
+                [
+                    runner.Batch(sweep.spec, trials, sweep.sweep_dir, mirror)
+                    for (sweep, trials), mirror in zip(batches, mirrors, strict=True)
+                ],
+                display=display,
+                **dataclasses.asdict(options),
             )
     finally:
-        mirror.close()
+        for mirror in mirrors:
+            mirror.close()
     return time.perf_counter() - started
 
 
