@@ -1,5 +1,5 @@
 """How the driver's cost grows with the number of trials: sweeper beside bare Ray Tune, at 1,000 and 5,000
-trials of a workload whose trials take about a millisecond (bench/millisecond.py), so nearly all of the
+trials of a workload whose trials take about a millisecond (bench/workloads/millisecond.py), so nearly all of the
 wall time is the harness's.
 
     .venv/bin/python bench/scale.py                          # 1,000 and 5,000 trials, both harnesses, once
@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-WORKLOAD = ROOT / "bench" / "millisecond.py"
+WORKLOAD = ROOT / "bench" / "workloads" / "millisecond.py"
 SEEDS = 20
 
 

@@ -1,13 +1,14 @@
-"""Runs a sweep on Ray Tune: the only module that imports Ray.
+"""Runs sweeps on Ray Tune: the only module that imports Ray.
 
-One Tune trial per grid point x seed that the sweep folder does not hold yet: a new sweep runs them all, a
-resumed one the rest (a fresh Tuner each time, so no stale Tune snapshot can run a finished trial again or
-forget one that never started). The trainable wraps the workload's `train`: it stops a trial as soon
+One Tune trial per grid point x seed that a sweep folder does not hold yet: a new sweep runs them all, a
+resumed one the rest, and the sweeps of one run share one Tuner per round (a fresh Tuner each time, so no
+stale Tune snapshot can run a finished trial again or forget one that never started). Tune is handed the
+trials one at a time (`_TrialList`). The trainable wraps the workload's `train`: it stops a trial as soon
 as a report is non-finite or exploding (unless the sweep runs with `early_stop=False`), and turns an
 exception into an `error` outcome so one broken trial never stops the sweep; Tune's own retries
 (`max_retries`) are kept for lost workers and nodes. A driver-side callback keeps every trial's reports,
-diagnoses the trial when it ends, writes it to the sweep folder first, queues it for MLflow (`TrialMirror`:
-a trial never waits for MLflow) and drives the progress display.
+diagnoses the trial when it ends, writes it to its sweep's folder first, queues it for its sweep's MLflow
+mirror (`TrialMirror`: a trial never waits for MLflow) and drives the progress display.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -198,19 +199,34 @@ def run_sweeps(
         runner.check_cluster(sweep.spec, sweep.tracker.tracking_uri)
     found = {sweep.sweep_dir: load_trials(sweep.sweep_dir, sweep.spec) for sweep in sweeps}
     wall_seconds = dict.fromkeys(sweep_dirs, 0.0)
-    going = list(sweeps)
-    while batches := [(sweep, wanted) for sweep in going if (wanted := sweep.missing(found[sweep.sweep_dir]))]:
-        seconds = _run_trials(batches, found, options=batches[0][0].options, of=len(sweeps))
-        going = []
-        for sweep, wanted in batches:
-            wall_seconds[sweep.sweep_dir] += seconds
-            found[sweep.sweep_dir] = load_trials(sweep.sweep_dir, sweep.spec)
-            if all(trial_key(point.label, seed) in found[sweep.sweep_dir] for point, seed in wanted):
-                going.append(sweep)
-    return [
-        _finish(sweep.spec, sweep.workload, sweep.sweep_dir, sweep.tracker, wall_seconds[sweep.sweep_dir])
-        for sweep in sweeps
-    ]
+    finished: dict[Path, Future[SweepOutcome]] = {}
+    # A sweep that runs no more rounds is analysed and reported on a thread of its own (one at a time:
+    # matplotlib's pyplot is not thread-safe) while the other sweeps' rounds go on.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sweeper-report") as reporter:
+
+        def finish(sweep: _Open) -> None:
+            finished[sweep.sweep_dir] = reporter.submit(
+                _finish, sweep.spec, sweep.workload, sweep.sweep_dir, sweep.tracker, wall_seconds[sweep.sweep_dir]
+            )
+
+        going = list(sweeps)
+        while going:
+            batches = [(sweep, wanted) for sweep in going if (wanted := sweep.missing(found[sweep.sweep_dir]))]
+            for sweep in going:
+                if all(sweep is not batched for batched, _ in batches):
+                    finish(sweep)
+            if not batches:
+                break
+            seconds = _run_trials(batches, found, options=batches[0][0].options, of=len(sweeps))
+            going = []
+            for sweep, wanted in batches:
+                wall_seconds[sweep.sweep_dir] += seconds
+                found[sweep.sweep_dir] = load_trials(sweep.sweep_dir, sweep.spec)
+                if all(trial_key(point.label, seed) in found[sweep.sweep_dir] for point, seed in wanted):
+                    going.append(sweep)
+                else:  # interrupted, or trials lost past their retries: analysed as it stands
+                    finish(sweep)
+        return [finished[sweep.sweep_dir].result() for sweep in sweeps]
 
 
 def sweeps_to_resume(path: Path) -> list[Path]:
