@@ -12,6 +12,7 @@ trials, and for sweeper MLflow, diagnosis, analysis and report), one CPU per tri
   cost/trial   (wall - the trials' own seconds / slots) / trials: what the harness adds per trial
   MLflow rows/s  rows sweeper's store holds after the run (runs, params, tags, metric values) / wall
   peak MB      the driver process's peak resident memory (VmHWM), polled while it runs
+  (checked)    every trial in sweeper's SQLite store exactly once, or the script stops with an error
   report s     `sweeper report SWEEP_DIR` run afterwards: the analysis and every output rebuilt from the
                sweep folder, and attached to MLflow again
 
@@ -96,6 +97,13 @@ def sweeper_run(trials: int, workdir: Path, tracking_uri: str | None) -> dict[st
     rows = None
     if tracking_uri is None:
         with sqlite3.connect(workdir / "mlflow.db") as db:
+            once = db.execute(  # every trial in MLflow exactly once: as many live trial runs as distinct keys
+                "select count(*), count(distinct k.value) from runs r join tags t on t.run_uuid = r.run_uuid "
+                "and t.key = 'sweeper.kind' and t.value = 'trial' join tags k on k.run_uuid = r.run_uuid "
+                "and k.key = 'sweeper.trial_key' where r.lifecycle_stage = 'active'"
+            ).fetchone()
+            if once != (trials, trials):
+                sys.exit(f"error: {trials} trials, but MLflow holds (runs, distinct keys) = {once}")
             rows = sum(
                 db.execute(f"select count(*) from {table}").fetchone()[0]
                 for table in ("runs", "params", "tags", "metrics")

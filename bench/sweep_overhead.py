@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -127,6 +128,9 @@ def main() -> None:
     parser.add_argument("--slots", type=int, default=os.cpu_count(), help="parallel trial slots (default: CPUs)")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder with logs and sweeps")
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="run the harnesses this many times, interleaved; medians shown"
+    )
     args = parser.parse_args()
     spec = args.spec.resolve()
     harnesses = args.harness or list(HARNESSES)
@@ -149,13 +153,18 @@ def main() -> None:
             f"(median {sorted(own)[len(own) // 2]:.2f} s), {slots} slots: ideal wall {ideal:.1f} s",
             flush=True,
         )
-        results = {}
-        for name in harnesses:
-            results[name] = run_harness(name, spec, len(own), workdir)
-            print(
-                f"  {name:<14} wall {results[name]['wall']:7.1f} s   efficiency {ideal / results[name]['wall']:.2f}",
-                flush=True,
-            )
+        runs: dict[str, list[dict[str, float]]] = {name: [] for name in harnesses}
+        for repeat in range(args.repeats):  # interleaved: background load hits every harness alike
+            for name in harnesses:
+                scratch = workdir / f"{name}-{repeat + 1}"
+                scratch.mkdir()
+                runs[name].append(run_harness(name, spec, len(own), scratch))
+                wall = runs[name][-1]["wall"]
+                print(f"  {name:<14} wall {wall:7.1f} s   efficiency {ideal / wall:.2f}", flush=True)
+        results = {
+            name: {key: statistics.median(run[key] for run in measured) for key in measured[0]}
+            for name, measured in runs.items()
+        }
     finally:
         if args.keep:
             print(f"logs and sweeps kept in {workdir}")
@@ -163,6 +172,8 @@ def main() -> None:
             shutil.rmtree(workdir, ignore_errors=True)
 
     print()
+    if args.repeats > 1:
+        print(f"medians of {args.repeats} interleaved runs")
     print(f"{'harness':<14} {'wall s':>8} {'efficiency':>11} {'wall / sweeper':>15}")
     for name, result in results.items():
         relative = f"{result['wall'] / results['sweeper']['wall']:.2f}" if "sweeper" in results else "-"
