@@ -191,8 +191,8 @@ def run_sweeps(
     sweep that still wants some, so one Ray session serves them all and one sweep's trials fill the slots
     another's stragglers leave; each sweep's next round is planned from its own finished trials
     (`report.planned_trials`, a pure function of its folder), so a killed driver resumes at the same round
-    with the same plan. A sweep that loses trials in a round (interrupted, or trials lost past their
-    retries) runs no more rounds: its analysis says what is unfinished."""
+    with the same plan. A round that loses trials (interrupted, or trials lost past their retries) is the
+    last: every analysis says what is unfinished."""
     sweeps = [_Open(sweep_dir, *_open_sweep(sweep_dir, tracking_uri)) for sweep_dir in sweep_dirs]
     runner = _start_ray(address)
     for sweep in sweeps:
@@ -218,14 +218,22 @@ def run_sweeps(
             if not batches:
                 break
             seconds = _run_trials(batches, found, options=batches[0][0].options, of=len(sweeps))
-            going = []
-            for sweep, wanted in batches:
+            going = [sweep for sweep, _ in batches]
+            for sweep in going:
                 wall_seconds[sweep.sweep_dir] += seconds
                 found[sweep.sweep_dir] = load_trials(sweep.sweep_dir, sweep.spec)
-                if all(trial_key(point.label, seed) in found[sweep.sweep_dir] for point, seed in wanted):
-                    going.append(sweep)
-                else:  # interrupted, or trials lost past their retries: analysed as it stands
+            lost = [
+                (point, seed)
+                for sweep, wanted in batches
+                for point, seed in wanted
+                if trial_key(point.label, seed) not in found[sweep.sweep_dir]
+            ]
+            if lost:
+                # Interrupted, or trials lost past their retries: no sweep runs another round; each is
+                # analysed as it stands, and `resume` goes on from there.
+                for sweep in going:
                     finish(sweep)
+                break
         return [finished[sweep.sweep_dir].result() for sweep in sweeps]
 
 
