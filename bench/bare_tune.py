@@ -26,11 +26,16 @@ from trials import trial_list  # noqa: E402  (bench/ is on sys.path when this fi
 def trainable(param: dict) -> None:
     from ray import tune
 
+    began = time.time()
     config = param["trial"]
     if config["one_thread"]:
         os.environ["TF_NUM_INTRAOP_THREADS"] = os.environ["TF_NUM_INTEROP_THREADS"] = "1"
     module = importlib.import_module(f"experiments.{config['workload']}")
-    module.train(module.Config(**config["overrides"]), tune.report)
+
+    def report(metrics: dict) -> None:  # when the trial started and how long it has run: its busy slot
+        tune.report({**metrics, "started": began, "elapsed": time.time() - began})
+
+    module.train(module.Config(**config["overrides"]), report)
 
 
 def main() -> None:
@@ -50,13 +55,21 @@ def main() -> None:
     ]
     ray.init(address="local", include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
     started = time.perf_counter()
-    tune.Tuner(
+    results = tune.Tuner(
         tune.with_resources(trainable, {"cpu": 1}),
         param_space={"trial": tune.grid_search(configs)},
         tune_config=tune.TuneConfig(reuse_actors=args.reuse_actors),
         run_config=tune.RunConfig(storage_path=str(Path.cwd() / "tune"), verbose=0),
     ).fit()
     print(f"fit_seconds {time.perf_counter() - started:.2f}")
+    spans = [(r.metrics["started"], r.metrics["started"] + r.metrics["elapsed"]) for r in results if r.metrics]
+    print(f"busy_share {busy_share(spans, int(ray.cluster_resources()['CPU'])):.4f}")
+
+
+def busy_share(spans: list[tuple[float, float]], slots: int) -> float:
+    """The share of the slots' time that trials held, between the first trial's start and the last one's end."""
+    first, last = min(start for start, _ in spans), max(end for _, end in spans)
+    return sum(end - start for start, end in spans) / (slots * (last - first))
 
 
 if __name__ == "__main__":

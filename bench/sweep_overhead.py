@@ -88,15 +88,16 @@ def run_harness(name: str, spec: Path, trials: int, workdir: Path) -> dict[str, 
             workdir,
             "sweeper.log",
         )
-        return {"wall": wall, "recorded": recorded_train_seconds(spec, workdir / "sweeps")}
+        recorded, busy = recorded_trials(spec, workdir / "sweeps")
+        return {"wall": wall, "recorded": recorded, "busy": busy}
     if name == "tune":
-        return {
-            "wall": timed(
-                [python, str(ROOT / "bench/bare_tune.py"), str(spec), "--reuse-actors", "--one-thread"],
-                workdir,
-                "tune.log",
-            )
-        }
+        wall = timed(
+            [python, str(ROOT / "bench/bare_tune.py"), str(spec), "--reuse-actors", "--one-thread"],
+            workdir,
+            "tune.log",
+        )
+        lines = (workdir / "tune.log").read_text().splitlines()
+        return {"wall": wall, "busy": float(next(line for line in lines if line.startswith("busy_share")).split()[1])}
     if name == "tune-defaults":
         return {"wall": timed([python, str(ROOT / "bench/bare_tune.py"), str(spec)], workdir, "tune-defaults.log")}
     # the loop: a fresh python (and TensorFlow) per trial, one after another
@@ -108,17 +109,20 @@ def run_harness(name: str, spec: Path, trials: int, workdir: Path) -> dict[str, 
     }
 
 
-def recorded_train_seconds(spec_path: Path, sweeps: Path) -> float:
-    """The trials' training seconds as sweeper's own trials recorded them (two at a time, on a busy machine)."""
+def recorded_trials(spec_path: Path, sweeps: Path) -> tuple[float, float]:
+    """The trials' training seconds as sweeper's own trials recorded them (two at a time, on a busy machine),
+    and the share of the slots' time they held between the first trial's start and the last one's end."""
+    from bare_tune import busy_share
+
     from sweeper.records import is_sweep_folder, load_sweep_meta, load_trials
     from sweeper.spec import load_specs
 
     specs = {spec.name: spec for spec in load_specs(spec_path)}
-    total = 0.0
+    records = []
     for sweep_dir in filter(is_sweep_folder, sweeps.iterdir()):
-        spec = specs[load_sweep_meta(sweep_dir)["name"]]
-        total += sum(record.train_seconds for record in load_trials(sweep_dir, spec).values())
-    return total
+        records += load_trials(sweep_dir, specs[load_sweep_meta(sweep_dir)["name"]]).values()
+    spans = [(r.started, r.started + r.train_seconds) for r in records if r.started is not None]
+    return sum(r.train_seconds for r in records), busy_share(spans, os.cpu_count() or 1)
 
 
 def main() -> None:
@@ -159,8 +163,9 @@ def main() -> None:
                 scratch = workdir / f"{name}-{repeat + 1}"
                 scratch.mkdir()
                 runs[name].append(run_harness(name, spec, len(own), scratch))
-                wall = runs[name][-1]["wall"]
-                print(f"  {name:<14} wall {wall:7.1f} s   efficiency {ideal / wall:.2f}", flush=True)
+                wall, busy = runs[name][-1]["wall"], runs[name][-1].get("busy")
+                shown = "" if busy is None else f"   slots busy {busy:.1%} (first start to last end)"
+                print(f"  {name:<14} wall {wall:7.1f} s   efficiency {ideal / wall:.2f}{shown}", flush=True)
         results = {
             name: {key: statistics.median(run[key] for run in measured) for key in measured[0]}
             for name, measured in runs.items()
@@ -174,10 +179,11 @@ def main() -> None:
     print()
     if args.repeats > 1:
         print(f"medians of {args.repeats} interleaved runs")
-    print(f"{'harness':<14} {'wall s':>8} {'efficiency':>11} {'wall / sweeper':>15}")
+    print(f"{'harness':<14} {'wall s':>8} {'efficiency':>11} {'wall / sweeper':>15} {'slots busy':>11}")
     for name, result in results.items():
         relative = f"{result['wall'] / results['sweeper']['wall']:.2f}" if "sweeper" in results else "-"
-        print(f"{name:<14} {result['wall']:8.1f} {ideal / result['wall']:11.2f} {relative:>15}")
+        busy = f"{result['busy']:.1%}" if "busy" in result else "-"
+        print(f"{name:<14} {result['wall']:8.1f} {ideal / result['wall']:11.2f} {relative:>15} {busy:>11}")
     if "sweeper" in results:
         recorded = results["sweeper"]["recorded"]
         print(

@@ -59,6 +59,9 @@ class TrialRecord:
     error: str | None = None
     train_seconds: float = 0.0
     """Seconds from the start of the workload's `train` to its last report."""
+    started: float | None = None
+    """When the trial started on its worker, in seconds since the epoch (None in trial files written before
+    this was kept): with `train_seconds`, when its slot was busy."""
     worker: str = ""
     """node:pid of the Ray worker process that ran the trial (reused workers run many trials)."""
     attempts: int = 1
@@ -126,6 +129,7 @@ def save_trial(sweep_dir: Path, record: TrialRecord) -> None:
         "reason": record.reason,
         "error": record.error,
         "train_seconds": record.train_seconds,
+        "started": record.started,
         "worker": record.worker,
         "attempts": record.attempts,
         "run_id": record.run_id,
@@ -151,6 +155,7 @@ def load_trials(sweep_dir: Path, spec: SweepSpec) -> dict[str, TrialRecord]:
             history=document["history"],
             error=document["error"],
             train_seconds=document["train_seconds"],
+            started=document.get("started"),
             worker=document["worker"],
             attempts=document["attempts"],
             run_id=document["run_id"],

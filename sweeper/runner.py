@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 _REPORT = "sweeper_report"  # the workload's own report, kept apart from the keys Tune adds to a result
 _ERROR = "sweeper_error"
 _ELAPSED = "sweeper_elapsed_s"
+_STARTED = "sweeper_started"
 _NODE = "sweeper_node"
 _LIVE: dict[str, tuple[TrialMirror, SweepProgress | None]] = {}
 """The MLflow mirror and console display of each sweep this process drives. Tune pickles its callbacks with
@@ -73,12 +74,12 @@ def _trainable(config: dict[str, Any], sweeps: dict[str, dict[str, Any]]) -> Non
     limits = workload.thresholds
     node = ray.get_runtime_context().get_node_id()[:12]
     history: list[dict[str, Any]] = []
-    started = time.perf_counter()
+    began, started = time.time(), time.perf_counter()
 
     def report(metrics: dict[str, Any]) -> None:
         history.append({key: metrics.get(key) for key in (*health.WATCHED, "step", workload.metric)})
         diverged = health.check_divergence(history, workload.metric, limits)
-        tune.report({_REPORT: dict(metrics), _ELAPSED: time.perf_counter() - started, _NODE: node})
+        tune.report({_REPORT: dict(metrics), _ELAPSED: time.perf_counter() - started, _STARTED: began, _NODE: node})
         if diverged is not None and sweep["early_stop"]:
             raise _StopTrial(diverged.reason)
 
@@ -88,7 +89,8 @@ def _trainable(config: dict[str, Any], sweeps: dict[str, dict[str, Any]]) -> Non
     except _StopTrial:
         pass
     except Exception as exc:  # the trial's outcome, not the sweep's failure
-        tune.report({_ERROR: health.trial_error(exc), _ELAPSED: time.perf_counter() - started, _NODE: node})
+        elapsed = time.perf_counter() - started
+        tune.report({_ERROR: health.trial_error(exc), _ELAPSED: elapsed, _STARTED: began, _NODE: node})
 
 
 def _trial_dirname(trial: Any) -> str:
@@ -151,6 +153,7 @@ class _SweepCallback(tune.Callback):
     def on_trial_result(self, iteration, trials, trial, result, **info):
         sweep_id, record = self._record(trial)
         record.train_seconds = result.get(_ELAPSED, record.train_seconds)
+        record.started = result.get(_STARTED, record.started)
         record.worker = f"{result.get(_NODE, '')}:{result.get('pid', '')}"
         if _ERROR in result:
             record.error = result[_ERROR]

@@ -67,6 +67,10 @@ def test_outputs_have_one_row_per_trial(sweep):
     assert ": The answer\nThe failure:" in stdout  # and in the console, after the tables
     # reused Ray workers: TensorFlow is imported once per worker process, not once per trial
     assert len({row["worker"] for row in rows}) <= 2
+    # when each trial held its slot: started on its worker, for its training seconds, before the sweep ended
+    trials = [json.loads(path.read_text()) for path in (sweep_dir / "trials").glob("*.json")]
+    ended = (sweep_dir / "ranking.json").stat().st_mtime
+    assert all(ended - 600 < t["started"] <= t["started"] + t["train_seconds"] < ended for t in trials)
 
 
 @pytest.fixture(scope="module")
