@@ -62,7 +62,8 @@ def main() -> None:
         run_config=tune.RunConfig(storage_path=str(Path.cwd() / "tune"), verbose=0),
     ).fit()
     print(f"fit_seconds {time.perf_counter() - started:.2f}")
-    spans = [(r.metrics["started"], r.metrics["started"] + r.metrics["elapsed"]) for r in results if r.metrics]
+    reported = [r.metrics for r in results if r.metrics and "started" in r.metrics]  # not a trial that raised first
+    spans = [(metrics["started"], metrics["started"] + metrics["elapsed"]) for metrics in reported]
     print(f"busy_share {busy_share(spans, int(ray.cluster_resources()['CPU'])):.4f}")
 
 
