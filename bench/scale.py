@@ -12,7 +12,7 @@ trials, and for sweeper MLflow, diagnosis, analysis and report), one CPU per tri
   cost/trial   (wall - the trials' own seconds / slots) / trials: what the harness adds per trial
   MLflow rows/s  rows sweeper's store holds after the run (runs, params, tags, metric values) / wall
   peak MB      the driver process's peak resident memory (VmHWM), polled while it runs
-  (checked)    every trial in sweeper's SQLite store exactly once, or the script stops with an error
+  (checked)    every trial in sweeper's store exactly once, or the script stops with an error
   report s     `sweeper report SWEEP_DIR` run afterwards: the analysis and every output rebuilt from the
                sweep folder, and attached to MLflow again
 
@@ -94,21 +94,28 @@ def sweeper_run(trials: int, workdir: Path, tracking_uri: str | None) -> dict[st
     wall, peak = run([sweeper, "run", "spec.yaml", "--yes", "--tracking-uri", store, "--out", "sweeps"], workdir)
     (sweep_dir,) = [path for path in (workdir / "sweeps").iterdir() if path.is_dir()]
     report, _ = run([sweeper, "report", str(sweep_dir), "--tracking-uri", store], workdir)
+    check_once(store, sweep_dir.name, trials)
     rows = None
     if tracking_uri is None:
         with sqlite3.connect(workdir / "mlflow.db") as db:
-            once = db.execute(  # every trial in MLflow exactly once: as many live trial runs as distinct keys
-                "select count(*), count(distinct k.value) from runs r join tags t on t.run_uuid = r.run_uuid "
-                "and t.key = 'sweeper.kind' and t.value = 'trial' join tags k on k.run_uuid = r.run_uuid "
-                "and k.key = 'sweeper.trial_key' where r.lifecycle_stage = 'active'"
-            ).fetchone()
-            if once != (trials, trials):
-                sys.exit(f"error: {trials} trials, but MLflow holds (runs, distinct keys) = {once}")
             rows = sum(
                 db.execute(f"select count(*) from {table}").fetchone()[0]
                 for table in ("runs", "params", "tags", "metrics")
             )
     return {"wall": wall, "peak": peak, "report": report, "rows": rows}
+
+
+def check_once(store: str, sweep_id: str, trials: int) -> None:
+    """Every trial of the sweep in MLflow exactly once (any store: SQLite, or a server over PostgreSQL), or stop."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(store)
+    experiment = client.get_experiment_by_name(f"scale-{trials}")
+    query = f"tags.`sweeper.kind` = 'trial' and tags.`sweeper.sweep` = '{sweep_id}'"
+    runs = client.search_runs([experiment.experiment_id], query, max_results=50000)
+    keys = [run.data.tags.get("sweeper.trial_key") for run in runs]
+    if len(keys) != trials or len(set(keys)) != trials:
+        sys.exit(f"error: {trials} trials, but MLflow holds {len(keys)} trial runs with {len(set(keys))} keys")
 
 
 def tune_run(trials: int, workdir: Path) -> dict[str, float]:
