@@ -595,6 +595,9 @@ def server(
             f"--database: {database!r} is not a PostgreSQL URI; valid: {', '.join(DATABASE_SCHEMES)}USER@HOST:PORT/DB"
         )
     store.mkdir(parents=True, exist_ok=True)
+    if database is not None and database.startswith("postgresql://"):
+        # SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3; the driver pinned here is psycopg2.
+        database = "postgresql+psycopg2://" + database.removeprefix("postgresql://")
     uri = database or f"sqlite:///{store.resolve() / 'mlflow.db'}"
     artifacts = ["--serve-artifacts", "--artifacts-destination", (store.resolve() / "artifacts").as_uri()]
     _serve(uri, artifacts, host, port, "MLflow tracking server")

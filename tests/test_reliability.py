@@ -324,6 +324,7 @@ def test_a_two_node_cluster_survives_a_lost_node(tmp_path, postgres):
         return int(probe.stdout.strip().splitlines()[-1]) if probe.returncode == 0 and probe.stdout.strip() else 0
 
     try:
+        wait_for(lambda: server_is_up(uri), 120, f"the MLflow server over PostgreSQL at {uri}")
         wait_for(lambda: alive_nodes() == 2, 300, "both Ray nodes")
         refused = subprocess.run(
             [
@@ -352,6 +353,7 @@ def test_a_two_node_cluster_survives_a_lost_node(tmp_path, postgres):
         os.killpg(node.pid, signal.SIGKILL)  # the second node and its worker processes, mid-trial
         stdout, stderr = driver.communicate(timeout=1200)
         assert driver.returncode == 0, stdout[-3000:] + stderr[-3000:]
+        assert f"MLflow at {uri} failed" not in stderr  # the server over PostgreSQL took every write
         (sweep_dir,) = sweep_dirs(out)
         rows = list(csv.DictReader((sweep_dir / "trials.csv").open()))
         assert len(rows) == 8 and all(row["verdict"] != "error" for row in rows)
