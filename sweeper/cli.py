@@ -591,9 +591,7 @@ def server(
     if store.exists() and not store.is_dir():
         _fail(f"--store: {store} exists and is not a folder")
     if database is not None and not database.startswith(DATABASE_SCHEMES):
-        _fail(
-            f"--database: {database!r} is not a PostgreSQL URI; valid: {', '.join(DATABASE_SCHEMES)}USER@HOST:PORT/DB"
-        )
+        _fail(f"--database: {database!r} is not a PostgreSQL URI; expected postgresql://USER@HOST:PORT/DB")
     store.mkdir(parents=True, exist_ok=True)
     if database is not None and database.startswith("postgresql://"):
         # SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3; the driver pinned here is psycopg2.

@@ -113,7 +113,14 @@ def test_at_least_thirty_hostile_inputs():
 
 
 @pytest.mark.parametrize(
-    "command", [["resume", "no-such-folder"], ["sync", "no-such-folder"], ["report"], ["compare", "a"]]
+    "command",
+    [
+        ["resume", "no-such-folder"],
+        ["sync", "no-such-folder"],
+        ["report"],
+        ["compare", "a"],
+        ["server", "--database", "mysql://root@127.0.0.1/mlflow"],
+    ],
 )
 def test_other_commands_refuse_bad_arguments_on_one_line(tmp_path, command):
     result = subprocess.run([SWEEPER, *command], cwd=tmp_path, capture_output=True, text=True, timeout=120)
