@@ -7,6 +7,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -138,3 +139,41 @@ def postgres() -> Iterator[str]:
         if (data / "postmaster.pid").exists():
             run("pg_ctl", "-D", str(data), "-m", "immediate", "-w", "stop")
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def server_is_up(uri: str) -> bool:
+    """Whether the MLflow server (or UI) at `uri` answers its health check."""
+    try:
+        with urllib.request.urlopen(f"{uri}/health", timeout=5) as response:
+            return response.status == 200
+    except OSError:  # refused, reset or timed out while the server starts
+        return False
+
+
+def start_ray_node(*args: str, env: dict[str, str]) -> subprocess.Popen:
+    """`ray start ... --block` on 127.0.0.1, in a session of its own (`os.killpg` takes its processes down)."""
+    return subprocess.Popen(
+        [RAY, "start", "--node-ip-address=127.0.0.1", *args, "--block"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def ray_answer(address: str, expression: str, env: dict[str, str]) -> str | None:
+    """The printed value of a Python expression over `ray` connected to the cluster at `address` (from a
+    process of its own), or None while the cluster does not answer."""
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"import ray; ray.init(address='{address}', logging_level='ERROR'); print({expression})",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    lines = probe.stdout.strip().splitlines()
+    return lines[-1] if probe.returncode == 0 and lines else None

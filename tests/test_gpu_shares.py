@@ -6,11 +6,10 @@ import json
 import os
 import signal
 import subprocess
-import sys
 
 import pytest
 
-from conftest import RAY, SWEEPER, TEST_WORKLOADS, clean_env, free_port, sweep_dirs, wait_for
+from conftest import SWEEPER, TEST_WORKLOADS, clean_env, free_port, ray_answer, start_ray_node, sweep_dirs, wait_for
 
 SPEC = f"""
 name: gpu-shares
@@ -27,38 +26,12 @@ resources: {{cpu: 0.5, gpu: 0.25}}
 def test_trials_asking_a_quarter_gpu_run_four_at_a_time_each_on_the_device_ray_assigned(tmp_path):
     port = free_port()
     cluster_env = clean_env(RAY_AUTH_MODE="token")
-    head = subprocess.Popen(
-        [
-            RAY,
-            "start",
-            "--head",
-            "--node-ip-address=127.0.0.1",
-            f"--port={port}",
-            "--num-cpus=4",
-            "--num-gpus=1",
-            "--include-dashboard=false",
-            "--block",
-        ],
-        env=cluster_env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
+    head = start_ray_node(
+        "--head", f"--port={port}", "--num-cpus=4", "--num-gpus=1", "--include-dashboard=false", env=cluster_env
     )
 
     def node_has_a_gpu() -> bool:
-        probe = subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                f"import ray; ray.init(address='127.0.0.1:{port}', logging_level='ERROR'); "
-                "print(ray.cluster_resources().get('GPU', 0))",
-            ],
-            env=cluster_env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        return probe.returncode == 0 and probe.stdout.strip().endswith("1.0")
+        return ray_answer(f"127.0.0.1:{port}", "ray.cluster_resources().get('GPU', 0)", cluster_env) == "1.0"
 
     try:
         wait_for(node_has_a_gpu, 300, "the Ray node with one GPU")

@@ -12,9 +12,7 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import psycopg2
@@ -23,7 +21,18 @@ from mlflow.tracking import MlflowClient
 
 from sweeper.records import planned_sweep_dirs
 
-from conftest import RAY, SWEEPER, TEST_WORKLOADS, free_port, run_sweeper, start_sweeper, sweep_dirs, wait_for
+from conftest import (
+    SWEEPER,
+    TEST_WORKLOADS,
+    free_port,
+    ray_answer,
+    run_sweeper,
+    server_is_up,
+    start_ray_node,
+    start_sweeper,
+    sweep_dirs,
+    wait_for,
+)
 from conftest import clean_env as env
 
 pytestmark = pytest.mark.slow
@@ -194,14 +203,6 @@ def test_two_sweeps_writing_to_one_sqlite_store_at_once_both_complete(tmp_path):
         )
 
 
-def server_is_up(uri: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{uri}/health", timeout=5) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
 def test_a_tracking_server_that_is_down_loses_nothing(tmp_path):
     """Down when the sweep starts, back while it runs: no result is lost, and `sync` replays what MLflow
     missed, once (a second sync replays nothing)."""
@@ -259,43 +260,19 @@ def test_a_two_node_cluster_survives_a_lost_node(tmp_path, postgres):
     ports = [free_port() for _ in range(9)]
     head_port, mlflow_port = ports[0], ports[1]
     cluster_env = env(RAY_AUTH_MODE="token")  # one token for head, node and driver (see shared notes)
-    head = subprocess.Popen(
-        [
-            RAY,
-            "start",
-            "--head",
-            "--node-ip-address=127.0.0.1",
-            f"--port={head_port}",
-            "--num-cpus=1",
-            "--include-dashboard=false",
-            "--block",
-        ],
+    head = start_ray_node("--head", f"--port={head_port}", "--num-cpus=1", "--include-dashboard=false", env=cluster_env)
+    node = start_ray_node(
+        f"--address=127.0.0.1:{head_port}",
+        "--num-cpus=1",
+        f"--node-manager-port={ports[2]}",
+        f"--object-manager-port={ports[3]}",
+        f"--runtime-env-agent-port={ports[4]}",
+        f"--dashboard-agent-listen-port={ports[5]}",
+        f"--dashboard-agent-grpc-port={ports[6]}",
+        f"--metrics-export-port={ports[7]}",
+        "--min-worker-port=11000",
+        "--max-worker-port=11100",
         env=cluster_env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    node = subprocess.Popen(
-        [
-            RAY,
-            "start",
-            f"--address=127.0.0.1:{head_port}",
-            "--node-ip-address=127.0.0.1",
-            "--num-cpus=1",
-            f"--node-manager-port={ports[2]}",
-            f"--object-manager-port={ports[3]}",
-            f"--runtime-env-agent-port={ports[4]}",
-            f"--dashboard-agent-listen-port={ports[5]}",
-            f"--dashboard-agent-grpc-port={ports[6]}",
-            f"--metrics-export-port={ports[7]}",
-            "--min-worker-port=11000",
-            "--max-worker-port=11100",
-            "--block",
-        ],
-        env=cluster_env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
     )
     server = start_sweeper(
         "server",
@@ -309,19 +286,8 @@ def test_a_two_node_cluster_survives_a_lost_node(tmp_path, postgres):
     uri = f"http://127.0.0.1:{mlflow_port}"
 
     def alive_nodes() -> int:
-        probe = subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                f"import ray; ray.init(address='127.0.0.1:{head_port}', logging_level='ERROR'); "
-                "print(sum(node['Alive'] for node in ray.nodes()))",
-            ],
-            env=cluster_env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        return int(probe.stdout.strip().splitlines()[-1]) if probe.returncode == 0 and probe.stdout.strip() else 0
+        answer = ray_answer(f"127.0.0.1:{head_port}", "sum(node['Alive'] for node in ray.nodes())", cluster_env)
+        return int(answer) if answer is not None else 0
 
     try:
         wait_for(lambda: server_is_up(uri), 120, f"the MLflow server over PostgreSQL at {uri}")

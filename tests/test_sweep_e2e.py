@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import SWEEPER, clean_env, free_port, sweep_dirs, wait_for
+from conftest import SWEEPER, clean_env, free_port, server_is_up, sweep_dirs, wait_for
 
 SPEC = """
 name: e2e-listmle
@@ -94,19 +94,11 @@ def ui(sweep):
             printed.append(line.rstrip("\n"))
         address = f"http://127.0.0.1:{port}"
         assert line.startswith(f"MLflow UI: {address}")
-        wait_for(lambda: _answers(address), 90, "the MLflow UI")
+        wait_for(lambda: server_is_up(address), 90, "the MLflow UI")
         yield address, printed
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
-
-
-def _answers(address: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{address}/health", timeout=10):
-            return True
-    except OSError:  # refused, reset or timed out while the server starts
-        return False
 
 
 def _rest(address: str, endpoint: str, body: dict | None = None) -> dict:
