@@ -45,18 +45,18 @@ def complete(sweep_dir: Path, work: Path) -> Path:
             shutil.copy2(sweep_dir / name, copy / name)
         for trial in (sweep_dir / TRIALS_DIR).glob("*.json"):
             shutil.copy2(trial, copy / TRIALS_DIR / trial.name)
-    opened = sweep._Open(copy, *sweep._open_sweep(copy, f"sqlite:///{work / 'mlflow.db'}"))
+    opened = sweep.open_sweep(copy, f"sqlite:///{work / 'mlflow.db'}")
     found = load_trials(copy, opened.spec)
     missing = [(p, s) for p, s in superset(opened.spec) if trial_key(p.label, s) not in found]
     if missing:
-        sweep._start_ray(None)
-        sweep._run_trials([(opened, missing)], {copy: found}, options=opened.options)
+        sweep.start_ray(None)
+        sweep.run_round([(opened, missing)], {copy: found}, options=opened.options)
     return copy
 
 
 def replay(copy: Path) -> tuple[str, dict[str, tuple[int, float, dict[str, str]]], int]:
     """Per design: trials, trial-seconds and verdict by grid point; and how many superset trials are missing."""
-    from sweeper import evidence, ranking, report
+    from sweeper import analysis, evidence
     from sweeper.records import SPEC_FILE, load_trials, trial_key
     from sweeper.spec import load_specs
     from sweeper.workload import load
@@ -72,12 +72,12 @@ def replay(copy: Path) -> tuple[str, dict[str, tuple[int, float, dict[str, str]]
     results = {}
     for name, design in designs.items():
         used_spec = spec if name == "adaptive" else spec.with_seeds(FIXED_SEEDS)
-        keys = [trial_key(p.label, s) for p, s in report.planned_trials(used_spec, workload, found)]
+        keys = [trial_key(p.label, s) for p, s in analysis.planned_trials(used_spec, workload, found)]
         used = [found[key] for key in keys if key in found]
-        outcomes = report.outcomes_of(used, workload.metric)
-        points = ranking.rank_points(outcomes, workload.mode, design)
+        outcomes = analysis.outcomes_of(used, workload.metric)
+        points = analysis.rank_points(outcomes, workload.mode, design)
         seconds = sum(r.train_seconds for r in used)
-        results[name] = (len(used), seconds, {p["label"]: p["verdict"] for p in points if not p["is_baseline"]})
+        results[name] = (len(used), seconds, {p.label: p.verdict for p in points if not p.is_baseline})
     return spec.name, results, missing
 
 

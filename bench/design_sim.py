@@ -45,13 +45,13 @@ def main() -> None:
 
     nulls = [SimulatedPoint(0.5)] * (args.points - 1)
     null = run([SimulatedPoint(0.5), *nulls])
-    fwer = np.mean([any(d["verdict"] in ("fixes", "harmful") for d in r.values()) for r, _ in null])
+    fwer = np.mean([any(d.verdict in ("fixes", "harmful") for d in r.values()) for r, _ in null])
     strong = run([SimulatedPoint(0.0, 1.0), *nulls])
     healthy_only = run([SimulatedPoint(0.0, 0.0), *nulls])
     print(f"design: looks {design.looks}, baseline {design.baseline_looks}, futility p {args.futility_p}")
     print(f"family-wise error rate, no real effect: {fwer:.3f}")
     for name, runs in (("all healthy, +1 SD", strong), ("all healthy, same metric", healthy_only)):
-        power = np.mean([r["0"]["verdict"] == "fixes" for r, _ in runs])
+        power = np.mean([r["0"].verdict == "fixes" for r, _ in runs])
         spent = np.mean([trials for _, trials in runs])
         fixed = (args.points + 1) * 10
         print(f"{name}: power {power:.3f}; trials {spent:.0f} vs fixed 10-seed {fixed} ({1 - spent / fixed:.0%} fewer)")

@@ -1,4 +1,8 @@
-"""The `sweeper` command line: validate, list, run, report, compare, ui."""
+"""The `sweeper` command line: run, resume, doctor, validate, list, report, compare, sync, ui, server.
+
+Why this module is long: it is one function per command, each declaring its options where typer parses them,
+and the console's fitted tables; the work itself is in `sweeper.api`, `sweeper.sweep` and `sweeper.doctor`.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ import subprocess
 import sys
 import traceback
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -19,8 +23,12 @@ from typer import rich_utils
 
 from sweeper import stores
 from sweeper.doctor import DOCTOR_SEEDS
-from sweeper.errors import SweeperError, did_you_mean, one_of
-from sweeper.spec import SweepSpec, load_specs
+from sweeper.errors import SweeperError
+from sweeper.spec import SweepSpec, load_specs, only_named
+
+if TYPE_CHECKING:
+    from sweeper.results import Ranking
+    from sweeper.sweep import SweepOutcome
 
 app = typer.Typer(
     add_completion=False,
@@ -154,11 +162,10 @@ def run(
     """Run every sweep in SPEC: reproduce the failure, sweep the remedies over seeds, rank them."""
     specs = _specs(spec, seeds)  # everything is validated before anything is written or started
     if only:
-        names = [sweep.name for sweep in specs]
-        for name in only:
-            if name not in names:
-                _fail(f"{spec}: --only: no sweep named {name!r}{did_you_mean(name, names)}; {one_of(names)}")
-        specs = [sweep for sweep in specs if sweep.name in only]
+        try:
+            specs = only_named(specs, only)
+        except SweeperError as exc:
+            _fail(str(exc))
     for sweep in specs:
         if sweep.trial_count > max_trials and not yes:
             _fail(
@@ -195,7 +202,7 @@ def _run_all(folders: list[Path], *, address: str | None, tracking_uri: str | No
     except KeyboardInterrupt:  # a second Ctrl-C, while Tune was saving its state after the first
         _stop(130, f"interrupted; `sweeper resume {resume_from}` finishes every sweep of this run")
     for outcome in outcomes:
-        _print_outcome(outcome, tracking_uri or "the sweep's store")
+        _print_outcome(outcome)
     unfinished = [outcome for outcome in outcomes if outcome.unfinished]
     if unfinished:
         count = sum(outcome.unfinished for outcome in unfinished)
@@ -209,7 +216,7 @@ def _run_all(folders: list[Path], *, address: str | None, tracking_uri: str | No
         raise typer.Exit(1)
 
 
-def _print_outcome(outcome, uri: str) -> None:
+def _print_outcome(outcome: SweepOutcome) -> None:
     if outcome.analysis_error is not None:
         exc = outcome.analysis_error
         errors.print(
@@ -222,6 +229,14 @@ def _print_outcome(outcome, uri: str) -> None:
         return
     _print_ranking(outcome.ranking)
     console.print(f"outputs: {outcome.sweep_dir}/ (report.md, report.html, ranking.json, trials.csv, plots/)")
+    uri = outcome.tracking_uri
+    if uri == stores.TRACKING_OFF:
+        console.print(
+            f"mlflow:  none (this sweep ran without MLflow; `sweeper sync {outcome.sweep_dir} --tracking-uri URI` "
+            "mirrors it)",
+            markup=False,
+        )
+        return
     console.print(f"mlflow:  {uri} · parent run {outcome.parent_run_id}")
     if outcome.experiment_id is not None and "://" in uri:
         link, hint = stores.experiment_link(uri, outcome.experiment_id), stores.link_hint(uri)
@@ -276,18 +291,18 @@ def sync(
     console.print(f"synced {sweep_dir} to {uri}: {replayed} trials replayed")
 
 
-def _print_ranking(document: dict | None) -> None:
+def _print_ranking(ranking: Ranking | None) -> None:
     """The report's ranking and claims tables (none when the analysis failed), fitted to the console (see
     `_fitted_table`), then its answer, last, where the eye lands when the sweep ends."""
-    if document is None:
+    if ranking is None:
         return
     from sweeper.report import answer_section, claims_section, ranking_section
 
-    for section in (ranking_section(document), claims_section(document)):
+    for section in (ranking_section(ranking), claims_section(ranking)):
         if section.rows:
-            _fitted_table(f"{document['sweep']}: {section.title}", section.header, section.rows)
-    answer = answer_section(document)
-    console.print(f"{document['sweep']}: {answer.title}", style="bold", markup=False, highlight=False)
+            _fitted_table(f"{ranking.sweep}: {section.title}", section.header, section.rows)
+    answer = answer_section(ranking)
+    console.print(f"{ranking.sweep}: {answer.title}", style="bold", markup=False, highlight=False)
     for line in answer.paragraphs:
         console.print(line, markup=False, highlight=False)
 
@@ -372,7 +387,7 @@ def report(
             )
     except SweeperError as exc:
         _fail(str(exc))
-    _print_outcome(outcome, tracking_uri or "the sweep's store")
+    _print_outcome(outcome)
     if outcome.analysis_error is not None:
         raise typer.Exit(1)
 
@@ -385,46 +400,29 @@ def compare(
 ) -> None:
     """The grid points two sweeps share, side by side: verdicts, healthy seeds, the median healthy metric,
     P(after beats before) and its rank test's p-value."""
-    import json
-    import tempfile
-
-    from sweeper.ranking import compare_sweeps
-    from sweeper.records import RANKING_FILE
+    from sweeper import api
+    from sweeper.analysis import compare as compare_rankings
     from sweeper.report import number
 
-    def ranking_of(ref: str, scratch: Path) -> dict:
-        local = Path(ref) / RANKING_FILE
-        if local.is_file():
-            return json.loads(local.read_text())
-        from sweeper.stores import default_tracking_uri
-        from sweeper.tracking import download_file
-
-        uri = tracking_uri or default_tracking_uri()
-        path = download_file(uri, ref, RANKING_FILE, scratch)
-        if path is None:
-            _fail(f"{ref}: neither a sweep folder with ranking.json nor a sweep in {uri}")
-        return json.loads(path.read_text())
-
-    with tempfile.TemporaryDirectory() as scratch:
-        documents = [ranking_of(ref, Path(scratch) / str(i)) for i, ref in enumerate((before, after))]
     try:
-        rows = compare_sweeps(*documents)
-    except ValueError as exc:
+        rankings = [api.load_ranking(ref, tracking_uri=tracking_uri) for ref in (before, after)]
+        rows = compare_rankings(*rankings)
+    except (SweeperError, ValueError) as exc:
         _fail(str(exc))
     if not rows:
         _fail(f"{before} and {after} share no grid point")
-    metric = documents[0]["metric"]
+    metric = rankings[0].metric
     _fitted_table(
-        f"{documents[0]['sweep']} -> {documents[1]['sweep']}",
+        f"{rankings[0].sweep} -> {rankings[1].sweep}",
         ["grid point", "verdict", "healthy", f"median healthy {metric}", "P(after beats before)", "p"],
         [
             [
-                row["label"],
-                f"{row['verdict_before']} -> {row['verdict_after']}",
-                f"{row['healthy_before']} -> {row['healthy_after']}",
-                f"{number(row['metric_before'])} -> {number(row['metric_after'])}",
-                number(row["prob_after_beats_before"], 2),
-                number(row["p_value"], 2),
+                row.label,
+                f"{row.verdict_before} -> {row.verdict_after}",
+                f"{row.healthy_before} -> {row.healthy_after}",
+                f"{number(row.metric_before)} -> {number(row.metric_after)}",
+                number(row.prob_after_beats_before, 2),
+                number(row.p_value, 2),
             ]
             for row in rows
         ],
@@ -444,6 +442,8 @@ def ui(tracking_uri: TrackingUri = None, host: Host = "127.0.0.1", port: Port = 
     from sweeper.stores import default_tracking_uri, local_store_path
 
     uri = tracking_uri or default_tracking_uri()
+    if uri == stores.TRACKING_OFF:
+        _fail("--tracking-uri: none is no MLflow store to open; name one, e.g. --tracking-uri sqlite:///mlflow.db")
     store = local_store_path(uri)
     if store is not None and not store.exists():
         _fail(f"{store}: no MLflow store here yet; run a sweep first or pass --tracking-uri")
@@ -476,95 +476,35 @@ def doctor(
 ) -> None:
     """Run WORKLOAD as written on calibration seeds, print its symptoms and the remedies that address them, and
     write them as a spec to edit (`vary: one_at_a_time`); with --run, sweep them over other seeds."""
-    import yaml
-
     from sweeper import doctor as rx
-    from sweeper.records import write_atomically
     from sweeper.report import number
-    from sweeper.workload import is_workload_file, load
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
-        loaded = load(workload)
+        examination = rx.examine(workload, seeds, smoke)
     except SweeperError as exc:
         _fail(str(exc))
-    chosen_seeds = tuple(range(rx.DOCTOR_SEEDS[0], rx.DOCTOR_SEEDS[0] + seeds))
+    loaded, chosen_seeds = examination.workload, examination.seeds
     table = Table(title=f"{loaded.name} as written, calibration seeds {chosen_seeds[0]}-{chosen_seeds[-1]}")
     for column in ("seed", "verdict", f"final {loaded.metric}", "chance", *rx.READINGS, "why"):
         table.add_column(column, overflow="fold")
-    verdicts = []
-    for seed in chosen_seeds:
-        history, diagnosis = _run_as_written(loaded, {**(loaded.smoke if smoke else {}), "seed": seed})
-        verdicts.append((diagnosis.verdict, diagnosis.reason))
-        final = history[-1] if history else {}
-        readings = rx.late_readings(history, loaded.thresholds.stuck_tail)
-        table.add_row(
-            str(seed),
-            diagnosis.verdict,
-            number(final.get(loaded.metric)),
-            number(final.get("chance")),
-            *(number(readings.get(key)) for key in rx.READINGS),
-            diagnosis.reason,
-        )
+    for row in examination.rows:
+        readings = (number(row.readings.get(key)) for key in rx.READINGS)
+        table.add_row(str(row.seed), row.verdict, number(row.final), number(row.chance), *readings, row.reason)
     console.print(table)
-    found = rx.symptoms(verdicts)
-    if not found:
+    try:
+        proposal = rx.propose(examination, spec_out)
+    except SweeperError as exc:
+        _fail(str(exc))
+    if proposal is None:
         console.print(f"no failure in {seeds} seeds: every trial is healthy, so there is nothing to propose")
         return
-    grid = rx.proposals(found, loaded, getattr(loaded.module, "COMPILE", {}).get("loss"))
-    if not grid:
-        _fail(
-            f"{workload}: symptoms {', '.join(s.verdict for s in found)}, but the workload has none of the knobs "
-            "that address them; write the grid by hand (`sweeper list` shows its knobs)"
-        )
-    target = spec_out or Path(f"doctor-{loaded.name}.yaml")
-    reference = workload
-    if is_workload_file(workload):
-        # relative to the spec (so the pair can move together) where the file lies under its folder
-        file, folder = Path(workload).resolve(), target.resolve().parent
-        reference = f"./{file.relative_to(folder)}" if file.is_relative_to(folder) else str(file)
-    document = rx.doctor_spec(f"doctor-{loaded.name}", reference, found, grid)
-    if smoke:
-        document["smoke"] = True
-    header = [
-        f"# Written by `sweeper doctor {workload}`:",
-        f"# the remedies for the symptoms seen on calibration seeds {chosen_seeds[0]}-{chosen_seeds[-1]} (the sweep",
-        "# judges them on seeds 0 and up). Edit freely: add values, drop knobs, add claims. Why each knob is here:",
-        *(f"#   {line}" for line in rx.why_lines(found, grid)),
-    ]
-    write_atomically(target, "\n".join(header) + "\n" + yaml.safe_dump(document, sort_keys=False))
-    for symptom in found:
+    for symptom in proposal.symptoms:
         console.print(f"symptom: {symptom.verdict} in {symptom.seeds}/{seeds} seeds")
-    for line in rx.why_lines(found, grid):
+    for line in proposal.why:
         console.print(f"  proposed: {line}")
-    console.print(f"wrote {target}; run it with `sweeper run {target}`")
+    console.print(f"wrote {proposal.spec}; run it with `sweeper run {proposal.spec}`")
     if run_it:
-        run(spec=target, out=out, tracking_uri=tracking_uri)
-
-
-def _run_as_written(workload, overrides: dict) -> tuple[list[dict], Any]:
-    """One trial in this process, stopped as soon as it diverges: its reports and its diagnosis."""
-    from sweeper import health
-
-    history: list[dict] = []
-    limits = workload.thresholds
-
-    class Diverged(Exception):
-        pass
-
-    def report(values: dict) -> None:
-        history.append(dict(values))
-        if health.check_divergence(history, workload.metric, limits) is not None:
-            raise Diverged
-
-    error = None
-    try:
-        workload.train(workload.make_config(overrides), report)
-    except Diverged:
-        pass
-    except Exception as exc:  # noqa: BLE001 - the program's own failure is a symptom, not the doctor's
-        error = health.trial_error(exc)  # the line a sweep would record for it
-    return history, health.diagnose(history, workload.metric, workload.mode, error, limits)
+        run(spec=proposal.spec, out=out, tracking_uri=tracking_uri)
 
 
 DATABASE_SCHEMES = ("postgresql://", "postgresql+psycopg2://")

@@ -1,10 +1,12 @@
 """`sweeper doctor`: from the symptoms of a program run as written to a sweep of the remedies that address them.
 
-Pure functions (the CLI runs the trials): `symptoms` reads the diagnosed trials, `proposals` maps each
+Pure functions first: `symptoms` reads the diagnosed trials, `proposals` maps each
 symptom to the remedy families that address it (`FAMILIES`, the table the research tools repair from:
 AUTOTRAINER, ICSE 2021, and DeepDiagnosis, ICSE 2022, swap activations and initializers, add batch norm,
 clip gradients, change the optimizer or the learning rate), and `doctor_spec` writes them as a spec the
 user can edit: `vary: one_at_a_time`, so each remedy is judged alone against the program as written.
+Then the driver, which the command line and the Python API share and which prints nothing: `examine` runs the
+program as written in this process (`sweeper.trial`) and diagnoses each trial, `propose` writes the spec.
 
 The trials the doctor looks at run on calibration seeds (`DOCTOR_SEEDS`, 1000 and up): the grid is chosen by
 looking at them, so the sweep that judges it runs on other seeds (0 and up), and the spec says so.
@@ -12,13 +14,17 @@ looking at them, so the sweep that judges it runs on other seeds (0 and up), and
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sweeper import health
-from sweeper.workload import Knob, Workload
+from sweeper.errors import SweeperError
+from sweeper.trial import run_trial
+from sweeper.workload import Knob, Workload, is_workload_file, load
 
 DOCTOR_SEEDS = (1000, 1001, 1002)
 READINGS = ("grad_norm", "grad_norm_ratio", "dead_share", "saturated_share", "update_ratio")
@@ -185,3 +191,121 @@ def why_lines(found: Sequence[Symptom], grid: dict[str, tuple[Any, ...]]) -> lis
                 lines.append(f"{knob}: for {symptom.verdict}: {family.why}")
                 break
     return lines
+
+
+# --- the driver: runs the program as written and writes the spec (no printing) ---
+@dataclass(frozen=True)
+class SeedResult:
+    """One calibration trial of the program as written."""
+
+    seed: int
+    verdict: str
+    reason: str
+    final: Any
+    """The metric's last reported value (None without a report)."""
+    chance: Any
+    """The last report's chance (None without a report)."""
+    readings: dict[str, float]
+    """`late_readings` of the trial (the instruments it reported)."""
+
+
+@dataclass(frozen=True)
+class Examination:
+    """The program as written on the calibration seeds."""
+
+    workload: Workload
+    workload_ref: str
+    """The workload as the user named it: a file path or a workload name."""
+    seeds: tuple[int, ...]
+    smoke: bool
+    rows: tuple[SeedResult, ...]
+    """One per seed, in seed order."""
+
+    @property
+    def symptoms(self) -> list[Symptom]:
+        return symptoms([(row.verdict, row.reason) for row in self.rows])
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """The remedies proposed for an examination's symptoms, as written to a spec file."""
+
+    symptoms: tuple[Symptom, ...]
+    grid: dict[str, tuple[Any, ...]]
+    why: tuple[str, ...]
+    """`why_lines`: one per proposed knob."""
+    spec: Path
+    """The spec file written."""
+    document: dict[str, Any]
+    """The spec document (the file holds it after a comment header)."""
+
+
+def calibration_seeds(count: int) -> tuple[int, ...]:
+    """The first `count` calibration seeds (1000, 1001, ...)."""
+    return tuple(range(DOCTOR_SEEDS[0], DOCTOR_SEEDS[0] + count))
+
+
+def examine(workload_ref: str, seeds: int = len(DOCTOR_SEEDS), smoke: bool = False) -> Examination:
+    """Load the workload (a file path or a name), run it as written on `seeds` calibration seeds (with its SMOKE
+    sizes if `smoke`), each stopped as soon as it diverges, and diagnose each trial. SweeperError if the
+    workload does not load; a trial that raises is diagnosed `error`."""
+    if seeds < 1:
+        raise SweeperError(f"seeds: {seeds}; the doctor needs at least one calibration seed")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before the workload imports TensorFlow
+    loaded = load(workload_ref)
+    limits = loaded.thresholds
+    rows = []
+    for seed in calibration_seeds(seeds):
+        run = run_trial(loaded, {**(loaded.smoke if smoke else {}), "seed": seed})
+        diagnosis = health.diagnose(run.history, loaded.metric, loaded.mode, run.error, limits)
+        final = run.history[-1] if run.history else {}
+        rows.append(
+            SeedResult(
+                seed=seed,
+                verdict=diagnosis.verdict,
+                reason=diagnosis.reason,
+                final=final.get(loaded.metric),
+                chance=final.get("chance"),
+                readings=late_readings(run.history, limits.stuck_tail),
+            )
+        )
+    return Examination(loaded, workload_ref, calibration_seeds(seeds), smoke, tuple(rows))
+
+
+def propose(examination: Examination, spec_out: Path | None = None) -> Proposal | None:
+    """The remedies for the examination's symptoms, written as a spec to `spec_out` (default:
+    ./doctor-<workload>.yaml) with a comment header that says why each knob is there; None, and nothing
+    written, when every trial is healthy. SweeperError when the workload has none of the knobs that address
+    its symptoms."""
+    import yaml
+
+    from sweeper.records import write_atomically
+
+    loaded, workload_ref, chosen = examination.workload, examination.workload_ref, examination.seeds
+    found = examination.symptoms
+    if not found:
+        return None
+    grid = proposals(found, loaded, getattr(loaded.module, "COMPILE", {}).get("loss"))
+    if not grid:
+        raise SweeperError(
+            f"{workload_ref}: symptoms {', '.join(s.verdict for s in found)}, but the workload has none of the "
+            "knobs that address them; write the grid by hand (`sweeper list` shows its knobs)"
+        )
+    target = spec_out or Path(f"doctor-{loaded.name}.yaml")
+    reference = workload_ref
+    if is_workload_file(workload_ref):
+        # relative to the spec (so the pair can move together) where the file lies under its folder
+        file, folder = Path(workload_ref).resolve(), target.resolve().parent
+        reference = f"./{file.relative_to(folder)}" if file.is_relative_to(folder) else str(file)
+    document = doctor_spec(f"doctor-{loaded.name}", reference, found, grid)
+    if examination.smoke:
+        document["smoke"] = True
+    why = why_lines(found, grid)
+    header = [
+        f"# Written by `sweeper doctor {workload_ref}`:",
+        f"# the remedies for the symptoms seen on calibration seeds {chosen[0]}-{chosen[-1]} (the sweep",
+        "# judges them on seeds 0 and up). Edit freely: add values, drop knobs, add claims. Why each knob is here:",
+        *(f"#   {line}" for line in why),
+    ]
+    write_atomically(target, "\n".join(header) + "\n" + yaml.safe_dump(document, sort_keys=False))
+    return Proposal(tuple(found), grid, tuple(why), target, document)

@@ -21,7 +21,7 @@ the probability of calling any do-nothing point `fixes` or `harmful` is at most 
 between the points) or, if the spec asks for `correction: bh`, Benjamini-Hochberg (false-discovery rate at
 most alpha when the p-values are independent or positively dependent; the shared baseline, the shared seeds
 and the two-sided p-values are not known to give that, so under BH the rate is the simulated one, not a
-guarantee). A spec's claims form a second family, adjusted the same way (`report.judge_claims`).
+guarantee). A spec's claims form a second family, adjusted the same way (`analysis.judge_claims`).
 
 The design: where seeds go (`seeds_wanted`)
 --------------------------------------------
@@ -47,14 +47,18 @@ random-number seeds 1000 and up; the tests check the error rate and the power on
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from scipy import stats
+
+Array = npt.NDArray[np.float64]
+"""A float array (scores, metrics); a 0/1 or label array where the name says so."""
 
 FUTILITY_P = 0.2
 """An interim look drops a point whose one-sided p-values, in both directions, are above this."""
@@ -69,7 +73,7 @@ MONTE_CARLO_RESAMPLES = 99_999
 MONTE_CARLO_SEED = 20211111
 
 
-Scores = Mapping[str, Sequence[float] | np.ndarray]
+Scores = Mapping[str, Sequence[float] | Array]
 """Each point's scores by label, in seed order 0, 1, ..."""
 
 
@@ -87,7 +91,7 @@ class RankTest:
     """The permutation null was enumerated (else sampled, MONTE_CARLO_RESAMPLES)."""
 
 
-def rank_test(point: Sequence[float] | np.ndarray, baseline: Sequence[float] | np.ndarray) -> RankTest | None:
+def rank_test(point: Sequence[float] | Array, baseline: Sequence[float] | Array) -> RankTest | None:
     """The primary test on scores (higher is better, -inf for an unhealthy seed); None when a side is empty."""
     x, y = np.asarray(point, dtype=float), np.asarray(baseline, dtype=float)
     n, m = x.size, y.size
@@ -115,7 +119,7 @@ def rank_test(point: Sequence[float] | np.ndarray, baseline: Sequence[float] | n
 
 
 @functools.lru_cache(maxsize=256)  # an enumerated null holds up to EXACT_LIMIT values
-def _null_u(n: int, m: int, tie_counts: tuple[int, ...]) -> tuple[np.ndarray, bool]:
+def _null_u(n: int, m: int, tie_counts: tuple[int, ...]) -> tuple[Array, bool]:
     """The permutation distribution of U (sorted) for n point and m baseline seeds whose pooled values tie in
     groups of `tie_counts` (in rank order): it depends on nothing else, so it is computed once per pattern,
     by `scipy.stats.permutation_test` over the midranks."""
@@ -299,39 +303,61 @@ def seeds_wanted(design: Design, scores: Scores, baseline: str) -> tuple[dict[st
 
 
 # --- decisions ---
+@dataclass(frozen=True)
+class Decision:
+    """One point's tests and verdict, from the seeds the design asked for."""
+
+    status: str
+    """running | dropped | final"""
+    dropped_at: int | None
+    """The interim look (a point's seeds) at which it was dropped; None if it was not."""
+    seeds_used: int
+    baseline_seeds_used: int
+    test: RankTest | None
+    """The primary test on the seeds used; None when a side has no seed yet."""
+    rate: RateTest | None
+    """The secondary readout (healthy rates), which decides nothing; None where left out or a side is empty."""
+    p_adjusted: float | None = None
+    """Over the family; None unless the point reached its final look."""
+    verdict: str = "pending"
+    """fixes | harmful | no_evidence | pending"""
+    replication_p: float | None = None
+    """`fixes` only: the one-sided p-value on the seeds after the last interim look (`_replication`)."""
+    replication_p_adjusted: float | None = None
+    replicated: bool | None = None
+
+
 def decide(
     design: Design,
     scores: Scores,
-    healthy: Mapping[str, Sequence[bool] | np.ndarray],
+    healthy: Mapping[str, Sequence[bool] | npt.NDArray[np.bool_]],
     baseline: str,
     readouts: bool = True,
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, Decision]:
     """Every point's tests and verdict (fixes | harmful | no_evidence | pending), from the scores the design
     asked for. A point is decided only at its final look; a dropped point is `no_evidence`. `readouts=False`
     leaves out the secondary readout (`rate_test`), which decides nothing."""
     states, _, done = seeds_wanted(design, scores, baseline)
     base = list(scores.get(baseline, ()))
     base_ok = list(healthy.get(baseline, ()))
-    results: dict[str, dict[str, Any]] = {}
+    tested: dict[str, Decision] = {}
     for label, state in states.items():
         n = min(len(scores[label]), state.seeds_wanted)
         m = _baseline_seeds_for(design, state, len(base))
-        test = rank_test(scores[label][:n], base[:m])
-        rate = rate_test(sum(healthy[label][:n]), n, sum(base_ok[:m]), m) if readouts else None
-        results[label] = {
-            "status": state.status if done or state.status == "dropped" else "running",
-            "dropped_at": state.dropped_at,
-            "seeds_used": n,
-            "baseline_seeds_used": m,
-            "test": test,
-            "rate": rate,
-        }
-    family = [r["test"].p_value if r["status"] == "final" and r["test"] is not None else 1.0 for r in results.values()]
-    for r, adjusted in zip(results.values(), adjust(family, design.correction), strict=True):
-        r["p_adjusted"] = adjusted if r["status"] == "final" else None
-        r["verdict"] = _verdict(r, design.alpha)
-    _replication(design, scores, base, results)
-    return results
+        tested[label] = Decision(
+            status=state.status if done or state.status == "dropped" else "running",
+            dropped_at=state.dropped_at,
+            seeds_used=n,
+            baseline_seeds_used=m,
+            test=rank_test(scores[label][:n], base[:m]),
+            rate=rate_test(int(sum(healthy[label][:n])), n, int(sum(base_ok[:m])), m) if readouts else None,
+        )
+    family = [d.test.p_value if d.status == "final" and d.test is not None else 1.0 for d in tested.values()]
+    results = {}
+    for (label, d), adjusted in zip(tested.items(), adjust(family, design.correction), strict=True):
+        p_adjusted = adjusted if d.status == "final" else None
+        results[label] = dataclasses.replace(d, p_adjusted=p_adjusted, verdict=_verdict(d, p_adjusted, design.alpha))
+    return _replication(design, scores, base, results)
 
 
 def _baseline_seeds_for(design: Design, state: PointState, available: int) -> int:
@@ -339,32 +365,36 @@ def _baseline_seeds_for(design: Design, state: PointState, available: int) -> in
     return min(available, design.baseline_looks[look])
 
 
-def _verdict(result: dict[str, Any], alpha: float) -> str:
-    test = result["test"]
-    if result["status"] == "running":
+def _verdict(decision: Decision, p_adjusted: float | None, alpha: float) -> str:
+    test = decision.test
+    if decision.status == "running":
         return "pending"
-    if result["status"] != "final" or test is None or result["p_adjusted"] > alpha:
+    if decision.status != "final" or test is None or p_adjusted is None or p_adjusted > alpha:
         return "no_evidence"
     return "fixes" if test.p_fixes <= test.p_harmful else "harmful"
 
 
-def _replication(design: Design, scores: Scores, base: list[float], results: dict[str, dict[str, Any]]) -> None:
+def _replication(
+    design: Design, scores: Scores, base: list[float], results: dict[str, Decision]
+) -> dict[str, Decision]:
     """Re-test each `fixes` point on its seeds after the last interim look against the baseline's after it,
-    Holm over those points; sets `replication_p`, `replication_p_adjusted` and `replicated` (None where there
+    Holm over those points; fills `replication_p`, `replication_p_adjusted` and `replicated` (None where there
     is nothing to replicate: not `fixes`, or a fixed design with one look)."""
-    for r in results.values():
-        r["replication_p"] = r["replication_p_adjusted"] = r["replicated"] = None
     if len(design.looks) < 2:
-        return
-    called = [label for label, r in results.items() if r["verdict"] == "fixes"]
+        return results
+    called = [label for label, d in results.items() if d.verdict == "fixes"]
     first, base_first = design.looks[-2], design.baseline_looks[-2]
     p_values = []
     for label in called:
-        r = results[label]
-        test = rank_test(scores[label][first : r["seeds_used"]], base[base_first : r["baseline_seeds_used"]])
+        d = results[label]
+        test = rank_test(scores[label][first : d.seeds_used], base[base_first : d.baseline_seeds_used])
         p_values.append(test.p_fixes if test is not None else 1.0)
+    replicated = dict(results)
     for label, p, adjusted in zip(called, p_values, adjust(p_values, "holm"), strict=True):
-        results[label].update(replication_p=p, replication_p_adjusted=adjusted, replicated=adjusted <= design.alpha)
+        replicated[label] = dataclasses.replace(
+            results[label], replication_p=p, replication_p_adjusted=adjusted, replicated=adjusted <= design.alpha
+        )
+    return replicated
 
 
 # --- simulation ---
@@ -382,7 +412,7 @@ def simulate_sweep(
     points: Sequence[SimulatedPoint],
     rng: np.random.Generator,
     correlation: float = 0.5,
-) -> tuple[dict[str, dict[str, Any]], int]:
+) -> tuple[dict[str, Decision], int]:
     """One synthetic sweep through the real decision code (`seeds_wanted`, then `decide`): the verdict of each
     point (labelled by its index) and the trials the design spent. Outcomes are correlated across points as
     real seeds are: seed s shares a latent draw between every point, for health (a Gaussian copula) and for
@@ -414,7 +444,16 @@ def simulate_sweep(
     return decide(design, seen, healthy, "baseline", readouts=False), sum(revealed.values())
 
 
-def metric_shift(point: Sequence[float], baseline: Sequence[float]) -> dict[str, float] | None:
+@dataclass(frozen=True)
+class Shift:
+    """The shift of the healthy metric, point minus baseline, with its 95% interval (ends may be infinite)."""
+
+    estimate: float
+    low: float
+    high: float
+
+
+def metric_shift(point: Sequence[float], baseline: Sequence[float]) -> Shift | None:
     """The shift of the healthy metric (point minus baseline, in the metric's units): the Hodges-Lehmann
     estimate (median of every pairwise difference) with its 95% distribution-free (Moses) interval, read off
     the same exact U distribution the rank test uses; None with fewer than one healthy seed a side."""
@@ -430,5 +469,5 @@ def metric_shift(point: Sequence[float], baseline: Sequence[float]) -> dict[str,
     with np.errstate(over="ignore", invalid="ignore"):  # differences of values near 1e308: inf, reported as None
         estimate = float(np.median(differences))
     if k == 0:
-        return {"estimate": estimate, "low": -math.inf, "high": math.inf}
-    return {"estimate": estimate, "low": float(differences[k - 1]), "high": float(differences[-k])}
+        return Shift(estimate, -math.inf, math.inf)
+    return Shift(estimate, float(differences[k - 1]), float(differences[-k]))

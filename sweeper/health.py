@@ -1,9 +1,11 @@
 """Diagnosis of one trial from its report history: pure functions, no heavy imports.
 
 `DETECTORS` is the ordered table of verdicts: the first whose check applies wins, `healthy` when none does.
-Each row is one verdict, its colour in plots, whether it stops a running trial early, and one function
-reading a `Trial` (the report history with what several checks share); a new verdict is one function and
-one row. In order:
+Each row is one verdict, its colour in plots, whether it stops a running trial early, and one function:
+a check reading a finished `Trial` (the report history with what several checks share), or a live check
+reading the history so far, which `check_divergence` runs after every report for the rows that stop a
+trial early (a finished trial is judged by where it fired first); a new verdict is one function and one
+row. In order:
   error               the trial raised, or reported nothing;
   non_finite          loss, gradient norm, output scale or metric went NaN or infinite;
   exploding           |loss|, the gradient norm or the output scale passed `exploding_bound`, or grew by a
@@ -42,7 +44,9 @@ import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from functools import cached_property
-from typing import Any, TypeGuard
+from typing import Any, TypeGuard, TypeVar
+
+_T = TypeVar("_T")
 
 WATCHED = ("loss", "grad_norm", "output_scale")
 """Report keys whose magnitude the divergence checks watch (`output_scale` when a workload reports it)."""
@@ -138,33 +142,28 @@ def late_median(history: Sequence[dict[str, Any]], key: str, share: float) -> fl
 
 
 def check_divergence(history: Sequence[dict[str, Any]], metric: str, limits: Thresholds = DEFAULT) -> Diagnosis | None:
-    """`non_finite` or `exploding` if the LAST report of the history shows it, else None.
+    """The first detector with `stops_early`, in `DETECTORS` order, whose live check fires on the LAST
+    report of the history (`non_finite`, `exploding`), else None.
 
     Called inside the trial after every report, so a diverged trial stops at once rather than running to
     its end; `diagnose` calls it on every prefix of a finished history. None for an empty history.
     """
     if not history:
         return None
-    report = history[-1]
-    step = report.get("step")
-    for key in (*WATCHED, metric):
-        value = report.get(key)
-        if is_number(value) and not math.isfinite(value):
-            return Diagnosis("non_finite", f"{key} is {value} at step {step}")
-    for key in WATCHED:
-        value = report.get(key)
-        if not is_number(value):
-            continue
-        if abs(value) > limits.exploding_bound:
-            return Diagnosis("exploding", f"|{key}| = {abs(value):.3g} > {limits.exploding_bound:.0e} at step {step}")
-        earlier = [abs(r[key]) for r in history[-limits.growth_window - 1 : -1] if is_number(r.get(key))]
-        if earlier:
-            start = max(min(earlier), limits.growth_floor)
-            if abs(value) >= limits.growth_factor * start:
-                return Diagnosis(
-                    "exploding",
-                    f"|{key}| grew from {start:.3g} to {abs(value):.3g} within {len(earlier)} reports at step {step}",
-                )
+    for detector in DETECTORS:
+        if detector.stops_early and detector.live is not None:  # a stopping detector has one: __post_init__
+            reason = detector.live(history, metric, limits)
+            if reason is not None:
+                return Diagnosis(detector.verdict, reason)
+    return None
+
+
+def _earliest(history: Sequence[dict[str, Any]], check: Callable[[Sequence[dict[str, Any]]], _T | None]) -> _T | None:
+    """The check's result on the shortest prefix of the history where it gives one: when it fired live."""
+    for end in range(1, len(history) + 1):
+        found = check(history[:end])
+        if found is not None:
+            return found
     return None
 
 
@@ -181,11 +180,7 @@ class Trial:
     @cached_property
     def first_divergence(self) -> Diagnosis | None:
         """The earliest report at which the trial diverged, as `check_divergence` saw it live."""
-        for end in range(1, len(self.history) + 1):
-            diverged = check_divergence(self.history[:end], self.metric, self.limits)
-            if diverged is not None:
-                return diverged
-        return None
+        return _earliest(self.history, lambda reports: check_divergence(reports, self.metric, self.limits))
 
     @cached_property
     def collapse(self) -> str | None:
@@ -226,14 +221,30 @@ def _error(trial: Trial) -> str | None:
     return None if trial.history else "the trial reported nothing"
 
 
-def _non_finite(trial: Trial) -> str | None:
-    diverged = trial.first_divergence
-    return diverged.reason if diverged is not None and diverged.verdict == "non_finite" else None
+def _non_finite(history: Sequence[dict[str, Any]], metric: str, limits: Thresholds) -> str | None:
+    report = history[-1]
+    for key in (*WATCHED, metric):
+        value = report.get(key)
+        if is_number(value) and not math.isfinite(value):
+            return f"{key} is {value} at step {report.get('step')}"
+    return None
 
 
-def _exploding(trial: Trial) -> str | None:
-    diverged = trial.first_divergence
-    return diverged.reason if diverged is not None and diverged.verdict == "exploding" else None
+def _exploding(history: Sequence[dict[str, Any]], metric: str, limits: Thresholds) -> str | None:
+    report = history[-1]
+    step = report.get("step")
+    for key in WATCHED:
+        value = report.get(key)
+        if not is_number(value):
+            continue
+        if abs(value) > limits.exploding_bound:
+            return f"|{key}| = {abs(value):.3g} > {limits.exploding_bound:.0e} at step {step}"
+        earlier = [abs(r[key]) for r in history[-limits.growth_window - 1 : -1] if is_number(r.get(key))]
+        if earlier:
+            start = max(min(earlier), limits.growth_floor)
+            if abs(value) >= limits.growth_factor * start:
+                return f"|{key}| grew from {start:.3g} to {abs(value):.3g} within {len(earlier)} reports at step {step}"
+    return None
 
 
 def _stuck_zero(trial: Trial) -> str | None:
@@ -310,22 +321,47 @@ def _collapsed(trial: Trial) -> str | None:
     return trial.collapse
 
 
+LiveCheck = Callable[[Sequence[dict[str, Any]], str, Thresholds], str | None]
+"""A check on the history so far (report history, metric, thresholds): the reason its LAST report shows
+the verdict, or None."""
+
+
 @dataclass(frozen=True)
 class Detector:
     verdict: str
     colour: str
     """Its colour in the report's plots."""
     stops_early: bool
-    """Checked live after every report: a trial that shows it stops at once (unless the sweep runs with
-    `early_stop=False`)."""
-    check: Callable[[Trial], str | None]
-    """The reason the trial has this verdict, or None."""
+    """Its live check runs after every report (`check_divergence`): a trial that shows it stops at once
+    (unless the sweep runs with `early_stop=False`)."""
+    check: Callable[[Trial], str | None] | None = None
+    """The reason a finished trial has this verdict, or None; for a detector with no live check."""
+    live: LiveCheck | None = None
+    """For a detector judged report by report instead: a finished trial has this verdict where its live
+    check fired at the earliest report (for a stopping one: where it is what stopped the trial)."""
+
+    def __post_init__(self) -> None:
+        if (self.check is None) == (self.live is None):
+            raise ValueError(f"detector {self.verdict!r} needs exactly one of a check and a live check")
+        if self.stops_early and self.live is None:
+            raise ValueError(f"detector {self.verdict!r} stops a trial early, so it needs a live check")
+
+    def reason(self, trial: Trial) -> str | None:
+        """Why the finished trial has this verdict, or None."""
+        if self.check is not None:
+            return self.check(trial)
+        live = self.live
+        assert live is not None  # __post_init__
+        if self.stops_early:
+            first = trial.first_divergence
+            return first.reason if first is not None and first.verdict == self.verdict else None
+        return _earliest(trial.history, lambda reports: live(reports, trial.metric, trial.limits))
 
 
 DETECTORS = (
     Detector("error", "#757575", False, _error),
-    Detector("non_finite", "#4e0000", True, _non_finite),
-    Detector("exploding", "#c62828", True, _exploding),
+    Detector("non_finite", "#4e0000", True, live=_non_finite),
+    Detector("exploding", "#c62828", True, live=_exploding),
     Detector("stuck_zero", "#1565c0", False, _stuck_zero),
     Detector("no_signal", "#6a1b9a", False, _no_signal),
     Detector("dead_units", "#5d4037", False, _dead_units),
@@ -351,7 +387,7 @@ def diagnose(
     `DETECTORS` whose check gives a reason, else healthy."""
     trial = Trial(history, metric, mode, error, limits)
     for detector in DETECTORS:
-        reason = detector.check(trial)
+        reason = detector.reason(trial)
         if reason is not None:
             return Diagnosis(detector.verdict, reason)
     return Diagnosis("healthy", "")

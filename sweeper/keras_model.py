@@ -41,7 +41,7 @@ from types import ModuleType
 from typing import Annotated, Any, Literal
 
 from sweeper.errors import SweeperError
-from sweeper.workload import Range
+from sweeper.knobs import Range, attribute_docstrings
 
 REPORTS_PER_TRIAL = 100
 PROBE_SIZE = 256
@@ -169,8 +169,6 @@ def adapt(module: ModuleType) -> ModuleType:
     ]
     config_cls = dataclasses.make_dataclass("Config", fields, frozen=True)
     config_cls.__module__ = module.__name__
-
-    from sweeper.workload import attribute_docstrings
 
     adapted = ModuleType(module.__name__, module.__doc__)
     adapted.__file__ = where

@@ -1,6 +1,6 @@
 """Remedy statistics over seeds: pure numpy/scipy, no heavy imports. The tests behind the verdicts and the
-seeding design are `sweeper.evidence`; this module turns trial outcomes into what they read and into the
-ranking's summaries.
+seeding design are `sweeper.evidence`; this module turns trial outcomes into what they read, and
+`sweeper.analysis` builds the ranking from it.
 
 Unhealthy seeds count as failures; they are never dropped:
 - for the tests, an unhealthy trial ranks below every healthy one and ties with every other unhealthy one
@@ -19,7 +19,7 @@ verdict. Per knob: the main effect of each value (mean over every trial with tha
 marginalised) and the knob's importance: eta squared, the share of the variance of the scores' RANKS that
 its values explain (the Kruskal-Wallis H over n - 1). Ranks, not the scores themselves: the fallback score
 of an unhealthy trial can be -1e297 (an R^2 of a diverging run), and its squared deviation would overflow.
-Per claim: a sign test on twin trials (`judge_claims`).
+Per claim: a sign test on twin trials (`claim_p_value`, which `analysis.judge_claims` adjusts as a family).
 
 Every number here is finite or None for any input, values near +-1e308 included: means, medians, IQMs and
 percentiles are computed on values scaled by a power of two (`scaled_statistic`), which is exact, so
@@ -35,10 +35,15 @@ from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 
 import numpy as np
+import numpy.typing as npt
 from scipy import stats
 
 from sweeper import evidence
+from sweeper.results import KnobEffect, PairedEffect, ValueEffect
 from sweeper.spec import BASELINE_LABEL
+
+Array = npt.NDArray[np.float64]
+"""A float array (scores, metrics); a 0/1 or label array where the name says so."""
 
 IQM_FROM = 4
 """Seeds from which the score's centre is the interquartile mean; below, the IQM trims nothing: the mean."""
@@ -63,14 +68,14 @@ class TrialOutcome:
     @property
     def healthy_metric(self) -> float | None:
         """The final metric of a healthy trial; None for any other."""
-        return self.final_metric if self.verdict == "healthy" and _finite(self.final_metric) else None
+        return self.final_metric if self.verdict == "healthy" and is_finite(self.final_metric) else None
 
 
-def _finite(value: float | None) -> TypeGuard[float]:
+def is_finite(value: float | None) -> TypeGuard[float]:
     return value is not None and math.isfinite(value)
 
 
-def scaled_statistic(statistic: Callable[..., Any], values: np.ndarray, **kwargs: Any) -> Any:
+def scaled_statistic(statistic: Callable[..., Any], values: Array, **kwargs: Any) -> Any:
     """`statistic(values, **kwargs)` (a mean, median, trimmed mean, percentile: anything that scales with its
     values) computed on `values` times 2**-e and scaled back by 2**e, with e >= 0 the smallest exponent that
     brings every finite magnitude below 1/2 (0 for values already below it).
@@ -87,14 +92,14 @@ def scaled_statistic(statistic: Callable[..., Any], values: np.ndarray, **kwargs
 
 def finite_median(values: Iterable[float | None]) -> float | None:
     """The median of the finite values; None when there are none."""
-    finite = np.array([float(v) for v in values if _finite(v)])
+    finite = np.array([float(v) for v in values if is_finite(v)])
     return float(scaled_statistic(np.median, finite)) if finite.size else None
 
 
 def fill_missing_chance(outcomes: Sequence[TrialOutcome]) -> list[TrialOutcome]:
     """Give a trial that reported no chance level (it raised, or diverged at once) the median chance level
     of the trials with the same seed (same data), else of the whole sweep."""
-    known = [(o.seed, o.chance) for o in outcomes if _finite(o.chance)]
+    known = [(o.seed, o.chance) for o in outcomes if is_finite(o.chance)]
     if not known:
         return list(outcomes)
     overall = finite_median([chance for _, chance in known])
@@ -102,25 +107,25 @@ def fill_missing_chance(outcomes: Sequence[TrialOutcome]) -> list[TrialOutcome]:
     for seed, chance in known:
         by_seed.setdefault(seed, []).append(chance)
     return [
-        o if _finite(o.chance) else dataclasses.replace(o, chance=finite_median(by_seed.get(o.seed, [overall])))
+        o if is_finite(o.chance) else dataclasses.replace(o, chance=finite_median(by_seed.get(o.seed, [overall])))
         for o in outcomes
     ]
 
 
-def comparison_scores(outcomes: Sequence[TrialOutcome], mode: str) -> np.ndarray:
+def comparison_scores(outcomes: Sequence[TrialOutcome], mode: str) -> Array:
     """Higher is better; unhealthy trials get -inf, so they tie with each other and lose to any healthy one."""
     sign = 1.0 if mode == "max" else -1.0
     metrics = [o.healthy_metric for o in outcomes]
     return np.array([sign * m if m is not None else -np.inf for m in metrics], dtype=float)
 
 
-def metric_scores(outcomes: Sequence[TrialOutcome], mode: str, fallback: float | None) -> np.ndarray:
+def metric_scores(outcomes: Sequence[TrialOutcome], mode: str, fallback: float | None) -> Array:
     """In the metric's own units; an unhealthy trial counts at its chance level, else at `fallback`."""
     values = []
     for o in outcomes:
         if o.healthy:
             values.append(o.final_metric)
-        elif _finite(o.chance):
+        elif is_finite(o.chance):
             values.append(o.chance)
         else:
             values.append(fallback if fallback is not None else math.nan)
@@ -128,34 +133,34 @@ def metric_scores(outcomes: Sequence[TrialOutcome], mode: str, fallback: float |
 
 
 def worst_metric(outcomes: Sequence[TrialOutcome], mode: str) -> float | None:
-    finite = [o.final_metric for o in outcomes if _finite(o.final_metric)]
+    finite = [o.final_metric for o in outcomes if is_finite(o.final_metric)]
     if not finite:
         return None
     return min(finite) if mode == "max" else max(finite)
 
 
-def iqm(values: np.ndarray, axis: int = -1) -> np.ndarray | float:
+def iqm(values: Array) -> float:
     """Interquartile mean: the mean of the middle half (scipy's 25% trimmed mean), overflow-free
     (`scaled_statistic`)."""
-    return scaled_statistic(stats.trim_mean, values, proportiontocut=0.25, axis=axis)
+    return float(scaled_statistic(stats.trim_mean, values, proportiontocut=0.25))
 
 
-def centre(values: np.ndarray) -> tuple[float | None, str]:
+def centre(values: Array) -> tuple[float | None, str]:
     """The finite values' IQM from IQM_FROM seeds on, their mean below (the IQM of 3 values trims nothing), and
     which of the two it is."""
     finite = values[np.isfinite(values)]
     if not finite.size:
         return None, "mean"
     if finite.size < IQM_FROM:
-        return _optional(float(scaled_statistic(np.mean, finite))), "mean"
-    return _optional(float(iqm(finite))), "IQM"
+        return optional(float(scaled_statistic(np.mean, finite))), "mean"
+    return optional(float(iqm(finite))), "IQM"
 
 
-def _optional(value: float) -> float | None:
+def optional(value: float) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def _or_nan(value: float | None) -> float:
+def or_nan(value: float | None) -> float:
     return math.nan if value is None else value
 
 
@@ -175,12 +180,14 @@ def by_seed(outcomes: Sequence[TrialOutcome], labels: Sequence[str] = ()) -> dic
     return ordered
 
 
-def scores_by_label(groups: dict[str, list[TrialOutcome]], mode: str) -> dict[str, np.ndarray]:
+def scores_by_label(groups: dict[str, list[TrialOutcome]], mode: str) -> dict[str, Array]:
     """The comparison scores of `by_seed`'s groups, as the design reads them (`evidence.Scores`)."""
     return {label: comparison_scores(group, mode) for label, group in groups.items()}
 
 
-def decisions(groups: dict[str, list[TrialOutcome]], mode: str, design: evidence.Design) -> dict[str, dict[str, Any]]:
+def decisions(
+    groups: dict[str, list[TrialOutcome]], mode: str, design: evidence.Design
+) -> dict[str, evidence.Decision]:
     """`evidence.decide` on `by_seed`'s groups (with every grid point of the sweep: a point with no finished
     trial stays in the family, and keeps the design waiting)."""
     healthy = {label: [o.healthy for o in group] for label, group in groups.items()}
@@ -192,98 +199,7 @@ def baseline_label(groups: dict[str, list[TrialOutcome]]) -> str:
     return next((label for label, group in groups.items() if group and group[0].is_baseline), BASELINE_LABEL)
 
 
-def summarize_point(
-    group: Sequence[TrialOutcome], decision: dict[str, Any] | None, mode: str, fallback: float | None
-) -> dict[str, Any]:
-    group = sorted(group, key=lambda o: o.seed)
-    healthy = sum(o.healthy for o in group)
-    values = metric_scores(group, mode, fallback)
-    score_centre, centre_kind = centre(values)
-    is_baseline = group[0].is_baseline
-    summary: dict[str, Any] = {
-        "label": group[0].label,
-        "knobs": group[0].knobs,
-        "is_baseline": is_baseline,
-        "seeds": [o.seed for o in group],
-        "verdicts": [o.verdict for o in group],
-        "final_metrics": [o.final_metric if _finite(o.final_metric) else None for o in group],
-        "scores": [_optional(v) for v in values],
-        "healthy": healthy,
-        "unhealthy": len(group) - healthy,
-        "healthy_rate": healthy / len(group),
-        "healthy_rate_ci": list(evidence.wilson(healthy, len(group))),
-        "median_healthy_metric": finite_median([o.healthy_metric for o in group]),
-        "median_score": finite_median(values),
-        "score_centre": score_centre,
-        "score_centre_kind": centre_kind,
-        "median_loss": finite_median([o.final_loss for o in group]),
-        "verdict": "baseline" if is_baseline else "no_evidence",
-    }
-    if decision is not None:
-        test, rate = decision["test"], decision["rate"]
-        shift = decision.get("shift")
-        summary.update(
-            {
-                "status": decision["status"],
-                "dropped_at": decision["dropped_at"],
-                "seeds_used": decision["seeds_used"],
-                "baseline_seeds_used": decision["baseline_seeds_used"],
-                "p_fixes": test.p_fixes if test else None,
-                "p_harmful": test.p_harmful if test else None,
-                "p_value": test.p_value if test else None,
-                "p_adjusted": decision["p_adjusted"],
-                "prob_superiority": test.prob_superiority if test else None,
-                "exact": test.exact if test else None,
-                "healthy_rate_difference": rate.difference if rate else None,
-                "healthy_rate_difference_ci": [_optional(end) for end in rate.interval] if rate else None,
-                "healthy_rate_p_fixes": rate.p_fixes if rate else None,
-                "healthy_rate_p_harmful": rate.p_harmful if rate else None,
-                "metric_shift": _optional(shift["estimate"]) if shift else None,
-                "metric_shift_ci": [_optional(shift["low"]), _optional(shift["high"])] if shift else None,
-                "replication_p": decision["replication_p"],
-                "replication_p_adjusted": decision["replication_p_adjusted"],
-                "replicated": decision["replicated"],
-                "verdict": decision["verdict"],
-            }
-        )
-    return summary
-
-
-def rank_points(
-    outcomes: Sequence[TrialOutcome], mode: str, design: evidence.Design, labels: Sequence[str] = ()
-) -> list[dict[str, Any]]:
-    """One summary per grid point with outcomes, the baseline included and ranked by the same rule, best
-    first: by healthy rate, then the median comparison score (unhealthy seeds last), then the median healthy
-    metric. `labels`: every grid point of the sweep, so that one without outcomes stays in the family."""
-    groups: dict[str, list[TrialOutcome]] = {}
-    for outcome in outcomes:
-        groups.setdefault(outcome.label, []).append(outcome)
-    ordered = by_seed(outcomes, labels)
-    decided = decisions(ordered, mode, design)
-    baseline = ordered.get(baseline_label(ordered), [])
-    for label, decision in decided.items():  # the effect on the metric, over the seeds the test used
-        decision["shift"] = evidence.metric_shift(
-            [_or_nan(o.healthy_metric) for o in ordered[label][: decision["seeds_used"]]],
-            [_or_nan(o.healthy_metric) for o in baseline[: decision["baseline_seeds_used"]]],
-        )
-    fallback = worst_metric(outcomes, mode)
-    sign = 1.0 if mode == "max" else -1.0
-
-    def order(summary_and_group):
-        summary, group = summary_and_group
-        metric = summary["median_healthy_metric"]
-        return (
-            -summary["healthy_rate"],
-            -float(scaled_statistic(np.median, comparison_scores(group, mode))),
-            -sign * metric if metric is not None else math.inf,
-            summary["label"],
-        )
-
-    summaries = [(summarize_point(group, decided.get(label), mode, fallback), group) for label, group in groups.items()]
-    return [summary for summary, _ in sorted(summaries, key=order)]
-
-
-def main_effects(outcomes: Sequence[TrialOutcome], grid: dict[str, list[Any]], mode: str) -> list[dict[str, Any]]:
+def main_effects(outcomes: Sequence[TrialOutcome], grid: dict[str, list[Any]], mode: str) -> list[KnobEffect]:
     """Per knob: each value's trial count, healthy rate and mean score; the knob's eta squared on the ranks of
     the score and on healthiness (see `_eta_squared`). Knobs with a single value are left out. Most important
     knob first."""
@@ -291,7 +207,7 @@ def main_effects(outcomes: Sequence[TrialOutcome], grid: dict[str, list[Any]], m
     scores = metric_scores(outcomes, mode, fallback)
     healthy = np.array([o.healthy for o in outcomes], dtype=float)
     usable = np.isfinite(scores)
-    effects: list[dict[str, Any]] = []
+    effects: list[KnobEffect] = []
     for knob, values in grid.items():
         if len(values) < 2:
             continue
@@ -299,27 +215,27 @@ def main_effects(outcomes: Sequence[TrialOutcome], grid: dict[str, list[Any]], m
         for value in values:
             mask = np.array([o.knobs.get(knob) == value for o in outcomes], dtype=bool) & usable
             rows.append(
-                {
-                    "value": value,
-                    "trials": int(mask.sum()),
-                    "healthy_rate": float(healthy[mask].mean()) if mask.any() else None,
-                    "mean_score": float(scaled_statistic(np.mean, scores[mask])) if mask.any() else None,
-                }
+                ValueEffect(
+                    value=value,
+                    trials=int(mask.sum()),
+                    healthy_rate=float(healthy[mask].mean()) if mask.any() else None,
+                    mean_score=float(scaled_statistic(np.mean, scores[mask])) if mask.any() else None,
+                )
             )
         labels = np.array([repr(o.knobs.get(knob)) for o in outcomes])
         effects.append(
-            {
-                "knob": knob,
-                "values": rows,
-                "eta_squared_score": _eta_squared(scores[usable], labels[usable]),
-                "eta_squared_healthy": _eta_squared(healthy[usable], labels[usable]),
-            }
+            KnobEffect(
+                knob=knob,
+                values=tuple(rows),
+                eta_squared_score=_eta_squared(scores[usable], labels[usable]),
+                eta_squared_healthy=_eta_squared(healthy[usable], labels[usable]),
+            )
         )
-    effects.sort(key=lambda e: (-(e["eta_squared_score"] or 0.0), -(e["eta_squared_healthy"] or 0.0)))
+    effects.sort(key=lambda e: (-(e.eta_squared_score or 0.0), -(e.eta_squared_healthy or 0.0)))
     return effects
 
 
-def _eta_squared(values: np.ndarray, labels: np.ndarray) -> float | None:
+def _eta_squared(values: Array, labels: npt.NDArray[np.str_]) -> float | None:
     """Between-group over total sum of squares of the RANKS of the values (ties get their average rank): the
     share of the ranks' variance the labels explain, the Kruskal-Wallis H (tie-corrected) over n - 1; None
     when the values do not vary.
@@ -347,7 +263,7 @@ def twin_pairs(
     def matches(o: TrialOutcome, wanted: dict[str, Any]) -> bool:
         return all(o.knobs.get(k) == v for k, v in wanted.items())
 
-    def twin_key(o: TrialOutcome) -> tuple:
+    def twin_key(o: TrialOutcome) -> tuple[int, tuple[tuple[str, str], ...]]:
         return (o.seed, tuple(sorted((k, repr(v)) for k, v in o.knobs.items() if k not in change)))
 
     twins = {twin_key(o): o for o in outcomes if matches(o, where) and matches(o, {k: defaults[k] for k in change})}
@@ -358,32 +274,32 @@ def twin_pairs(
 
 def paired_effect(
     pairs: Sequence[tuple[TrialOutcome, TrialOutcome]], mode: str, fallback: float | None
-) -> dict[str, Any]:
+) -> PairedEffect:
     """What twin pairs measured: both healthy rates, median metrics and final losses, and the pairs the change
     improves, worsens or leaves tied (unhealthy twins tie with each other below any healthy one)."""
     if not pairs:
-        return {"pairs": 0}
+        return PairedEffect(pairs=0)
     with_change = [a for a, _ in pairs]
     without = [b for _, b in pairs]
     with_scores, without_scores = comparison_scores(with_change, mode), comparison_scores(without, mode)
     wins, losses = int(np.sum(with_scores > without_scores)), int(np.sum(with_scores < without_scores))
-    return {
-        "pairs": len(pairs),
-        "improved": wins,
-        "worsened": losses,
-        "tied": len(pairs) - wins - losses,
-        "healthy_rate_with": float(np.mean([o.healthy for o in with_change])),
-        "healthy_rate_without": float(np.mean([o.healthy for o in without])),
-        "median_metric_with": finite_median(metric_scores(with_change, mode, fallback)),
-        "median_metric_without": finite_median(metric_scores(without, mode, fallback)),
-        "median_loss_with": finite_median([o.final_loss for o in with_change]),
-        "median_loss_without": finite_median([o.final_loss for o in without]),
-        "max_abs_loss_with": max((abs(o.final_loss) for o in with_change if _finite(o.final_loss)), default=None),
-        "prob_with_beats_without": (wins + 0.5 * (len(pairs) - wins - losses)) / len(pairs),
-    }
+    return PairedEffect(
+        pairs=len(pairs),
+        improved=wins,
+        worsened=losses,
+        tied=len(pairs) - wins - losses,
+        healthy_rate_with=float(np.mean([o.healthy for o in with_change])),
+        healthy_rate_without=float(np.mean([o.healthy for o in without])),
+        median_metric_with=finite_median(metric_scores(with_change, mode, fallback)),
+        median_metric_without=finite_median(metric_scores(without, mode, fallback)),
+        median_loss_with=finite_median([o.final_loss for o in with_change]),
+        median_loss_without=finite_median([o.final_loss for o in without]),
+        max_abs_loss_with=max((abs(o.final_loss) for o in with_change if is_finite(o.final_loss)), default=None),
+        prob_with_beats_without=(wins + 0.5 * (len(pairs) - wins - losses)) / len(pairs),
+    )
 
 
-def claim_p_value(effect: dict[str, Any], expect: str, margin: float | None) -> float | None:
+def claim_p_value(effect: PairedEffect, expect: str, margin: float | None) -> float | None:
     """The claim's one-sided p-value from its twin pairs; None for `zero_loss` (a statement about every trial,
     not a test) and where there are no pairs.
 
@@ -399,9 +315,9 @@ def claim_p_value(effect: dict[str, Any], expect: str, margin: float | None) -> 
 
     Pairs from different grid points on one seed share that seed's data, so they are not independent; the
     tests treat them as if they were, which can overstate the evidence when one seed decides many pairs."""
-    if not effect.get("pairs") or expect == "zero_loss":
+    if not effect.pairs or expect == "zero_loss":
         return None
-    wins, losses = effect["improved"], effect["worsened"]
+    wins, losses = effect.improved, effect.worsened
     untied = wins + losses
     if expect in ("fixes", "harmful"):
         if untied == 0:
@@ -409,47 +325,10 @@ def claim_p_value(effect: dict[str, Any], expect: str, margin: float | None) -> 
         side = "greater" if expect == "fixes" else "less"
         return float(stats.binomtest(wins, untied, 0.5, alternative=side).pvalue)
     assert margin is not None, "a no_effect claim has a margin (sweeper.spec)"
-    rarely_untied = float(stats.binomtest(untied, effect["pairs"], min(1.0, 2 * margin), alternative="less").pvalue)
+    rarely_untied = float(stats.binomtest(untied, effect.pairs, min(1.0, 2 * margin), alternative="less").pvalue)
     balanced = 1.0
     if untied:
         above = float(stats.binomtest(wins, untied, 0.5 - margin, alternative="greater").pvalue)
         below = float(stats.binomtest(wins, untied, 0.5 + margin, alternative="less").pvalue)
         balanced = max(above, below)
     return min(1.0, 2 * min(balanced, rarely_untied))
-
-
-def compare_sweeps(before: dict[str, Any], after: dict[str, Any]) -> list[dict[str, Any]]:
-    """The grid points two ranking documents share (by label): both verdicts, healthy counts and median healthy
-    metrics, and the rank test of `after`'s seeds against `before`'s (P(a seed of `after` beats one of
-    `before`) and the two-sided p-value, unadjusted)."""
-    if before["metric"] != after["metric"] or before["mode"] != after["mode"]:
-        raise ValueError(f"the sweeps measure different metrics: {before['metric']} vs {after['metric']}")
-    sign = 1.0 if before["mode"] == "max" else -1.0
-
-    def scores(point: dict[str, Any]) -> list[float]:
-        return [
-            sign * m if v == "healthy" and m is not None else -math.inf
-            for v, m in zip(point["verdicts"], point["final_metrics"], strict=True)
-        ]
-
-    earlier = {p["label"]: p for p in before["points"]}
-    rows = []
-    for p in after["points"]:
-        if p["label"] not in earlier:
-            continue
-        old = earlier[p["label"]]
-        test = evidence.rank_test(scores(p), scores(old))
-        rows.append(
-            {
-                "label": p["label"],
-                "verdict_before": old["verdict"],
-                "verdict_after": p["verdict"],
-                "healthy_before": f"{old['healthy']}/{len(old['seeds'])}",
-                "healthy_after": f"{p['healthy']}/{len(p['seeds'])}",
-                "metric_before": old["median_healthy_metric"],
-                "metric_after": p["median_healthy_metric"],
-                "prob_after_beats_before": None if test is None else test.prob_superiority,
-                "p_value": None if test is None else test.p_value,
-            }
-        )
-    return rows

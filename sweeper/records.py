@@ -90,6 +90,11 @@ class TrialRecord:
         value = self.final(name)
         return value if value is not None and math.isfinite(value) else None
 
+    @property
+    def finite_train_seconds(self) -> float | None:
+        """The trial's training seconds; None where the record holds no finite number (a store that lost it)."""
+        return self.train_seconds if math.isfinite(self.train_seconds) else None
+
 
 def in_grid_order(
     spec: SweepSpec, found: dict[str, TrialRecord], planned: list[tuple[GridPoint, int]]

@@ -20,7 +20,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypedDict
 
 os.environ.setdefault("RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS", "0")
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
@@ -30,6 +30,7 @@ os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 
 import ray  # noqa: E402
 from ray import tune  # noqa: E402
+from ray.tune.experiment import Trial  # noqa: E402
 from ray.tune.search import Searcher  # noqa: E402
 
 import experiments  # noqa: E402
@@ -39,28 +40,49 @@ from sweeper.errors import SweeperError  # noqa: E402
 from sweeper.progress import SweepProgress  # noqa: E402
 from sweeper.records import TUNE_DIR, TrialRecord, save_trial, trial_key  # noqa: E402
 from sweeper.spec import GridPoint, SweepSpec  # noqa: E402
+from sweeper.trial import run_trial  # noqa: E402
 from sweeper.workload import load, load_shipped, shipped_source  # noqa: E402
 
 if TYPE_CHECKING:
-    from sweeper.tracking import TrialMirror
+    from sweeper.mirror import TrialSink
 
 _REPORT = "sweeper_report"  # the workload's own report, kept apart from the keys Tune adds to a result
 _ERROR = "sweeper_error"
 _ELAPSED = "sweeper_elapsed_s"
 _STARTED = "sweeper_started"
 _NODE = "sweeper_node"
-_LIVE: dict[str, tuple[TrialMirror, SweepProgress | None]] = {}
-"""The MLflow mirror and console display of each sweep this process drives. Tune pickles its callbacks with
+_LIVE: dict[str, tuple[TrialSink, SweepProgress | None]] = {}
+"""The mirror's trial sink and console display of each sweep this process drives. Tune pickles its callbacks with
 the experiment state, and a thread or a console cannot be pickled, so a callback finds them here by sweep id
 rather than holding them."""
 
 
+# --- what a trial's Tune config holds ---
+class _PointConfig(TypedDict):
+    knobs: dict[str, object]
+    label: str
+    is_baseline: bool
+
+
+class _TrialConfig(TypedDict):
+    """One trial as Tune hands it to the trainable: `{"trial": _TrialConfig}`."""
+
+    sweep: str
+    point: _PointConfig
+    seed: int
+
+
+class _SweepConfig(TypedDict):
+    """What every trial of a sweep shares (once in Ray's object store, not in every trial's config)."""
+
+    workload: str
+    workload_source: str | None
+    base: dict[str, object]
+    early_stop: bool
+
+
 # --- inside the Ray worker ---
-class _StopTrial(Exception):
-    """Raised from `report` to leave the workload's training loop once the trial has diverged."""
-
-
-def _trainable(config: dict[str, Any], sweeps: dict[str, dict[str, Any]]) -> None:
+def _trainable(config: dict[str, _TrialConfig], sweeps: dict[str, _SweepConfig]) -> None:
     # TensorFlow reads these when it is first imported in this worker; every trial of one sweep asks for
     # the same CPUs, so the first trial's setting is right for the reused worker's later trials.
     threads = max(1, int(tune.get_context().get_trial_resources().required_resources.get("CPU", 1)))
@@ -71,29 +93,20 @@ def _trainable(config: dict[str, Any], sweeps: dict[str, dict[str, Any]]) -> Non
     trial = config["trial"]
     sweep = sweeps[trial["sweep"]]
     workload = load_shipped(sweep["workload"], sweep["workload_source"])
-    limits = workload.thresholds
     node = ray.get_runtime_context().get_node_id()[:12]
-    history: list[dict[str, Any]] = []
     began, started = time.time(), time.perf_counter()
 
-    def report(metrics: dict[str, Any]) -> None:
-        history.append({key: metrics.get(key) for key in (*health.WATCHED, "step", workload.metric)})
-        diverged = health.check_divergence(history, workload.metric, limits)
+    def report(metrics: dict[str, object]) -> None:
         tune.report({_REPORT: dict(metrics), _ELAPSED: time.perf_counter() - started, _STARTED: began, _NODE: node})
-        if diverged is not None and sweep["early_stop"]:
-            raise _StopTrial(diverged.reason)
 
-    try:
-        trial_config = workload.make_config({**sweep["base"], **trial["point"]["knobs"], "seed": trial["seed"]})
-        workload.train(trial_config, report)
-    except _StopTrial:
-        pass
-    except Exception as exc:  # the trial's outcome, not the sweep's failure
+    overrides = {**sweep["base"], **trial["point"]["knobs"], "seed": trial["seed"]}
+    run = run_trial(workload, overrides, on_report=report, early_stop=sweep["early_stop"])
+    if run.error is not None:  # the trial's outcome, not the sweep's failure
         elapsed = time.perf_counter() - started
-        tune.report({_ERROR: health.trial_error(exc), _ELAPSED: elapsed, _STARTED: began, _NODE: node})
+        tune.report({_ERROR: run.error, _ELAPSED: elapsed, _STARTED: began, _NODE: node})
 
 
-def _trial_dirname(trial: Any) -> str:
+def _trial_dirname(trial: Trial) -> str:
     return f"trial_{trial.trial_id}"
 
 
@@ -103,21 +116,21 @@ class _TrialList(Searcher):
     cost Tune a deep copy of the whole list for every trial it creates: quadratic, minutes of driver time
     before the first trial of a 5,000-trial sweep (bench/scale.py)."""
 
-    def __init__(self, trials: list[dict[str, Any]]):
+    def __init__(self, trials: list[_TrialConfig]):
         super().__init__()
         self._trials, self._given = trials, 0
 
-    def suggest(self, trial_id: str) -> dict | None:
+    def suggest(self, trial_id: str) -> dict[str, _TrialConfig] | None:
         if self._given == len(self._trials):
             return Searcher.FINISHED  # type: ignore[return-value]  # Tune's documented end-of-list marker
         self._given += 1
         return {"trial": self._trials[self._given - 1]}
 
-    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+    def on_trial_complete(self, trial_id: str, result: dict[str, object] | None = None, error: bool = False) -> None:
         pass  # nothing to learn: the list is fixed
 
 
-def _key_of(config: dict[str, Any]) -> str:
+def _key_of(config: dict[str, _TrialConfig]) -> str:
     return trial_key(config["trial"]["point"]["label"], config["trial"]["seed"])
 
 
@@ -130,7 +143,7 @@ class _SweepCallback(tune.Callback):
         self.records: dict[tuple[str, str], TrialRecord] = {}
         self.starts: dict[tuple[str, str], int] = {}
 
-    def _record(self, trial: Any) -> tuple[str, TrialRecord]:
+    def _record(self, trial: Trial) -> tuple[str, TrialRecord]:
         """The trial's sweep id and its record."""
         sweep_id = trial.config["trial"]["sweep"]
         key = (sweep_id, _key_of(trial.config))
@@ -218,11 +231,9 @@ def start_ray(address: str | None) -> None:
     )
 
 
-def check_cluster(spec: SweepSpec, tracking_uri: str) -> None:
+def check_cluster(spec: SweepSpec, *, local_store: str | None) -> None:
     """Refuse what the cluster can never do: a per-trial request bigger than all it has (Tune would wait
-    forever), or a store only this machine can reach while other nodes take part."""
-    from sweeper.stores import is_local_store
-
+    forever), or a store only this machine can reach (`local_store`, its URI) while other nodes take part."""
     available = ray.cluster_resources()
     for key, asked in (("CPU", spec.cpu), ("GPU", spec.gpu)):
         if asked > available.get(key, 0.0):
@@ -231,9 +242,9 @@ def check_cluster(spec: SweepSpec, tracking_uri: str) -> None:
                 f"has {available.get(key, 0.0):g} in all"
             )
     nodes = [node for node in ray.nodes() if node.get("Alive")]
-    if len(nodes) > 1 and is_local_store(tracking_uri):
+    if len(nodes) > 1 and local_store is not None:
         raise SweeperError(
-            f"--tracking-uri: {tracking_uri} is a store on this machine only, but the Ray cluster has {len(nodes)} "
+            f"--tracking-uri: {local_store} is a store on this machine only, but the Ray cluster has {len(nodes)} "
             "nodes; start a tracking server every node reaches (`sweeper server --host 0.0.0.0 --port 5000`) "
             "and pass --tracking-uri http://HOST:5000"
         )
@@ -243,10 +254,11 @@ def check_cluster(spec: SweepSpec, tracking_uri: str) -> None:
 class Batch:
     """One sweep's share of a run: which of its trials to run, where they go."""
 
+    sweep_id: str
     spec: SweepSpec
     trials: list[tuple[GridPoint, int]]
     sweep_dir: Path
-    mirror: TrialMirror
+    mirror: TrialSink
 
 
 def run_trials(
@@ -261,24 +273,24 @@ def run_trials(
     trials fill the slots another's stragglers leave; each finished trial ends up in its sweep's folder
     (`sweeper.records.load_trials`) and, through its sweep's mirror, in MLflow. Each trial asks for its own
     sweep's resources. Tune's state is scratch (in the first sweep's folder): replaced, never restored."""
-    shared = {}  # once in Ray's object store, not in every trial's config
+    shared: dict[str, _SweepConfig] = {}  # once in Ray's object store, not in every trial's config
     resources = {}
-    listed = []
+    listed: list[_TrialConfig] = []
     for batch in batches:
-        sweep_id, spec = batch.mirror.tracker.sweep_id, batch.spec
-        shared[sweep_id] = {
-            "workload": spec.workload,
-            "workload_source": shipped_source(spec.workload),  # a workload file reaches every node of a cluster
-            "base": spec.base_overrides(load(spec.workload)),
-            "early_stop": early_stop,
-        }
+        sweep_id, spec = batch.sweep_id, batch.spec
+        shared[sweep_id] = _SweepConfig(
+            workload=spec.workload,
+            workload_source=shipped_source(spec.workload),  # a workload file reaches every node of a cluster
+            base=spec.base_overrides(load(spec.workload)),
+            early_stop=early_stop,
+        )
         resources[sweep_id] = tune.PlacementGroupFactory([{"CPU": spec.cpu, "GPU": spec.gpu}])
         listed += [
-            {
-                "sweep": sweep_id,
-                "point": {"knobs": point.knobs, "label": point.label, "is_baseline": point.is_baseline},
-                "seed": seed,
-            }
+            _TrialConfig(
+                sweep=sweep_id,
+                point=_PointConfig(knobs=point.knobs, label=point.label, is_baseline=point.is_baseline),
+                seed=seed,
+            )
             for point, seed in batch.trials
         ]
     trainable = tune.with_resources(
@@ -286,9 +298,7 @@ def run_trials(
     )
     tune_dir = batches[0].sweep_dir.resolve() / TUNE_DIR
     shutil.rmtree(tune_dir, ignore_errors=True)
-    callback = _SweepCallback(
-        {b.mirror.tracker.sweep_id: (b.sweep_dir.resolve(), b.spec.workload, b.spec.name) for b in batches}
-    )
+    callback = _SweepCallback({b.sweep_id: (b.sweep_dir.resolve(), b.spec.workload, b.spec.name) for b in batches})
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
@@ -307,7 +317,7 @@ def run_trials(
         ),
     )
     for batch in batches:
-        _LIVE[batch.mirror.tracker.sweep_id] = (batch.mirror, display)
+        _LIVE[batch.sweep_id] = (batch.mirror, display)
     try:
         # Tune's own console output (the experiment table, "View detailed results here", a box per errored
         # trial) is print()ed to stdout; the progress display and the report replace it. Its legacy engine
@@ -316,4 +326,4 @@ def run_trials(
             tuner.fit()
     finally:
         for batch in batches:
-            _LIVE.pop(batch.mirror.tracker.sweep_id, None)
+            _LIVE.pop(batch.sweep_id, None)

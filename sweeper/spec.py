@@ -38,6 +38,9 @@ How many seeds each point and the baseline run, and how the verdicts are tested,
 Knob values must have the knob's type and lie in the range its workload declares (`sweeper list`). A
 workload file is stored by its resolved absolute path (`SweepSpec.workload` and the spec's `document`), so
 the copy of the spec in the sweep folder and the Ray workers find it from anywhere.
+
+Why this module is long: it is the one owner of the spec format, and every key's check (with the one-line
+error that names the file, the key and the valid choices) sits beside the others it depends on.
 """
 
 from __future__ import annotations
@@ -206,6 +209,17 @@ class SweepSpec:
     def defaults(self, workload: Workload) -> dict[str, Any]:
         """The baseline point's value of every swept knob: the spec's `baseline`, else the workload's default."""
         return baseline_values(workload, self.grid, self.baseline)
+
+
+def only_named(specs: list[SweepSpec], names: list[str], key: str = "--only") -> list[SweepSpec]:
+    """The sweeps of a spec file with these names, in the file's order; SweeperError for a name that is none
+    of them (`key`: the option that gave the names)."""
+    known = [spec.name for spec in specs]
+    for name in names:
+        if name not in known:
+            where = specs[0].path if specs else "spec"
+            raise SweeperError(f"{where}: {key}: no sweep named {name!r}{did_you_mean(name, known)}; {one_of(known)}")
+    return [spec for spec in specs if spec.name in names]
 
 
 def load_specs(path: str | Path) -> list[SweepSpec]:

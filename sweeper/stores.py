@@ -26,9 +26,13 @@ def local_store_path(uri: str) -> Path | None:
     return Path(uri[len(prefix) :]) if uri.startswith(prefix) else None
 
 
+TRACKING_OFF = "none"
+"""The --tracking-uri that turns the mirror off: the sweep lives in its folder alone (`sweeper.mirror`)."""
+
+
 def is_local_store(uri: str) -> bool:
-    """A store only this machine can reach: SQLite, a file store or a plain path."""
-    return local_store_path(uri) is not None or uri.startswith("file:") or "://" not in uri
+    """A store only this machine can reach: SQLite, a file store or a plain path (not TRACKING_OFF: no store)."""
+    return uri != TRACKING_OFF and (local_store_path(uri) is not None or uri.startswith("file:") or "://" not in uri)
 
 
 def check_tracking_uri(uri: str) -> str | None:

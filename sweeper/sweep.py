@@ -1,10 +1,9 @@
-"""The driver of a sweep: its folder, MLflow parent run, Ray trials, analysis and outputs; and resuming,
-syncing and rebuilding a sweep."""
+"""The driver of a sweep: its folder, its mirror (MLflow, or none), its Ray trials round by round, its analysis
+and outputs; and resuming, syncing and rebuilding a sweep. `OpenSweep` carries one sweep through it."""
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import secrets
 import sys
 import tempfile
@@ -14,17 +13,16 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from types import ModuleType
 
 import yaml
 
 from sweeper.errors import SweeperError
 from sweeper.health import diagnose
+from sweeper.mirror import Mirror, open_mirror
 from sweeper.progress import SweepProgress
 from sweeper.records import (
-    OUTPUT_FILES,
     PLAN_SUFFIX,
-    PLOTS_DIR,
     RANKING_FILE,
     SPEC_FILE,
     SWEEP_FILE,
@@ -41,8 +39,9 @@ from sweeper.records import (
     write_atomically,
     write_plan,
 )
-from sweeper.spec import SweepSpec, load_specs
-from sweeper.stores import runs_link
+from sweeper.results import Ranking
+from sweeper.spec import GridPoint, SweepSpec, load_specs
+from sweeper.stores import TRACKING_OFF, is_local_store, runs_link
 from sweeper.workload import Workload, load
 
 
@@ -60,13 +59,15 @@ class SweepOutcome:
     sweep_id: str
     sweep_dir: Path
     parent_run_id: str | None
-    ranking: dict[str, Any] | None
-    """The ranking document; None when the analysis failed (`analysis_error`)."""
+    ranking: Ranking | None
+    """None when the analysis failed (`analysis_error`)."""
     unfinished: int = 0
     analysis_error: Exception | None = None
     """Why the analysis of the finished trials failed; the trials stay, `sweeper report DIR` retries."""
     experiment_id: str | None = None
     """The sweep's MLflow experiment, where it was reached."""
+    tracking_uri: str = TRACKING_OFF
+    """Where the sweep is mirrored (`none`: nowhere but its folder)."""
 
 
 def new_sweep_dir(out_root: Path, name: str) -> Path:
@@ -80,34 +81,6 @@ def new_sweep_dir(out_root: Path, name: str) -> Path:
         sweep_dir = out_root / f"{stem}-{suffix}"
     sweep_dir.mkdir(parents=True)
     return sweep_dir
-
-
-def _tracker(spec: SweepSpec, workload: Workload, tracking_uri: str, sweep_id: str):
-    """The sweep's MLflow side; every run's params hold every Config value its trials run with."""
-    from sweeper.tracking import SweepTracker
-
-    config = dataclasses.asdict(workload.make_config(spec.base_overrides(workload)))
-    return SweepTracker(tracking_uri, spec.name, sweep_id, config, spec.points, workload.metric)
-
-
-def _parent_fields(spec: SweepSpec, sweep_dir: Path) -> tuple[dict[str, Any], dict[str, str]]:
-    from sweeper.tracking import TAG_WORKLOAD
-
-    params = {
-        "workload": spec.workload,
-        "seeds": spec.seeds,
-        "max_seeds": spec.max_seeds,
-        "design": spec.design.kind,
-        "alpha": spec.alpha,
-        "correction": spec.correction,
-        "smoke": spec.smoke,
-        "grid": spec.grid,
-        "fixed": spec.fixed,
-        "baseline": spec.baseline,
-        "vary": spec.vary,
-        "spec_file": str(spec.path),
-    }
-    return params, {TAG_WORKLOAD: spec.workload, "sweeper.output": str(sweep_dir.resolve())}
 
 
 def plan_sweeps(
@@ -130,9 +103,9 @@ def plan_sweeps(
             workload.check_remedies({**base, **point.knobs} for point in spec.points)
         except SweeperError as exc:
             raise SweeperError(f"{spec.path}: {spec.name}: {exc}") from None
-    runner = _start_ray(address)
+    runner = start_ray(address)
     for spec in specs:
-        runner.check_cluster(spec, tracking_uri)
+        runner.check_cluster(spec, local_store=tracking_uri if is_local_store(tracking_uri) else None)
     folders = []
     for spec in specs:
         sweep_dir = new_sweep_dir(out_root, spec.name)
@@ -152,7 +125,7 @@ def plan_sweeps(
     return folders
 
 
-def _as_run(spec: SweepSpec) -> dict[str, Any]:
+def _as_run(spec: SweepSpec) -> dict[str, object]:
     """The spec's document with its name resolved (a document of a multi-sweep file may omit it)."""
     return {"name": spec.name, **spec.document}
 
@@ -162,18 +135,19 @@ def _utc_stamp() -> str:
 
 
 @dataclass(frozen=True)
-class _Open:
-    """A sweep folder opened to run: its spec, workload, MLflow tracker and run options."""
+class OpenSweep:
+    """A sweep folder opened to run, analyse or mirror: what the driver carries for one sweep."""
 
     sweep_dir: Path
+    sweep_id: str
     spec: SweepSpec
     workload: Workload
-    tracker: Any
+    mirror: Mirror
     options: RunOptions
 
-    def missing(self, found: dict[str, TrialRecord]) -> list[tuple[Any, int]]:
+    def missing(self, found: dict[str, TrialRecord]) -> list[tuple[GridPoint, int]]:
         """The (point, seed) trials its design wants now that `found` lacks."""
-        from sweeper.report import planned_trials
+        from sweeper.analysis import planned_trials
 
         return [
             (point, seed)
@@ -181,22 +155,100 @@ class _Open:
             if trial_key(point.label, seed) not in found
         ]
 
+    def sync_trials(self, found: dict[str, TrialRecord]) -> int | None:
+        """Bring the mirror's trial runs up to date with the folder: the number of trials written again, or
+        None when the mirror cannot be reached."""
+        return self.mirror.sync([found[key] for key in sorted(found)])
+
+    def attach(self, ranking: Ranking | None) -> bool:
+        """The spec and the folder's outputs on the mirror, with the ranking's statistics: this analysis's,
+        else the one the folder holds (the mirror copies the folder as it is)."""
+        if ranking is None and (self.sweep_dir / RANKING_FILE).is_file():
+            ranking = Ranking.loads((self.sweep_dir / RANKING_FILE).read_text())
+        return self.mirror.attach(ranking)
+
+    def analyse(self) -> tuple[SweepOutcome, bool]:
+        """The mirror's trial runs brought up to date first (so trials.csv gets every final run id), then the
+        analysis and its outputs, attached to the mirror; and whether the mirror has it all. An analysis that
+        fails is returned, not raised: the trials are the expensive part, and they stay."""
+        from sweeper.analysis import planned_trials
+        from sweeper.outputs import write_report  # numpy, scipy: loaded while Ray starts (`start_ray`)
+
+        found = load_trials(self.sweep_dir, self.spec)
+        synced = self.sync_trials(found)
+        records = in_grid_order(self.spec, found, planned_trials(self.spec, self.workload, found))
+        unfinished = sum(r.reason == UNFINISHED for r in records)
+        ranking, analysis_error = None, None
+        try:
+            ranking = write_report(
+                self.spec, self.workload, records, self.sweep_dir, self.sweep_id, self.mirror.report_context()
+            )
+        except Exception as exc:  # noqa: BLE001 - whatever went wrong, the trials must not be lost to it
+            analysis_error = exc
+        mirrored = synced is not None and self.attach(ranking)
+        outcome = SweepOutcome(
+            self.sweep_id,
+            self.sweep_dir,
+            self.mirror.parent_run_id,
+            ranking,
+            unfinished,
+            analysis_error,
+            self.mirror.experiment_id,
+            self.mirror.tracking_uri,
+        )
+        return outcome, mirrored
+
+    def finish(self, wall_seconds: float) -> SweepOutcome:
+        """Analyse the sweep and end its mirror as the folder stands: FINISHED, KILLED (trials unfinished) or
+        FAILED (the analysis failed)."""
+        outcome, mirrored = self.analyse()
+        compute = dataclasses.asdict(outcome.ranking.compute) if outcome.ranking is not None else {}
+        summary = {
+            "wall_seconds": wall_seconds,
+            "trials": float(len(load_trials(self.sweep_dir, self.spec))),
+            **compute,
+        }
+        status = "KILLED" if outcome.unfinished else "FAILED" if outcome.analysis_error else "FINISHED"
+        if not (mirrored and self.mirror.end(status, summary)):
+            self.warn_behind()
+        return outcome
+
+    def warn_behind(self) -> None:
+        print(
+            f"warning: MLflow at {self.mirror.tracking_uri} is behind this sweep; `sweeper sync {self.sweep_dir}` "
+            "brings it up to date",
+            file=sys.stderr,
+        )
+
+
+def open_sweep(sweep_dir: Path, tracking_uri: str | None = None) -> OpenSweep:
+    """An existing sweep folder, with its mirror (the store it ran with unless told otherwise) and run options."""
+    if not is_sweep_folder(sweep_dir):
+        raise SweeperError(f"{sweep_dir}: not a sweep folder (no {SWEEP_FILE})")
+    meta = load_sweep_meta(sweep_dir)
+    (spec,) = load_specs(sweep_dir / SPEC_FILE)
+    workload = load(spec.workload)
+    sweep_id = meta["sweep_id"]
+    mirror = open_mirror(tracking_uri or meta["tracking_uri"], spec, workload, sweep_dir, sweep_id)
+    return OpenSweep(sweep_dir, sweep_id, spec, workload, mirror, RunOptions(**meta.get("options", {})))
+
 
 def run_sweeps(
     sweep_dirs: list[Path], *, address: str | None = None, tracking_uri: str | None = None
 ) -> list[SweepOutcome]:
     """Run, round by round, every trial the sweeps' designs want that their folders do not hold yet (a new
     folder starts at the first look, a resumed one where its trial files say it stopped), then analyse,
-    report and bring MLflow up to date for each sweep. A round is one Tuner over the missing trials of every
-    sweep that still wants some, so one Ray session serves them all and one sweep's trials fill the slots
-    another's stragglers leave; each sweep's next round is planned from its own finished trials
-    (`report.planned_trials`, a pure function of its folder), so a killed driver resumes at the same round
+    report and bring the mirror up to date for each sweep. A round is one Tuner over the missing trials of
+    every sweep that still wants some, so one Ray session serves them all and one sweep's trials fill the
+    slots another's stragglers leave; each sweep's next round is planned from its own finished trials
+    (`analysis.planned_trials`, a pure function of its folder), so a killed driver resumes at the same round
     with the same plan. A round that loses trials (interrupted, or trials lost past their retries) is the
     last: every analysis says what is unfinished."""
-    sweeps = [_Open(sweep_dir, *_open_sweep(sweep_dir, tracking_uri)) for sweep_dir in sweep_dirs]
-    runner = _start_ray(address)
+    sweeps = [open_sweep(sweep_dir, tracking_uri) for sweep_dir in sweep_dirs]
+    runner = start_ray(address)
     for sweep in sweeps:
-        runner.check_cluster(sweep.spec, sweep.tracker.tracking_uri)
+        uri = sweep.mirror.tracking_uri
+        runner.check_cluster(sweep.spec, local_store=uri if is_local_store(uri) else None)
     found = {sweep.sweep_dir: load_trials(sweep.sweep_dir, sweep.spec) for sweep in sweeps}
     wall_seconds = dict.fromkeys(sweep_dirs, 0.0)
     finished: dict[Path, Future[SweepOutcome]] = {}
@@ -204,10 +256,8 @@ def run_sweeps(
     # matplotlib's pyplot is not thread-safe) while the other sweeps' rounds go on.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sweeper-report") as reporter:
 
-        def finish(sweep: _Open) -> None:
-            finished[sweep.sweep_dir] = reporter.submit(
-                _finish, sweep.spec, sweep.workload, sweep.sweep_dir, sweep.tracker, wall_seconds[sweep.sweep_dir]
-            )
+        def finish(sweep: OpenSweep) -> None:
+            finished[sweep.sweep_dir] = reporter.submit(sweep.finish, wall_seconds[sweep.sweep_dir])
 
         going = list(sweeps)
         while going:
@@ -217,7 +267,7 @@ def run_sweeps(
                     finish(sweep)
             if not batches:
                 break
-            seconds = _run_trials(batches, found, options=batches[0][0].options, of=len(sweeps))
+            seconds = run_round(batches, found, options=batches[0][0].options, of=len(sweeps))
             going = [sweep for sweep, _ in batches]
             for sweep in going:
                 wall_seconds[sweep.sweep_dir] += seconds
@@ -255,39 +305,40 @@ def _finished(sweep_dir: Path) -> bool:
     return is_complete(sweep_dir)
 
 
-def _run_trials(
-    batches: list[tuple[_Open, list]], found: dict[Path, dict[str, TrialRecord]], *, options: RunOptions, of: int = 1
+def run_round(
+    batches: list[tuple[OpenSweep, list[tuple[GridPoint, int]]]],
+    found: dict[Path, dict[str, TrialRecord]],
+    *,
+    options: RunOptions,
+    of: int = 1,
 ) -> float:
-    """Run one round, the missing trials of each sweep in `batches` (of `of` sweeps in the run), on one Tuner
-    with the console display, each sweep's MLflow written from a thread of its own (`TrialMirror`); the wall
-    seconds it took."""
+    """Run one round, the given trials of each sweep in `batches` (of `of` sweeps in the run), on one Tuner
+    with the console display, each sweep's trials handed to its mirror as they happen; the wall seconds it
+    took. Ray must be started (`start_ray`); `found`: each sweep's finished trials, for the progress count."""
     from sweeper import runner
-    from sweeper.tracking import TrialMirror
 
     started = time.perf_counter()
-    mirrors = [
-        TrialMirror(sweep.tracker, sweep.sweep_dir, _parent_fields(sweep.spec, sweep.sweep_dir)) for sweep, _ in batches
-    ]
+    sinks = [sweep.mirror.live() for sweep, _ in batches]
     try:
         done = sum(len(found[sweep.sweep_dir]) for sweep, _ in batches)
         total = done + sum(len(trials) for _, trials in batches)  # this round's; the next is planned from its results
-        title = batches[0][0].tracker.sweep_id if of == 1 else f"{len(batches)} of {of} sweeps"
+        title = batches[0][0].sweep_id if of == 1 else f"{len(batches)} of {of} sweeps"
         with SweepProgress(title, total, done=done) as display:
             runner.run_trials(
                 [
-                    runner.Batch(sweep.spec, trials, sweep.sweep_dir, mirror)
-                    for (sweep, trials), mirror in zip(batches, mirrors, strict=True)
+                    runner.Batch(sweep.sweep_id, sweep.spec, trials, sweep.sweep_dir, sink)
+                    for (sweep, trials), sink in zip(batches, sinks, strict=True)
                 ],
                 display=display,
                 **dataclasses.asdict(options),
             )
     finally:
-        for mirror in mirrors:
-            mirror.close()
+        for sink in sinks:
+            sink.close()
     return time.perf_counter() - started
 
 
-def _start_ray(address: str | None):
+def start_ray(address: str | None) -> ModuleType:
     """The runner module, with Ray started. Ray and MLflow are imported only now, after the spec has been
     validated without them; Ray takes seconds to start its processes, and the driver's own heavy imports
     (MLflow, matplotlib for the report) load meanwhile on another thread."""
@@ -302,136 +353,48 @@ def _start_ray(address: str | None):
 
 def _import_driver_modules() -> None:
     import sweeper.tracking  # noqa: F401
-    from sweeper import report
+    from sweeper import plots
 
-    report.pyplot()
-
-
-def _open_sweep(sweep_dir: Path, tracking_uri: str | None):
-    """An existing sweep folder's spec, workload, MLflow tracker (its own store unless told otherwise) and
-    run options."""
-    if not is_sweep_folder(sweep_dir):
-        raise SweeperError(f"{sweep_dir}: not a sweep folder (no {SWEEP_FILE})")
-    meta = load_sweep_meta(sweep_dir)
-    (spec,) = load_specs(sweep_dir / SPEC_FILE)
-    workload = load(spec.workload)
-    options = RunOptions(**meta.get("options", {}))
-    return spec, workload, _tracker(spec, workload, tracking_uri or meta["tracking_uri"], meta["sweep_id"]), options
+    plots.pyplot()
 
 
 def sync_sweep(sweep_dir: Path, *, tracking_uri: str | None = None) -> tuple[int, str]:
-    """Bring MLflow to exactly what a sweep folder holds: every trial run that is missing, incomplete or
-    duplicated is written again from its trial file; (trials replayed, tracking URI)."""
-    spec, workload, tracker, _ = _open_sweep(sweep_dir, tracking_uri)
+    """Bring the mirror to exactly what a sweep folder holds: every trial run that is missing, incomplete or
+    duplicated is written again from its trial file; (trials replayed, tracking URI). A sweep that ran
+    without a mirror (`--tracking-uri none`) is mirrored to the `tracking_uri` given."""
+    sweep = open_sweep(sweep_dir, tracking_uri)
+    if sweep.mirror.tracking_uri == TRACKING_OFF:
+        raise SweeperError(
+            f"--tracking-uri: {sweep_dir} ran without MLflow (--tracking-uri none); name the store to mirror it "
+            "to, e.g. --tracking-uri sqlite:///mlflow.db"
+        )
     complete = is_complete(sweep_dir)
     unreachable = SweeperError(
-        f"--tracking-uri: MLflow at {tracker.tracking_uri} cannot be reached; nothing was replayed"
+        f"--tracking-uri: MLflow at {sweep.mirror.tracking_uri} cannot be reached; nothing was replayed"
     )
-    replayed = _sync_trials(spec, workload, sweep_dir, tracker, load_trials(sweep_dir, spec))
+    replayed = sweep.sync_trials(load_trials(sweep_dir, sweep.spec))
     if replayed is None:
         raise unreachable
     if replayed and (sweep_dir / RANKING_FILE).is_file():  # trials.csv names the runs: rewrite the outputs
-        mirrored = _analyse(spec, workload, sweep_dir, tracker)[1]
+        mirrored = sweep.analyse()[1]
     else:
-        mirrored = _attach_outputs(sweep_dir, tracker)
-    # The parent run ends as the folder says; the sweep's own summary metrics are those it logged (if any).
-    if not (mirrored and tracker.end_sweep("FINISHED" if complete else "KILLED", {})):
+        mirrored = sweep.attach(None)
+    # The sweep's run ends as the folder says; the sweep's own summary metrics are those it logged (if any).
+    if not (mirrored and sweep.mirror.end("FINISHED" if complete else "KILLED", {})):
         raise unreachable
-    return replayed, tracker.tracking_uri
-
-
-def _sync_trials(spec, workload, sweep_dir: Path, tracker, found: dict[str, TrialRecord]) -> int | None:
-    """Bring MLflow's trial runs up to date with the sweep folder: the parent run, every trial's run exactly as
-    its trial file (a run that differs is recreated, the record and its trial file get the new run id); the
-    number of runs written, or None when MLflow cannot be reached."""
-    if tracker.ensure_parent(*_parent_fields(spec, sweep_dir)) is None:
-        return None
-    return tracker.sync([found[key] for key in sorted(found)], spec.workload, workload.metric, sweep_dir)
-
-
-def _attach_outputs(sweep_dir: Path, tracker) -> bool:
-    """The spec and whatever outputs the folder holds, as artifacts of the sweep's run, and the ranking's
-    statistics on the grid points' runs."""
-    outputs = [sweep_dir / name for name in (SPEC_FILE, *OUTPUT_FILES) if (sweep_dir / name).exists()]
-    plots = sweep_dir / PLOTS_DIR
-    attached = tracker.log_files(outputs, plots=plots if plots.is_dir() else None)
-    ranking = sweep_dir / RANKING_FILE
-    return attached and (not ranking.is_file() or tracker.log_points(json.loads(ranking.read_text())))
-
-
-def _analyse(spec: SweepSpec, workload: Workload, sweep_dir: Path, tracker) -> tuple[SweepOutcome, bool]:
-    """MLflow's trial runs brought up to date first (so trials.csv gets every final run id), then the
-    analysis and its outputs, attached to the parent run; and
-    whether MLflow has it all. An analysis that fails is returned, not raised: the trials are the expensive
-    part, and they stay."""
-    from sweeper.report import planned_trials
-
-    found = load_trials(sweep_dir, spec)
-    synced = _sync_trials(spec, workload, sweep_dir, tracker, found)
-    records = in_grid_order(spec, found, planned_trials(spec, workload, found))
-    unfinished = sum(r.reason == UNFINISHED for r in records)
-    context = {"tracking": f"{tracker.tracking_uri}, experiment {spec.name}"}
-    if tracker.experiment_id is not None:
-        context["MLflow runs"] = runs_link(tracker.tracking_uri, tracker.experiment_id)
-    document, analysis_error = None, None
-    try:
-        document = write_report(spec, workload, records, sweep_dir, tracker.sweep_id, context)
-    except Exception as exc:  # noqa: BLE001 - whatever went wrong, the trials must not be lost to it
-        analysis_error = exc
-    mirrored = synced is not None and _attach_outputs(sweep_dir, tracker)
-    outcome = SweepOutcome(
-        tracker.sweep_id, sweep_dir, tracker.parent_run_id, document, unfinished, analysis_error, tracker.experiment_id
-    )
-    return outcome, mirrored
-
-
-def _warn_behind(tracker, sweep_dir: Path) -> None:
-    print(
-        f"warning: MLflow at {tracker.tracking_uri} is behind this sweep; `sweeper sync {sweep_dir}` brings it "
-        "up to date",
-        file=sys.stderr,
-    )
-
-
-def _finish(spec: SweepSpec, workload: Workload, sweep_dir: Path, tracker, wall_seconds: float) -> SweepOutcome:
-    outcome, mirrored = _analyse(spec, workload, sweep_dir, tracker)
-    compute = (outcome.ranking or {}).get("compute", {})
-    summary = {"wall_seconds": wall_seconds, "trials": float(len(load_trials(sweep_dir, spec))), **compute}
-    status = "KILLED" if outcome.unfinished else "FAILED" if outcome.analysis_error else "FINISHED"
-    if not (mirrored and tracker.end_sweep(status, summary)):
-        _warn_behind(tracker, sweep_dir)
-    return outcome
+    return replayed, sweep.mirror.tracking_uri
 
 
 def report_folder(sweep_dir: Path, *, tracking_uri: str | None = None, claims_from: Path | None = None) -> SweepOutcome:
     """Analyse a sweep folder's trials again and rewrite its outputs in place (after a failed analysis, or
-    with claims added later), and attach them to the sweep's MLflow run."""
-    spec, workload, tracker, _ = _open_sweep(sweep_dir, tracking_uri)
+    with claims added later), and attach them to the sweep's mirror."""
+    sweep = open_sweep(sweep_dir, tracking_uri)
     if claims_from is not None:
-        spec = _with_claims_from(spec, claims_from)
-    outcome, mirrored = _analyse(spec, workload, sweep_dir, tracker)
+        sweep = dataclasses.replace(sweep, spec=_with_claims_from(sweep.spec, claims_from))
+    outcome, mirrored = sweep.analyse()
     if not mirrored:
-        _warn_behind(tracker, sweep_dir)
+        sweep.warn_behind()
     return outcome
-
-
-def write_report(
-    spec: SweepSpec,
-    workload: Workload,
-    records: list[TrialRecord],
-    sweep_dir: Path,
-    sweep_id: str,
-    context: dict[str, str],
-) -> dict[str, Any]:
-    """Analyse the records and write every output file; returns the ranking document."""
-    from sweeper import report  # numpy, scipy: loaded while Ray starts (`_start_ray`), not before
-
-    document = report.analyze(spec, workload, records, sweep_id)
-    rows = report.trial_rows(spec, workload.metric, records)
-    report.write_outputs(
-        sweep_dir, document, records, rows, {"description": spec.description, "spec": str(spec.path), **context}
-    )
-    return document
 
 
 def rebuild_sweep(ref: str, *, tracking_uri: str, out_root: Path, claims_from: Path | None = None) -> SweepOutcome:
@@ -439,8 +402,12 @@ def rebuild_sweep(ref: str, *, tracking_uri: str, out_root: Path, claims_from: P
     each child run's params, tags and metric histories; every trial is diagnosed again from its history.
     A finished trial whose run lacks reports is refused (`sweeper.tracking.run_is_complete`).
     `claims_from`: a spec file whose sweep of the same name brings claims to judge (added after the run)."""
+    from sweeper.analysis import planned_trials
+    from sweeper.outputs import write_report
     from sweeper.tracking import load_sweep
 
+    if tracking_uri == TRACKING_OFF:
+        raise SweeperError(f"--tracking-uri: {ref} is not a sweep folder, and there is no MLflow store to read it from")
     with tempfile.TemporaryDirectory() as scratch:
         stored = load_sweep(tracking_uri, ref, Path(scratch))
     if stored is None:
@@ -463,9 +430,7 @@ def rebuild_sweep(ref: str, *, tracking_uri: str, out_root: Path, claims_from: P
     sweep_id = parent.info.run_name
     sweep_dir = new_sweep_dir(out_root, f"{sweep_id}-report")
     write_atomically(sweep_dir / SPEC_FILE, yaml.safe_dump(_as_run(spec), sort_keys=False))
-    from sweeper.report import planned_trials
-
-    document = write_report(
+    ranking = write_report(
         spec,
         workload,
         in_grid_order(spec, stored.trials, planned_trials(spec, workload, stored.trials)),
@@ -476,7 +441,14 @@ def rebuild_sweep(ref: str, *, tracking_uri: str, out_root: Path, claims_from: P
             "MLflow runs": runs_link(tracking_uri, parent.info.experiment_id),
         },
     )
-    return SweepOutcome(sweep_id, sweep_dir, parent.info.run_id, document, experiment_id=parent.info.experiment_id)
+    return SweepOutcome(
+        sweep_id,
+        sweep_dir,
+        parent.info.run_id,
+        ranking,
+        experiment_id=parent.info.experiment_id,
+        tracking_uri=tracking_uri,
+    )
 
 
 def _with_claims_from(spec: SweepSpec, path: Path) -> SweepSpec:

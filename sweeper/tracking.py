@@ -23,10 +23,17 @@ with `log_batch`, and a report leaves the buffer only once MLflow has it. MLflow
 folder: when the store cannot be reached the tracker stops trying for a while and the sweep goes on; a
 trial's run gets its verdict tag last, once every report and summary metric arrived; and `sync` compares
 every run with its trial file and recreates the runs that differ, idempotently.
+
+`MlflowMirror` is this backend of `sweeper.mirror.Mirror`, the only part the driver sees.
+
+Why this module is long: it is the one place that imports MLflow and the one owner of the MLflow record
+format, written (the sweep's, points' and trials' runs) and read back (`load_sweep`); the writer's jobs
+(setup, point runs, buffered trial runs, sync) share one client, one outage pause and one cache of run ids.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import functools
 import json
@@ -55,9 +62,18 @@ from mlflow.exceptions import MlflowException  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
 from sweeper.health import Diagnosis  # noqa: E402
-from sweeper.records import PLOTS_DIR, SPEC_FILE, TrialRecord, save_trial, trial_key  # noqa: E402
+from sweeper.records import (  # noqa: E402
+    OUTPUT_FILES,
+    PLOTS_DIR,
+    SPEC_FILE,
+    TrialRecord,
+    save_trial,
+    trial_key,
+)
+from sweeper.results import PointSummary, Ranking  # noqa: E402
 from sweeper.spec import GridPoint, SweepSpec, load_specs  # noqa: E402
-from sweeper.stores import RUNS_VIEW_KEY, local_store_path  # noqa: E402
+from sweeper.stores import RUNS_VIEW_KEY, local_store_path, runs_link  # noqa: E402
+from sweeper.workload import Workload  # noqa: E402
 
 TAG_SWEEP = "sweeper.sweep"
 TAG_TRIAL_KEY = "sweeper.trial_key"
@@ -307,8 +323,8 @@ class SweepTracker:
         return self.ensure_parent() is not None and bool(self._call(end))
 
     # --- one run per grid point ---
-    def log_points(self, document: dict[str, Any]) -> bool:
-        """Each grid point's statistics (`point_statistics`) and verdict from the ranking document, on the
+    def log_points(self, ranking: Ranking) -> bool:
+        """Each grid point's statistics (`point_statistics`) and verdict from the ranking, on the
         point's run. Only what changed is written, a metric at the step of the point's seed count, so the
         same analysis written twice changes nothing and a new round of seeds adds one step to each chart.
         The points of a sweep whose run has ended end with the same status. (A statistic an analysis no
@@ -317,12 +333,12 @@ class SweepTracker:
         def write() -> bool:
             stored = {run.data.tags.get(TAG_POINT): run for run in self._runs("point")}
             now = _now_ms()
-            for rank, point in enumerate(document["points"], 1):
-                run_id = self._point_run(GridPoint(point["knobs"], point["label"], point["is_baseline"]))
-                metrics, tags = point_statistics(point, document["metric"], rank)
-                run = stored.get(point["label"])
+            for rank, point in enumerate(ranking.points, 1):
+                run_id = self._point_run(GridPoint(point.knobs, point.label, point.is_baseline))
+                metrics, tags = point_statistics(point, ranking.metric, rank)
+                run = stored.get(point.label)
                 had_metrics, had_tags = (run.data.metrics, run.data.tags) if run is not None else ({}, {})
-                step = len(point["seeds"])
+                step = len(point.seeds)
                 self.client.log_batch(
                     run_id,
                     metrics=[
@@ -596,48 +612,108 @@ class TrialMirror:
                 )
 
 
+class MlflowMirror:
+    """A sweep's MLflow side as the driver sees it (`sweeper.mirror.Mirror`): its tracker, with the sweep's
+    run's params and tags (the spec's settings, the workload, the folder)."""
+
+    def __init__(self, tracking_uri: str, spec: SweepSpec, workload: Workload, sweep_dir: Path, sweep_id: str):
+        # Every run's params hold every Config value its trials run with.
+        config = dataclasses.asdict(workload.make_config(spec.base_overrides(workload)))
+        self.tracker = SweepTracker(tracking_uri, spec.name, sweep_id, config, spec.points, workload.metric)
+        self.spec, self.workload, self.sweep_dir = spec, workload, sweep_dir
+        params = {
+            "workload": spec.workload,
+            "seeds": spec.seeds,
+            "max_seeds": spec.max_seeds,
+            "design": spec.design.kind,
+            "alpha": spec.alpha,
+            "correction": spec.correction,
+            "smoke": spec.smoke,
+            "grid": spec.grid,
+            "fixed": spec.fixed,
+            "baseline": spec.baseline,
+            "vary": spec.vary,
+            "spec_file": str(spec.path),
+        }
+        self.parent_fields = (params, {TAG_WORKLOAD: spec.workload, "sweeper.output": str(sweep_dir.resolve())})
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.tracker.tracking_uri
+
+    @property
+    def parent_run_id(self) -> str | None:
+        return self.tracker.parent_run_id
+
+    @property
+    def experiment_id(self) -> str | None:
+        return self.tracker.experiment_id
+
+    def report_context(self) -> dict[str, str]:
+        context = {"tracking": f"{self.tracking_uri}, experiment {self.spec.name}"}
+        if self.experiment_id is not None:
+            context["MLflow runs"] = runs_link(self.tracking_uri, self.experiment_id)
+        return context
+
+    def live(self) -> TrialMirror:
+        return TrialMirror(self.tracker, self.sweep_dir, self.parent_fields)
+
+    def sync(self, records: Sequence[TrialRecord]) -> int | None:
+        if self.tracker.ensure_parent(*self.parent_fields) is None:
+            return None
+        return self.tracker.sync(list(records), self.spec.workload, self.workload.metric, self.sweep_dir)
+
+    def attach(self, ranking: Ranking | None) -> bool:
+        outputs = [self.sweep_dir / name for name in (SPEC_FILE, *OUTPUT_FILES) if (self.sweep_dir / name).exists()]
+        plots = self.sweep_dir / PLOTS_DIR
+        attached = self.tracker.log_files(outputs, plots=plots if plots.is_dir() else None)
+        return attached and (ranking is None or self.tracker.log_points(ranking))
+
+    def end(self, status: str, summary: dict[str, float]) -> bool:
+        return self.tracker.end_sweep(status, summary)
+
+
 # --- a trial, a grid point and the runs table as MLflow has them ---
 def trial_run_name(record: TrialRecord) -> str:
     """`list_shape=grouped · seed 2`: a trial's run reads on its own in the runs table."""
     return f"{record.point.label} · seed {record.seed}"
 
 
-def point_statistics(point: dict[str, Any], metric: str, rank: int) -> tuple[dict[str, float], dict[str, str]]:
-    """A grid point's run: its metrics (`sweeper.<statistic>`) and tags, from its entry in the ranking
-    document. The final-metric statistics are over the seeds whose final metric is finite (the spread is
-    the sample standard deviation); a statistic the analysis did not give (no test for the baseline, one
-    seed for a spread) is left out."""
-    finals = [value for value in point["final_metrics"] if value is not None]
-    values: dict[str, Any] = {
+def point_statistics(point: PointSummary, metric: str, rank: int) -> tuple[dict[str, float], dict[str, str]]:
+    """A grid point's run: its metrics (`sweeper.<statistic>`) and tags, from its summary in the ranking. The
+    final-metric statistics are over the seeds whose final metric is finite (the spread is the sample
+    standard deviation); a statistic the analysis did not give (no test for the baseline, one seed for a
+    spread) is left out."""
+    finals = [value for value in point.final_metrics if value is not None]
+    test = point.test
+    values: dict[str, float | int | None] = {
         "rank": rank,
-        "seeds": len(point["seeds"]),
-        "healthy": point["healthy"],
-        "healthy_rate": point["healthy_rate"],
+        "seeds": len(point.seeds),
+        "healthy": point.healthy,
+        "healthy_rate": point.healthy_rate,
         f"median_final_{metric}": statistics.median(finals) if finals else None,
         f"mean_final_{metric}": statistics.fmean(finals) if finals else None,
         f"std_final_{metric}": statistics.stdev(finals) if len(finals) > 1 else None,
-        f"median_healthy_{metric}": point["median_healthy_metric"],
-        "score": point["score_centre"],
-        **{
-            name: point.get(name)
-            for name in (
-                "seeds_used",
-                "baseline_seeds_used",
-                "p_value",
-                "p_adjusted",
-                "prob_superiority",
-                "healthy_rate_difference",
-                "metric_shift",
-            )
-        },
+        f"median_healthy_{metric}": point.median_healthy_metric,
+        "score": point.score_centre,
     }
+    if test is not None:
+        values |= {
+            "seeds_used": test.seeds_used,
+            "baseline_seeds_used": test.baseline_seeds_used,
+            "p_value": test.p_value,
+            "p_adjusted": test.p_adjusted,
+            "prob_superiority": test.prob_superiority,
+            "healthy_rate_difference": test.healthy_rate_difference,
+            "metric_shift": test.metric_shift,
+        }
     # Four significant digits: a table to read (ranking.json keeps every digit).
     metrics = {SUMMARY_PREFIX + k: float(f"{v:.4g}") for k, v in values.items() if v is not None}
-    tags = {TAG_VERDICT: point["verdict"]}
-    if point.get("status") is not None:
-        tags["sweeper.status"] = point["status"]  # final, or dropped at an interim look
-    if point.get("replicated") is not None:
-        tags["sweeper.replicated"] = str(point["replicated"])
+    tags = {TAG_VERDICT: point.verdict}
+    if test is not None:
+        tags["sweeper.status"] = test.status  # final, or dropped at an interim look
+        if test.replicated is not None:
+            tags["sweeper.replicated"] = str(test.replicated)
     return metrics, tags
 
 

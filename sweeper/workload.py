@@ -5,8 +5,9 @@ A workload is one module (see DESIGN.md) exporting:
 - `Config`: a frozen dataclass whose defaults are the failing setup. Every field is a knob documented by
   the string literal on the line after it; closed sets are typed `Literal[...]`, open knobs `int`,
   `float`, `bool` or `str`. A numeric knob declares the values it can really run with as
-  `Annotated[int, Range(1, 10_000)]` (see `Range`); specs are refused outside it, and its default and
-  SMOKE value must lie inside it. A field `seed: int` is required: the sweep sets it.
+  `Annotated[int, Range(1, 10_000)]` (see `sweeper.knobs.Range`, importable from here too); specs are
+  refused outside it, and its default and SMOKE value must lie inside it. A field `seed: int` is
+  required: the sweep sets it.
 - `METRIC`, `MODE`: the final metric's report key and "max" or "min".
 - `CHANCE`: the METRIC of a model that learned nothing, which the diagnosis needs to call a trial
   `collapsed`: a finite number where it does not depend on the data (0.0 for R^2 or Cohen's kappa), or
@@ -32,20 +33,17 @@ free of heavy imports as long as the workloads keep TensorFlow inside their func
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import hashlib
 import importlib
 import importlib.metadata
 import importlib.util
-import inspect
 import math
 import os
 import pkgutil
 import re
 import sys
 import tempfile
-import textwrap
 import traceback
 import typing
 from dataclasses import dataclass
@@ -54,8 +52,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
 
+from sweeper import keras_model
 from sweeper.errors import SweeperError, did_you_mean, one_of
 from sweeper.health import Thresholds, is_number
+from sweeper.knobs import Range, attribute_docstrings
 
 ENTRY_POINT_GROUP = "sweeper.workloads"
 REQUIRED_REPORT_KEYS = ("step", "loss", "grad_norm")
@@ -70,51 +70,6 @@ _ADD_CHANCE = (
 
 def _is_finite_number(value: Any) -> bool:
     return is_number(value) and math.isfinite(value)
-
-
-@dataclass(frozen=True)
-class Range:
-    """The values a numeric knob can really run with, declared on its Config field:
-    `epochs: Annotated[int, Range(1, 10_000)] = 20`.
-
-    Both ends are included unless `low_open` / `high_open` excludes them (a learning rate:
-    `Range(0.0, 10.0, low_open=True)`, shown `(0, 10]`); None leaves an end unbounded.
-    """
-
-    low: float | None = None
-    high: float | None = None
-    low_open: bool = False
-    high_open: bool = False
-
-    def __post_init__(self) -> None:
-        for end in (self.low, self.high):
-            if end is not None and not _is_finite_number(end):
-                raise ValueError(f"{self!r}: the ends are finite numbers or None, not {end!r}")
-        if self.low is None and self.high is None:
-            raise ValueError(f"{self!r}: give at least one end; a knob without a range needs no Range")
-        if self.low is not None and self.high is not None:
-            empty = self.low > self.high or (self.low == self.high and (self.low_open or self.high_open))
-            if empty:
-                raise ValueError(f"{self!r} holds no value")
-
-    def __contains__(self, value: Any) -> bool:
-        """Whether a number lies in the range (NaN never does)."""
-        above = self.low is None or (value > self.low if self.low_open else value >= self.low)
-        below = self.high is None or (value < self.high if self.high_open else value <= self.high)
-        return bool(above and below)
-
-    def __str__(self) -> str:
-        left = "(" if self.low is None or self.low_open else "["
-        right = ")" if self.high is None or self.high_open else "]"
-        return f"{left}{_end(self.low, '-inf')}, {_end(self.high, 'inf')}{right}"
-
-
-def _end(value: float | None, unbounded: str) -> str:
-    if value is None:
-        return unbounded
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
-        return str(int(value))
-    return str(value)
 
 
 @dataclass(frozen=True)
@@ -302,8 +257,6 @@ def _load_file(path: Path) -> Workload:
 
 def _workload(name: str, module: ModuleType) -> Workload:
     """A checked workload; a plain Keras program (`sweeper.keras_model`) is adapted to the contract first."""
-    from sweeper import keras_model
-
     if keras_model.is_keras_file(module):
         module = keras_model.adapt(module)
     return Workload(name=name, module=module, knobs=_check_contract(name, module))
@@ -412,21 +365,3 @@ def knobs_of(config_cls: type, docs: dict[str, str] | None = None) -> dict[str, 
             field.name, field.default, kind, choices, docs.get(field.name, ""), ranges[0] if ranges else None
         )
     return knobs
-
-
-def attribute_docstrings(cls: type) -> dict[str, str]:
-    """Field name -> the string literal that follows its declaration in the class body."""
-    (definition,) = ast.parse(textwrap.dedent(inspect.getsource(cls))).body
-    assert isinstance(definition, ast.ClassDef)  # the source of a class is its class statement
-    body = definition.body
-    docs = {}
-    for declaration, following in zip(body, body[1:], strict=False):
-        if (
-            isinstance(declaration, ast.AnnAssign)
-            and isinstance(declaration.target, ast.Name)
-            and isinstance(following, ast.Expr)
-            and isinstance(following.value, ast.Constant)
-            and isinstance(following.value.value, str)
-        ):
-            docs[declaration.target.id] = " ".join(following.value.value.split())
-    return docs

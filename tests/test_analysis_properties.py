@@ -19,9 +19,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sweeper import health, ranking, report
+from sweeper import analysis, health, outputs, plots, ranking, report
 from sweeper.evidence import make_design
 from sweeper.records import TrialRecord, trial_key
+from sweeper.results import Ranking
 from sweeper.spec import Claim, SweepSpec, grid_points
 from sweeper.workload import Knob, Workload
 
@@ -134,7 +135,7 @@ def sweeps(draw, max_seeds: int = 3):
 
 @st.composite
 def outcomes(draw):
-    """A TrialOutcome as ranking gets it, but with any floats (report.outcomes_of only passes finite ones)."""
+    """A TrialOutcome as ranking gets it, but with any floats (analysis.outcomes_of only passes finite ones)."""
     fix = draw(st.sampled_from(GRID["fix"]))
     optional = st.one_of(st.none(), values.map(float))
     return ranking.TrialOutcome(
@@ -180,42 +181,62 @@ def test_every_history_gets_a_verdict(history, mode, error):
 @given(trials=st.lists(outcomes(), max_size=12), mode=st.sampled_from(["max", "min"]))
 def test_ranking_statistics_are_finite_or_none_for_any_outcomes(trials, mode):
     trials = ranking.fill_missing_chance(trials)
-    document = {
-        "points": ranking.rank_points(trials, mode, make_design("fixed", 2, 3, 3)),
-        "effects": ranking.main_effects(trials, GRID, mode),
-        "paired": ranking.paired_effect(ranking.twin_pairs(trials, {"fix": "on"}, {"fix": "off"}, {}), mode, None),
-    }
-    strict_json(document)
-    assert {p["verdict"] for p in document["points"]} <= {"baseline", "fixes", "harmful", "no_evidence", "pending"}
+    points = analysis.rank_points(trials, mode, make_design("fixed", 2, 3, 3))
+    effects = ranking.main_effects(trials, GRID, mode)
+    paired = ranking.paired_effect(ranking.twin_pairs(trials, {"fix": "on"}, {"fix": "off"}, {}), mode, None)
+    strict_json(
+        {
+            "points": [p.to_json() for p in points],
+            "effects": [e.to_json() for e in effects],
+            "paired": paired.to_json(),
+        }
+    )
+    assert {p.verdict for p in points} <= {"baseline", "fixes", "harmful", "no_evidence", "pending"}
 
 
 @settings(max_examples=60, deadline=None)
 @given(sweep=sweeps())
 def test_the_ranking_document_and_trials_csv_hold_only_finite_numbers(sweep):
     spec, workload, records = sweep
-    document = report.analyze(spec, workload, records, "stub-sweep")
-    assert strict_json(document)["metric"] == METRIC
-    rows = report.trial_rows(spec, METRIC, records)
+    result = analysis.analyze(spec, workload, records, "stub-sweep")
+    assert result.metric == METRIC
+    assert strict_loads(result.dumps()) == strict_json(result.to_json())
+    rows = outputs.trial_rows(spec, METRIC, records)
     for row in rows:
         assert all(not isinstance(v, float) or math.isfinite(v) for v in row.values()), row
-    assert_finite_cells(report.trials_csv(rows))
-    report.render_markdown(report.sections(document, rows, {}))  # every section renders
+    assert_finite_cells(outputs.trials_csv(rows))
+    report.render_markdown(report.sections(result, records, {}))  # every section renders
 
 
 @settings(max_examples=15, deadline=None)
 @given(sweep=sweeps(max_seeds=2))
-def test_write_outputs_writes_files_that_parse(sweep):
+def test_write_report_writes_files_that_parse(sweep):
     spec, workload, records = sweep
-    document = report.analyze(spec, workload, records, "stub-sweep")
-    rows = report.trial_rows(spec, METRIC, records)
     with tempfile.TemporaryDirectory() as folder:
         sweep_dir = Path(folder)
-        report.write_outputs(sweep_dir, document, records, rows, {})
-        assert strict_loads((sweep_dir / "ranking.json").read_text()) == strict_json(document)
+        result = outputs.write_report(spec, workload, records, sweep_dir, "stub-sweep", {})
+        assert result == analysis.analyze(spec, workload, records, "stub-sweep")
+        assert (sweep_dir / "ranking.json").read_text() == result.dumps()
+        assert strict_loads((sweep_dir / "ranking.json").read_text()) == strict_json(result.to_json())
         assert_finite_cells((sweep_dir / "trials.csv").read_text())
         assert len(list(csv.DictReader((sweep_dir / "trials.csv").open()))) == len(records)
         assert all(path.read_bytes().startswith(b"\x89PNG") for path in (sweep_dir / "plots").iterdir())
         assert "## Ranking" in (sweep_dir / "report.md").read_text()
+
+
+# --- ranking.json, the Ranking's one serialised form ---
+def assert_round_trips(result: Ranking) -> None:
+    assert Ranking.from_json(result.to_json()) == result
+    text = result.dumps()
+    assert Ranking.loads(text).dumps() == text
+    assert Ranking.loads(text) == result  # through the JSON text too: tuples come back as tuples
+
+
+@settings(max_examples=60, deadline=None)
+@given(sweep=sweeps())
+def test_a_ranking_reads_back_from_its_json_as_it_was(sweep):
+    spec, workload, records = sweep
+    assert_round_trips(analysis.analyze(spec, workload, records, "stub-sweep"))
 
 
 # --- the reported case (issue 12) ---
@@ -247,30 +268,31 @@ def test_a_baseline_that_ends_at_minus_1e297_and_an_infinite_loss_is_ranked_belo
             records.append(record)
     assert [r.diagnosis.verdict for r in records if r.point.is_baseline] == ["non_finite"] * 6
 
-    document = report.analyze(spec, workload, records, "issue-12")
-    points = {p["label"]: p for p in document["points"]}
-    assert document["points"][0]["label"] == "fix=on" and points["fix=on"]["verdict"] == "fixes"
-    assert points["fix=on"]["score_centre"] == pytest.approx(0.825) and points["fix=on"]["score_centre_kind"] == "IQM"
-    assert points["baseline"]["scores"] == [-3e297] * 6  # unhealthy seeds count at the sweep's worst final metric
-    assert points["baseline"]["score_centre"] == pytest.approx(-3e297)
-    assert points["fix=half"]["verdict"] == "no_evidence"
-    (effect,) = document["main_effects"]
+    result = analysis.analyze(spec, workload, records, "issue-12")
+    points = {p.label: p for p in result.points}
+    assert result.points[0].label == "fix=on" and points["fix=on"].verdict == "fixes"
+    assert points["fix=on"].score_centre == pytest.approx(0.825) and points["fix=on"].score_centre_kind == "IQM"
+    assert points["baseline"].scores == (-3e297,) * 6  # unhealthy seeds count at the sweep's worst final metric
+    assert points["baseline"].score_centre == pytest.approx(-3e297)
+    assert points["fix=half"].verdict == "no_evidence"
+    (effect,) = result.main_effects
     # ranks: the twelve unhealthy scores tie at 6.5, fix=on's are 13..18 (mean 15.5; overall mean 9.5):
     # total 12 * 3^2 + (3.5^2 + ... + 8.5^2) = 341.5, between 12 * 3^2 + 6 * 6^2 = 324
-    assert effect["eta_squared_score"] == pytest.approx(324 / 341.5)
-    assert effect["eta_squared_healthy"] == pytest.approx(1.0)
-    strict_json(document)
+    assert effect.eta_squared_score == pytest.approx(324 / 341.5)
+    assert effect.eta_squared_healthy == pytest.approx(1.0)
+    strict_json(result.to_json())
+    assert_round_trips(result)
 
-    rows = report.trial_rows(spec, METRIC, records)
+    rows = outputs.trial_rows(spec, METRIC, records)
     assert [row["final_loss"] for row in rows if row["point"] == "baseline"] == [None] * 6  # inf: an empty cell
-    report.write_outputs(tmp_path, document, records, rows, {})
+    assert outputs.write_report(spec, workload, records, tmp_path, "issue-12", {}) == result
     assert strict_loads((tmp_path / "ranking.json").read_text())["points"][0]["label"] == "fix=on"
     assert_finite_cells((tmp_path / "trials.csv").read_text())
 
 
 # --- the plots' helper ---
 def test_plottable_clips_to_the_plot_limit_and_leaves_out_what_is_not_a_finite_number():
-    drawn = report._plottable([0.5, -1e297, 1e308, math.inf, math.nan, None, "x", True, 3])
-    limit = report.PLOT_LIMIT
+    drawn = plots.plottable([0.5, -1e297, 1e308, math.inf, math.nan, None, "x", True, 3])
+    limit = plots.PLOT_LIMIT
     assert list(drawn[:3]) == [0.5, -limit, limit] and drawn[-1] == 3.0
     assert np.isnan(drawn[3:8]).all()  # inf, NaN, None, text and a bool are not drawn

@@ -69,13 +69,13 @@ def test_a_failed_analysis_keeps_the_trials_and_the_later_sweeps_run(tmp_path, s
     (tmp_path / "spec.yaml").write_text("---".join(SPEC.format(name=n, workload=sgd_workload) for n in ("a", "b")))
     inject = textwrap.dedent("""
         import sys
-        import sweeper.report as report
-        analyze = report.analyze
+        import sweeper.analysis as analysis
+        analyze = analysis.analyze
         def failing(spec, *args):
             if spec.name == "a":
                 raise OverflowError("(34, 'Numerical result out of range')")
             return analyze(spec, *args)
-        report.analyze = failing
+        analysis.analyze = failing
         from sweeper.cli import main
         sys.argv = ["sweeper", *sys.argv[1:]]
         main()

@@ -3,7 +3,20 @@
 import pytest
 import yaml
 
-from sweeper.doctor import DOCTOR_SEEDS, FAMILIES, Symptom, doctor_spec, late_readings, proposals, symptoms
+from sweeper.doctor import (
+    DOCTOR_SEEDS,
+    FAMILIES,
+    Examination,
+    SeedResult,
+    Symptom,
+    doctor_spec,
+    examine,
+    late_readings,
+    proposals,
+    propose,
+    symptoms,
+)
+from sweeper.errors import SweeperError
 from sweeper.health import VERDICTS
 from sweeper.workload import load
 
@@ -56,6 +69,57 @@ def test_a_classification_loss_is_not_swapped_but_a_regression_loss_is(keras_tin
 def test_a_workload_without_the_generic_knobs_gets_only_those_it_has():
     tiny = load(str(TEST_WORKLOADS / "tiny.py"))  # knobs shape, lr, steps: none of the families' knobs
     assert proposals([Symptom("exploding", 3, ())], tiny, None) == {}
+
+
+def test_examine_runs_the_program_as_written_on_calibration_seeds(sgd_workload):
+    examination = examine(sgd_workload, seeds=2, smoke=True)
+    assert examination.workload.name == "sgd_regression" and examination.workload_ref == sgd_workload
+    assert examination.seeds == (1000, 1001) and examination.smoke
+    assert [row.seed for row in examination.rows] == [1000, 1001]
+    for row in examination.rows:  # raw features: the loss blows up within the first epoch
+        assert row.verdict == "exploding" and "|loss|" in row.reason and row.chance == 0.0
+        assert row.final < 0 and "grad_norm" in row.readings
+    assert [(s.verdict, s.seeds) for s in examination.symptoms] == [("exploding", 2)]
+
+
+def test_examine_refuses_what_does_not_load(tmp_path):
+    with pytest.raises(SweeperError, match="nosuchworkload"):
+        examine("nosuchworkload")
+    with pytest.raises(SweeperError, match="at least one"):
+        examine(str(TEST_WORKLOADS / "tiny.py"), seeds=0)
+
+
+def test_propose_writes_the_spec_with_its_header(tmp_path, sgd_workload):
+    program = tmp_path / "prog.py"
+    program.write_text((TEST_WORKLOADS / "sgd_regression.py").read_text())
+    examination = examine(str(program), seeds=2, smoke=True)
+    proposal = propose(examination, tmp_path / "out.yaml")
+    assert proposal is not None and proposal.spec == tmp_path / "out.yaml"
+    assert [s.verdict for s in proposal.symptoms] == ["exploding"]
+    assert list(proposal.grid) == ["learning_rate"] and proposal.why == (
+        "learning_rate: for exploding: a smaller step",
+    )
+    text = proposal.spec.read_text()
+    assert text.startswith(f"# Written by `sweeper doctor {program}`:\n")
+    assert "calibration seeds 1000-1001" in text and "#   learning_rate: for exploding: a smaller step" in text
+    assert yaml.safe_load(text) == proposal.document
+    assert proposal.document["workload"] == "./prog.py" and proposal.document["smoke"] is True
+
+
+def test_propose_has_nothing_for_a_healthy_program_and_writes_nothing(tmp_path):
+    examination = examine(str(TEST_WORKLOADS / "tiny.py"), seeds=1)
+    assert [row.verdict for row in examination.rows] == ["healthy"]
+    assert propose(examination, tmp_path / "out.yaml") is None
+    assert not (tmp_path / "out.yaml").exists()
+
+
+def test_propose_refuses_symptoms_the_workload_has_no_knobs_for(tmp_path):
+    tiny = load(str(TEST_WORKLOADS / "tiny.py"))
+    row = SeedResult(1000, "exploding", "|loss| = 2e+06", 0.1, 0.0, {})
+    examination = Examination(tiny, "tiny.py", (1000,), False, (row,))
+    with pytest.raises(SweeperError, match="^tiny.py: symptoms exploding, but the workload has none of the knobs"):
+        propose(examination, tmp_path / "out.yaml")
+    assert not (tmp_path / "out.yaml").exists()
 
 
 def test_the_doctor_runs_a_failing_program_and_writes_a_spec_that_loads(tmp_path):

@@ -56,9 +56,9 @@ def test_the_healthy_rate_difference_and_its_exact_test():
 
 def test_the_metric_shift_is_hodges_lehmann_with_the_moses_interval():
     shift = metric_shift(np.arange(10.0) + 5, np.arange(10.0))
-    assert shift["estimate"] == 5.0 and shift["low"] < 5.0 < shift["high"]
+    assert shift is not None and shift.estimate == 5.0 and shift.low < 5.0 < shift.high
     assert metric_shift([1.0, INF], [INF]) is None
-    assert metric_shift([1.0], [0.0])["low"] == -math.inf  # one seed a side: no interval at 95%
+    assert metric_shift([1.0], [0.0]).low == -math.inf  # one seed a side: no interval at 95%
 
 
 def test_the_adaptive_design_doubles_seeds_and_gives_the_baseline_more():
@@ -83,10 +83,10 @@ def test_a_point_is_decided_only_at_its_final_look():
     design = make_design("adaptive", 1, 3, 6)
     scores = {"baseline": [INF] * design.baseline_looks[0], "fix": [1.0] * 3}
     decided = evidence.decide(design, scores, {k: [v > INF for v in s] for k, s in scores.items()}, "baseline")
-    assert decided["fix"]["verdict"] == "pending"
+    assert decided["fix"].verdict == "pending"
     scores = {"baseline": [INF] * design.baseline_looks[-1], "fix": [1.0] * 6}
     decided = evidence.decide(design, scores, {k: [v > INF for v in s] for k, s in scores.items()}, "baseline")
-    assert decided["fix"]["verdict"] == "fixes" and decided["fix"]["replicated"]
+    assert decided["fix"].verdict == "fixes" and decided["fix"].replicated
 
 
 def simulate(design, baseline, points, sweeps, seed, correlation=0.5):
@@ -103,9 +103,9 @@ def test_a_small_simulation_of_the_measured_failure_calls_no_do_nothing_setting(
     remedy makes every seed healthy with its metric one standard deviation better; started at 3 seeds."""
     design = make_design("adaptive", 20, 3, 10)
     runs = simulate(design, SimulatedPoint(0.5), [SimulatedPoint(0.0, 1.0)] + [SimulatedPoint(0.5)] * 19, 40, 7)
-    false_calls = sum(r[str(i)]["verdict"] != "no_evidence" for r, _ in runs for i in range(1, 20))
+    false_calls = sum(r[str(i)].verdict != "no_evidence" for r, _ in runs for i in range(1, 20))
     assert false_calls == 0
-    assert sum(r["0"]["verdict"] == "fixes" for r, _ in runs) >= 30
+    assert sum(r["0"].verdict == "fixes" for r, _ in runs) >= 30
 
 
 @pytest.mark.slow
@@ -116,21 +116,21 @@ def test_the_stated_error_rate_holds_and_a_real_remedy_is_found_over_1000_sweeps
 
     # No real effect: the rate of sweeps with any false verdict, upper 95% bound, is within alpha + 0.01.
     null = simulate(design, SimulatedPoint(0.5), [SimulatedPoint(0.5)] * 20, sweeps, 11)
-    any_false = sum(any(d["verdict"] in ("fixes", "harmful") for d in r.values()) for r, _ in null)
+    any_false = sum(any(d.verdict in ("fixes", "harmful") for d in r.values()) for r, _ in null)
     assert upper_95(any_false, sweeps) <= design.alpha + 0.01, any_false
 
     # Some real effects (5 remedies, 15 do-nothing): Holm keeps the family-wise error rate over the nulls.
     mixed_points = [SimulatedPoint(0.0, 1.0)] * 3 + [SimulatedPoint(0.9, -1.0)] * 2 + [SimulatedPoint(0.5)] * 15
     mixed = simulate(design, SimulatedPoint(0.5), mixed_points, sweeps, 12)
-    any_false = sum(any(r[str(i)]["verdict"] != "no_evidence" for i in range(5, 20)) for r, _ in mixed)
+    any_false = sum(any(r[str(i)].verdict != "no_evidence" for i in range(5, 20)) for r, _ in mixed)
     assert upper_95(any_false, sweeps) <= design.alpha + 0.01, any_false
-    wrong_way = sum(r[str(i)]["verdict"] == "harmful" for r, _ in mixed for i in range(3))
+    wrong_way = sum(r[str(i)].verdict == "harmful" for r, _ in mixed for i in range(3))
     assert wrong_way == 0
 
     # Power: every seed healthy where the baseline fails half of them, healthy metric 1 SD better.
     power_points = [SimulatedPoint(0.0, 1.0)] + [SimulatedPoint(0.5)] * 19
     found = simulate(design, SimulatedPoint(0.5), power_points, sweeps, 13)
-    power = sum(r["0"]["verdict"] == "fixes" for r, _ in found) / sweeps
+    power = sum(r["0"].verdict == "fixes" for r, _ in found) / sweeps
     assert power >= 0.8, power
 
     # Benjamini-Hochberg, when a spec asks for it, keeps the false-discovery rate.
@@ -138,6 +138,6 @@ def test_the_stated_error_rate_holds_and_a_real_remedy_is_found_over_1000_sweeps
     runs = simulate(bh, SimulatedPoint(0.5), mixed_points, sweeps // 2, 14)
     proportions = []
     for r, _ in runs:
-        called = [i for i in range(20) if r[str(i)]["verdict"] != "no_evidence"]
+        called = [i for i in range(20) if r[str(i)].verdict != "no_evidence"]
         proportions.append(sum(i >= 5 for i in called) / len(called) if called else 0.0)
     assert np.mean(proportions) <= bh.alpha, np.mean(proportions)

@@ -147,6 +147,35 @@ def test_the_detector_table_names_each_verdict_once_and_only_divergence_stops_a_
     assert DIVERGED == ("non_finite", "exploding")
 
 
+def test_stops_early_is_what_stops_a_trial(monkeypatch):
+    """`check_divergence` runs the live checks of the rows with `stops_early`, and only those: a trial stops
+    with exactly the DIVERGED verdicts, and flipping a row's flag lets the trial it would stop run on."""
+    from dataclasses import replace
+
+    from sweeper import health
+
+    exploding, nan = reports([1.0, 3e6]), reports([1.0, math.nan])
+    stops = {check_divergence(h, "ndcg").verdict for h in (exploding, nan, reports([1.0, 1e4]))}
+    assert stops == set(health.DIVERGED)
+
+    monkeypatch.setattr(
+        health,
+        "DETECTORS",
+        tuple(replace(d, stops_early=False) if d.verdict == "exploding" else d for d in health.DETECTORS),
+    )
+    assert check_divergence(exploding, "ndcg") is None
+    assert check_divergence(nan, "ndcg").verdict == "non_finite"
+    assert verdict(exploding) == "exploding"  # no longer stops the trial, still judges the finished one
+    with pytest.raises(ValueError, match="needs a live check"):
+        replace(health.DETECTORS[-1], stops_early=True)
+
+
+def test_a_finished_trial_is_judged_by_the_divergence_that_stopped_it_first():
+    # exploding at step 2 stops the trial there; a NaN after it (early_stop=False) does not change the verdict
+    assert diagnose(reports([1.0, 3e6, math.nan]), "ndcg", "max").reason.endswith("at step 2")
+    assert verdict(reports([1.0, 3e6, math.nan])) == "exploding"
+
+
 # --- the instrument verdicts, at each threshold's edge ---
 def _collapsed_run(**late_readings):
     """Ten reports at chance (accuracy 0.5, chance 0.5, oracle 1.0): collapsed; the readings are given to

@@ -3,6 +3,7 @@ writes, in order, to a real SQLite store; a store that cannot be reached never h
 no report is lost to it: what MLflow did not take stays pending, and `sync` makes every run hold exactly its
 trial file."""
 
+import dataclasses
 import json
 import math
 from types import SimpleNamespace
@@ -16,6 +17,7 @@ from sweeper import tracking
 from sweeper.errors import SweeperError
 from sweeper.health import diagnose
 from sweeper.records import TrialRecord, load_trials, save_trial, trial_key
+from sweeper.results import PointSummary, PointTest
 from sweeper.spec import GridPoint, load_specs
 from sweeper.sweep import rebuild_sweep
 from sweeper.tracking import (
@@ -296,21 +298,35 @@ def test_an_experiment_made_before_is_marked_model_training_when_a_sweep_reaches
     assert client.get_experiment_by_name("older").tags["mlflow.experimentKind"] == "custom_model_development"
 
 
-def _point_entry(label: str, seeds: int, healthy: int, finals: list[float | None], verdict: str, **tests) -> dict:
-    """A grid point as ranking.json has it, with the fields the point's run reads."""
-    return {
-        "label": label,
-        "knobs": {"clip": label},
-        "is_baseline": label == "none",
-        "seeds": list(range(seeds)),
-        "healthy": healthy,
-        "healthy_rate": healthy / seeds,
-        "final_metrics": finals,
-        "median_healthy_metric": finals[-1],
-        "score_centre": 0.5,
-        "verdict": verdict,
-        **tests,
-    }
+def _point_entry(
+    label: str, seeds: int, healthy: int, finals: list[float | None], verdict: str, **tests
+) -> PointSummary:
+    """A grid point's summary with the fields the point's run reads; `tests`: its test's fields (none for the
+    baseline), the rest of them None, a final test on every seed."""
+    test = None
+    if tests:
+        blank = dict.fromkeys(f.name for f in dataclasses.fields(PointTest))
+        test = PointTest(**{**blank, "status": "final", "seeds_used": seeds, "baseline_seeds_used": seeds, **tests})
+    return PointSummary(
+        label=label,
+        knobs={"clip": label},
+        is_baseline=label == "none",
+        seeds=tuple(range(seeds)),
+        verdicts=("healthy",) * healthy + ("stuck_zero",) * (seeds - healthy),
+        final_metrics=tuple(finals),
+        scores=tuple(finals),
+        healthy=healthy,
+        unhealthy=seeds - healthy,
+        healthy_rate=healthy / seeds,
+        healthy_rate_ci=(0.0, 1.0),
+        median_healthy_metric=finals[-1],
+        median_score=None,
+        score_centre=0.5,
+        score_centre_kind="mean",
+        median_loss=None,
+        verdict=verdict,
+        test=test,
+    )
 
 
 def test_a_points_statistics_by_hand():
@@ -346,10 +362,11 @@ def test_a_points_run_is_updated_in_place_when_its_statistics_change_and_only_th
     grid = [GridPoint({"clip": "none"}, "none", True), _point("value")]
     tracker = SweepTracker(uri, "points", "points-1", {"clip": "none", "lr": 0.1, "seed": 0}, grid, "ndcg")
     assert tracker.ensure_parent() is not None
-    first = {"metric": "ndcg", "points": [
+    # what log_points reads of a Ranking: its metric and its points
+    first = SimpleNamespace(metric="ndcg", points=(
         _point_entry("value", 3, 1, [0.4, 0.5, 0.6], "no_evidence", p_value=0.3, p_adjusted=0.3),
         _point_entry("none", 3, 0, [0.1, 0.1, 0.1], "baseline"),
-    ]}  # fmt: skip
+    ))  # fmt: skip
     assert tracker.log_points(first)
     client = MlflowClient(uri)
 
@@ -364,10 +381,10 @@ def test_a_points_run_is_updated_in_place_when_its_statistics_change_and_only_th
     assert tracker.log_points(first)  # the same analysis again: nothing new
     assert len(client.get_metric_history(value_run, "sweeper.p_adjusted")) == 1
 
-    later = {"metric": "ndcg", "points": [  # a new round of seeds: 6 each, now a fix
+    later = SimpleNamespace(metric="ndcg", points=(  # a new round of seeds: 6 each, now a fix
         _point_entry("value", 6, 6, [0.6] * 6, "fixes", p_value=0.002, p_adjusted=0.002),
         _point_entry("none", 6, 0, [0.1] * 6, "baseline"),
-    ]}  # fmt: skip
+    ))  # fmt: skip
     resumed = SweepTracker(uri, "points", "points-1", {"clip": "none", "lr": 0.1, "seed": 0}, grid, "ndcg")
     assert resumed.log_points(later)
     runs = point_runs()

@@ -5,13 +5,13 @@ import math
 import numpy as np
 import pytest
 
+from sweeper.analysis import compare, rank_points
 from sweeper.evidence import make_design, wilson
 from sweeper.ranking import (
     TrialOutcome,
     by_seed,
     centre,
     claim_p_value,
-    compare_sweeps,
     comparison_scores,
     fill_missing_chance,
     finite_median,
@@ -19,10 +19,10 @@ from sweeper.ranking import (
     main_effects,
     metric_scores,
     paired_effect,
-    rank_points,
     scaled_statistic,
     twin_pairs,
 )
+from sweeper.results import ComputeSummary, DesignSummary, PairedEffect, Ranking
 
 FIXED3 = make_design("fixed", 3, 3, 3)
 
@@ -90,21 +90,22 @@ def test_rank_points_orders_and_judges_remedies():
     ]
     trials += [outcome("constant", s, "collapsed", 0.3) for s in range(3)]
     ranked = rank_points(trials, "max", FIXED3)
-    assert [p["label"] for p in ranked] == ["grouped", "half", "baseline", "constant"]
-    by_label = {p["label"]: p for p in ranked}
+    assert [p.label for p in ranked] == ["grouped", "half", "baseline", "constant"]
+    by_label = {p.label: p for p in ranked}
     grouped = by_label["grouped"]
     # 3 seeds against 3: the best split of 6 has probability 1/C(6, 3) = 1/20, doubled for the two directions
-    assert grouped["prob_superiority"] == 1.0 and grouped["p_fixes"] == pytest.approx(1 / 20)
-    assert grouped["p_value"] == pytest.approx(0.1) and grouped["p_adjusted"] == pytest.approx(0.3)
-    assert grouped["verdict"] == "no_evidence"  # 3 seeds a side cannot carry a verdict at alpha 0.05
-    assert grouped["median_healthy_metric"] == pytest.approx(0.81) and grouped["score_centre_kind"] == "mean"
+    assert grouped.test.prob_superiority == 1.0 and grouped.test.p_fixes == pytest.approx(1 / 20)
+    assert grouped.test.p_value == pytest.approx(0.1) and grouped.p_adjusted == pytest.approx(0.3)
+    assert grouped.verdict == "no_evidence"  # 3 seeds a side cannot carry a verdict at alpha 0.05
+    assert grouped.median_healthy_metric == pytest.approx(0.81) and grouped.score_centre_kind == "mean"
     half = by_label["half"]
     # 2 healthy seeds beat all 3 baseline seeds; the collapsed one ties them: (6 + 0.5 * 3) / 9
-    assert half["prob_superiority"] == pytest.approx(7.5 / 9)
-    assert half["scores"] == [0.7, 0.75, 0.4]  # the collapsed seed's score is the chance level, not its 0.3
-    assert half["median_healthy_metric"] == 0.725 and half["unhealthy"] == 1  # the real metric, healthy seeds
-    assert by_label["constant"]["p_value"] == 1.0  # as broken as the baseline, not worse
-    assert by_label["baseline"]["verdict"] == "baseline" and by_label["baseline"]["healthy_rate"] == 0.0
+    assert half.test.prob_superiority == pytest.approx(7.5 / 9)
+    assert half.scores == (0.7, 0.75, 0.4)  # the collapsed seed's score is the chance level, not its 0.3
+    assert half.median_healthy_metric == 0.725 and half.unhealthy == 1  # the real metric, healthy seeds
+    assert by_label["constant"].test.p_value == 1.0  # as broken as the baseline, not worse
+    baseline = by_label["baseline"]
+    assert baseline.verdict == "baseline" and baseline.healthy_rate == 0.0 and baseline.test is None
 
 
 def test_a_remedy_is_called_once_its_seeds_can_carry_the_test():
@@ -112,11 +113,11 @@ def test_a_remedy_is_called_once_its_seeds_can_carry_the_test():
     trials = [outcome("baseline", s, "stuck_zero", 0.42, is_baseline=True) for s in range(8)]
     trials += [outcome("grouped", s, "healthy", 0.8) for s in range(8)]
     trials += [outcome("other", s, "stuck_zero", 0.42) for s in range(8)]
-    points = {p["label"]: p for p in rank_points(trials, "max", design)}
+    points = {p.label: p for p in rank_points(trials, "max", design)}
     # p = 2 / C(16, 8) = 1.6e-4, x2 points by Holm
-    assert points["grouped"]["verdict"] == "fixes" and points["grouped"]["p_adjusted"] == pytest.approx(2 * 2 / 12870)
-    assert points["other"]["verdict"] == "no_evidence"
-    assert points["grouped"]["healthy_rate_difference"] == 1.0
+    assert points["grouped"].verdict == "fixes" and points["grouped"].p_adjusted == pytest.approx(2 * 2 / 12870)
+    assert points["other"].verdict == "no_evidence"
+    assert points["grouped"].test.healthy_rate_difference == 1.0
 
 
 def test_a_point_without_a_finished_trial_keeps_the_family_waiting():
@@ -124,19 +125,19 @@ def test_a_point_without_a_finished_trial_keeps_the_family_waiting():
     trials = [outcome("baseline", s, "stuck_zero", 0.42, is_baseline=True) for s in range(8)]
     trials += [outcome("grouped", s, "healthy", 0.8) for s in range(8)]
     (point, _) = rank_points(trials, "max", design, ["baseline", "grouped", "lost"])
-    assert point["label"] == "grouped" and point["verdict"] == "pending"  # Holm cannot count without "lost"
+    assert point.label == "grouped" and point.verdict == "pending"  # Holm cannot count without "lost"
 
 
 def test_without_a_baseline_trial_a_point_waits_for_it():
     (point,) = rank_points([outcome("a", s, "healthy", 0.8) for s in range(3)], "max", FIXED3)
-    assert point["p_value"] is None and point["verdict"] == "pending"
+    assert point.test.p_value is None and point.verdict == "pending"
 
 
 def test_a_remedy_that_breaks_a_healthy_baseline_is_harmful():
     design = make_design("fixed", 1, 6, 6)
     trials = [outcome("baseline", s, "healthy", 0.8, is_baseline=True) for s in range(6)]
     trials += [outcome("bad", s, "non_finite", None) for s in range(6)]
-    assert {p["label"]: p["verdict"] for p in rank_points(trials, "max", design)}["bad"] == "harmful"
+    assert {p.label: p.verdict for p in rank_points(trials, "max", design)}["bad"] == "harmful"
 
 
 def factorial():
@@ -163,12 +164,12 @@ def factorial():
 
 def test_main_effects_say_which_knob_carries_the_fix():
     effects = main_effects(factorial(), {"shape": ["flat", "grouped"], "act": ["relu", "tanh"]}, "max")
-    assert [e["knob"] for e in effects] == ["shape", "act"]
+    assert [e.knob for e in effects] == ["shape", "act"]
     shape, act = effects
-    assert shape["eta_squared_score"] == pytest.approx(1.0) and shape["eta_squared_healthy"] == pytest.approx(1.0)
-    assert [v["healthy_rate"] for v in shape["values"]] == [0.0, 1.0]
-    assert [v["mean_score"] for v in shape["values"]] == [pytest.approx(0.4), pytest.approx(0.9)]
-    assert act["eta_squared_score"] == pytest.approx(0.0)
+    assert shape.eta_squared_score == pytest.approx(1.0) and shape.eta_squared_healthy == pytest.approx(1.0)
+    assert [v.healthy_rate for v in shape.values] == [0.0, 1.0]
+    assert [v.mean_score for v in shape.values] == [pytest.approx(0.4), pytest.approx(0.9)]
+    assert act.eta_squared_score == pytest.approx(0.0)
 
 
 def test_importance_is_eta_squared_on_the_ranks_of_the_scores():
@@ -181,44 +182,42 @@ def test_importance_is_eta_squared_on_the_ranks_of_the_scores():
         ]
 
     (effect,) = main_effects(trials(100.0), {"k": ["x", "y"]}, "max")
-    assert effect["eta_squared_score"] == pytest.approx(0.8)
-    assert effect["eta_squared_healthy"] is None  # every trial healthy: nothing to explain
+    assert effect.eta_squared_score == pytest.approx(0.8)
+    assert effect.eta_squared_healthy is None  # every trial healthy: nothing to explain
     # a score near the float limit changes no rank, and its value's mean score stays finite
     (effect,) = main_effects(trials(1.7e308), {"k": ["x", "y"]}, "max")
-    assert effect["eta_squared_score"] == pytest.approx(0.8)
-    assert [v["mean_score"] for v in effect["values"]] == [1.5, pytest.approx(0.85e308)]
+    assert effect.eta_squared_score == pytest.approx(0.8)
+    assert [v.mean_score for v in effect.values] == [1.5, pytest.approx(0.85e308)]
 
 
 def test_paired_effect_compares_twins_that_differ_only_in_the_change():
     trials = factorial()
     defaults = {"shape": "flat", "act": "relu"}
     fix = paired_effect(twin_pairs(trials, {"shape": "grouped"}, defaults, {}), "max", None)
-    assert fix["pairs"] == 4 and fix["prob_with_beats_without"] == 1.0 and fix["improved"] == 4
-    assert (fix["healthy_rate_with"], fix["healthy_rate_without"]) == (1.0, 0.0)
-    assert fix["median_loss_without"] == 0.0
+    assert fix.pairs == 4 and fix.prob_with_beats_without == 1.0 and fix.improved == 4
+    assert (fix.healthy_rate_with, fix.healthy_rate_without) == (1.0, 0.0)
+    assert fix.median_loss_without == 0.0
     nothing = paired_effect(twin_pairs(trials, {"act": "tanh"}, defaults, {"shape": "grouped"}), "max", None)
-    assert nothing["pairs"] == 2 and nothing["prob_with_beats_without"] == 0.5 and nothing["tied"] == 2
-    assert paired_effect(twin_pairs(trials, {"act": "elu"}, defaults, {}), "max", None) == {"pairs": 0}
+    assert nothing.pairs == 2 and nothing.prob_with_beats_without == 0.5 and nothing.tied == 2
+    none = paired_effect(twin_pairs(trials, {"act": "elu"}, defaults, {}), "max", None)
+    assert none == PairedEffect(pairs=0) and none.to_json() == {"pairs": 0}
 
 
 def test_claims_get_a_sign_test_on_their_twins():
-    effect = {"pairs": 10, "improved": 8, "worsened": 0, "tied": 2}
+    effect = PairedEffect(pairs=10, improved=8, worsened=0, tied=2)
     assert claim_p_value(effect, "fixes", None) == pytest.approx(0.5**8)  # 8 of 8 untied pairs improve
     assert claim_p_value(effect, "harmful", None) == 1.0
-    assert claim_p_value({"pairs": 4, "improved": 0, "worsened": 0, "tied": 4}, "fixes", None) == 1.0
+    assert claim_p_value(PairedEffect(pairs=4, tied=4), "fixes", None) == 1.0
     # every twin tied: shown when untied pairs are shown rarer than 2 x margin: 30 tied pairs, P = 0.6^30, x2
-    assert claim_p_value({"pairs": 30, "improved": 0, "worsened": 0, "tied": 30}, "no_effect", 0.2) == pytest.approx(
-        2 * 0.6**30
-    )
+    assert claim_p_value(PairedEffect(pairs=30, tied=30), "no_effect", 0.2) == pytest.approx(2 * 0.6**30)
     # ... but 4 tied pairs show nothing: 2 x 0.8^4
-    assert claim_p_value({"pairs": 4, "improved": 0, "worsened": 0, "tied": 4}, "no_effect", 0.1) == pytest.approx(
-        2 * 0.8**4
-    )
+    assert claim_p_value(PairedEffect(pairs=4, tied=4), "no_effect", 0.1) == pytest.approx(2 * 0.8**4)
     # 5 improved, 5 worsened of 10: the share improved must be shown above 0.3 and below 0.7:
     # P(X >= 5 | 10, 0.3) = 0.1503, the larger of the two sides, x2
-    tost = claim_p_value({"pairs": 10, "improved": 5, "worsened": 5, "tied": 0}, "no_effect", 0.2)
+    tost = claim_p_value(PairedEffect(pairs=10, improved=5, worsened=5), "no_effect", 0.2)
     assert tost == pytest.approx(2 * 0.1503, abs=2e-4)
-    assert claim_p_value(effect, "zero_loss", None) is None and claim_p_value({"pairs": 0}, "fixes", None) is None
+    assert claim_p_value(effect, "zero_loss", None) is None
+    assert claim_p_value(PairedEffect(pairs=0), "fixes", None) is None
 
 
 def test_a_trial_without_a_chance_level_gets_that_of_its_seed():
@@ -233,20 +232,46 @@ def test_a_trial_without_a_chance_level_gets_that_of_its_seed():
     assert [o.chance for o in filled] == [0.4, 0.3, 0.2, 0.3, 0.3]  # seed 7 has none: the sweep's median
 
 
-def test_compare_sweeps_pairs_points_by_label():
+def ranking_of(points, metric="m", mode="max"):
+    """A Ranking with these points; every other field a placeholder `compare` does not read."""
+    return Ranking(
+        sweep="s",
+        name="s",
+        workload="w",
+        metric=metric,
+        mode=mode,
+        seeds=2,
+        max_seeds=2,
+        design=DesignSummary("fixed", (2,), (2,), 0.05, "holm", None),
+        grid={},
+        fixed={},
+        baseline={},
+        smoke=False,
+        verdict_rule="",
+        points=tuple(points),
+        vary="cartesian",
+        main_effects=(),
+        claims=(),
+        claims_rule="",
+        compute=ComputeSummary(0.0, 0, 0.0, 0.0),
+        unfinished=0,
+    )
+
+
+def test_compare_pairs_points_by_label():
     design = make_design("fixed", 3, 2, 2)
-    before = {"metric": "m", "mode": "max", "points": rank_points(factorial(), "max", design)}
+    before = ranking_of(rank_points(factorial(), "max", design))
     improved = [TrialOutcome(o.label, o.is_baseline, o.seed, "healthy", 0.95, 1.0, 0.4, o.knobs) for o in factorial()]
-    after = {"metric": "m", "mode": "max", "points": rank_points(improved, "max", design)}
-    rows = {r["label"]: r for r in compare_sweeps(before, after)}
-    assert rows["grouped-relu"]["prob_after_beats_before"] == 1.0  # 0.95 beats 0.9 in every seed pair
-    assert rows["flat-relu"]["verdict_before"] == "baseline" and rows["flat-relu"]["healthy_after"] == "2/2"
+    after = ranking_of(rank_points(improved, "max", design))
+    rows = {r.label: r for r in compare(before, after)}
+    assert rows["grouped-relu"].prob_after_beats_before == 1.0  # 0.95 beats 0.9 in every seed pair
+    assert rows["flat-relu"].verdict_before == "baseline" and rows["flat-relu"].healthy_after == "2/2"
     with pytest.raises(ValueError, match="different metrics"):
-        compare_sweeps(before, {**after, "metric": "other"})
+        compare(before, ranking_of(after.points, metric="other"))
 
 
 def test_a_claim_is_not_testable_where_the_workload_declares_the_outcome_fixed(tmp_path):
-    from sweeper.report import judge_claims
+    from sweeper.analysis import judge_claims
     from sweeper.spec import load_specs
     from sweeper.workload import load
 
@@ -276,10 +301,10 @@ def test_a_claim_is_not_testable_where_the_workload_declares_the_outcome_fixed(t
     ]
     every_tanh, flat_tanh, grouping = judge_claims(spec, load("listmle"), trials)
     # tanh is judged on grouped lists alone: 6 twin pairs, each improved
-    assert every_tanh["testable"] and len(every_tanh["left_out"]) == 2 and every_tanh["measured"]["pairs"] == 6
-    assert every_tanh["p_value"] == pytest.approx(0.5**6) and every_tanh["status"] == "holds"  # Holm x2: 0.031
-    assert flat_tanh["status"] == "not testable here" and flat_tanh["p_value"] is None  # not in the family
-    assert "one-item lists" in flat_tanh["left_out"][0]
+    assert every_tanh.testable and len(every_tanh.left_out) == 2 and every_tanh.measured.pairs == 6
+    assert every_tanh.p_value == pytest.approx(0.5**6) and every_tanh.status == "holds"  # Holm x2: 0.031
+    assert flat_tanh.status == "not testable here" and flat_tanh.p_value is None  # not in the family
+    assert "one-item lists" in flat_tanh.left_out[0]
     # grouping's twins are flattened, but the grouped side is not fixed: testable, every pair improved
-    assert grouping["testable"] and grouping["left_out"] == [] and grouping["measured"]["improved"] == 6
-    assert grouping["p_adjusted"] == pytest.approx(2 * 0.5**6) and grouping["status"] == "holds"
+    assert grouping.testable and grouping.left_out == () and grouping.measured.improved == 6
+    assert grouping.p_adjusted == pytest.approx(2 * 0.5**6) and grouping.status == "holds"
