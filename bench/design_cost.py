@@ -45,7 +45,7 @@ def complete(sweep_dir: Path, work: Path) -> Path:
             shutil.copy2(sweep_dir / name, copy / name)
         for trial in (sweep_dir / TRIALS_DIR).glob("*.json"):
             shutil.copy2(trial, copy / TRIALS_DIR / trial.name)
-    opened = sweep.open_sweep(copy, f"sqlite:///{work / 'mlflow.db'}")
+    opened = sweep.open_sweep(copy, f"sqlite:///{work.resolve() / 'mlflow.db'}")
     found = load_trials(copy, opened.spec)
     missing = [(p, s) for p, s in superset(opened.spec) if trial_key(p.label, s) not in found]
     if missing:

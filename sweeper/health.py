@@ -44,9 +44,7 @@ import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from functools import cached_property
-from typing import Any, TypeGuard, TypeVar
-
-_T = TypeVar("_T")
+from typing import Any, TypeGuard
 
 WATCHED = ("loss", "grad_norm", "output_scale")
 """Report keys whose magnitude the divergence checks watch (`output_scale` when a workload reports it)."""
@@ -158,15 +156,6 @@ def check_divergence(history: Sequence[dict[str, Any]], metric: str, limits: Thr
     return None
 
 
-def _earliest(history: Sequence[dict[str, Any]], check: Callable[[Sequence[dict[str, Any]]], _T | None]) -> _T | None:
-    """The check's result on the shortest prefix of the history where it gives one: when it fired live."""
-    for end in range(1, len(history) + 1):
-        found = check(history[:end])
-        if found is not None:
-            return found
-    return None
-
-
 @dataclass(frozen=True)
 class Trial:
     """What the detectors read: one finished trial's reports and how to judge its metric."""
@@ -180,7 +169,11 @@ class Trial:
     @cached_property
     def first_divergence(self) -> Diagnosis | None:
         """The earliest report at which the trial diverged, as `check_divergence` saw it live."""
-        return _earliest(self.history, lambda reports: check_divergence(reports, self.metric, self.limits))
+        for end in range(1, len(self.history) + 1):
+            diverged = check_divergence(self.history[:end], self.metric, self.limits)
+            if diverged is not None:
+                return diverged
+        return None
 
     @cached_property
     def collapse(self) -> str | None:
@@ -335,27 +328,21 @@ class Detector:
     """Its live check runs after every report (`check_divergence`): a trial that shows it stops at once
     (unless the sweep runs with `early_stop=False`)."""
     check: Callable[[Trial], str | None] | None = None
-    """The reason a finished trial has this verdict, or None; for a detector with no live check."""
+    """The reason a finished trial has this verdict, or None; for a detector that does not stop trials."""
     live: LiveCheck | None = None
-    """For a detector judged report by report instead: a finished trial has this verdict where its live
-    check fired at the earliest report (for a stopping one: where it is what stopped the trial)."""
+    """For a detector that stops trials, instead: the reason the latest report shows it. A finished trial
+    has this verdict where it is what stopped it (`Trial.first_divergence`)."""
 
     def __post_init__(self) -> None:
-        if (self.check is None) == (self.live is None):
-            raise ValueError(f"detector {self.verdict!r} needs exactly one of a check and a live check")
-        if self.stops_early and self.live is None:
-            raise ValueError(f"detector {self.verdict!r} stops a trial early, so it needs a live check")
+        if (self.live is not None) != self.stops_early or (self.check is None) == (self.live is None):
+            raise ValueError(f"detector {self.verdict!r}: a live check if it stops a trial early, else a check")
 
     def reason(self, trial: Trial) -> str | None:
         """Why the finished trial has this verdict, or None."""
         if self.check is not None:
             return self.check(trial)
-        live = self.live
-        assert live is not None  # __post_init__
-        if self.stops_early:
-            first = trial.first_divergence
-            return first.reason if first is not None and first.verdict == self.verdict else None
-        return _earliest(trial.history, lambda reports: live(reports, trial.metric, trial.limits))
+        first = trial.first_divergence
+        return first.reason if first is not None and first.verdict == self.verdict else None
 
 
 DETECTORS = (

@@ -149,7 +149,7 @@ def test_the_detector_table_names_each_verdict_once_and_only_divergence_stops_a_
 
 def test_stops_early_is_what_stops_a_trial(monkeypatch):
     """`check_divergence` runs the live checks of the rows with `stops_early`, and only those: a trial stops
-    with exactly the DIVERGED verdicts, and flipping a row's flag lets the trial it would stop run on."""
+    with exactly the DIVERGED verdicts, and a row that no longer stops trials lets the trial run on."""
     from dataclasses import replace
 
     from sweeper import health
@@ -158,16 +158,17 @@ def test_stops_early_is_what_stops_a_trial(monkeypatch):
     stops = {check_divergence(h, "ndcg").verdict for h in (exploding, nan, reports([1.0, 1e4]))}
     assert stops == set(health.DIVERGED)
 
+    def calm(row: health.Detector) -> health.Detector:
+        return health.Detector(row.verdict, row.colour, False, check=lambda trial: None)
+
     monkeypatch.setattr(
-        health,
-        "DETECTORS",
-        tuple(replace(d, stops_early=False) if d.verdict == "exploding" else d for d in health.DETECTORS),
+        health, "DETECTORS", tuple(calm(d) if d.verdict == "exploding" else d for d in health.DETECTORS)
     )
     assert check_divergence(exploding, "ndcg") is None
     assert check_divergence(nan, "ndcg").verdict == "non_finite"
-    assert verdict(exploding) == "exploding"  # no longer stops the trial, still judges the finished one
-    with pytest.raises(ValueError, match="needs a live check"):
-        replace(health.DETECTORS[-1], stops_early=True)
+    for row in health.DETECTORS:  # a live check exactly where a row stops trials
+        with pytest.raises(ValueError, match="a live check if it stops a trial early"):
+            replace(row, stops_early=not row.stops_early)
 
 
 def test_a_finished_trial_is_judged_by_the_divergence_that_stopped_it_first():
