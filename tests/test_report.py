@@ -1,33 +1,65 @@
-"""The report's first section answers the question: pure functions over hand-made ranking documents."""
+"""The report's first section answers the question: pure functions over hand-made rankings."""
+
+import dataclasses
 
 from sweeper.report import ANSWER_NAMES, Section, answer_section, render_html
+from sweeper.results import ClaimResult, ComputeSummary, DesignSummary, PairedEffect, PointSummary, PointTest, Ranking
 
 NO_FIX = "No fix found: no grid point was shown to fix the failure (Holm over the grid at alpha 0.05)"
+UNTESTED = PointTest(**{f.name: None for f in dataclasses.fields(PointTest)})
 
 
-def _point(label: str, verdict: str, healthy: int, seeds: int = 5, **tests) -> dict:
-    verdicts = ["healthy"] * healthy + ["stuck_zero"] * (seeds - healthy)
-    return {
-        "label": label,
-        "is_baseline": verdict == "baseline",
-        "verdict": verdict,
-        "seeds": list(range(seeds)),
-        "verdicts": verdicts,
-        "healthy": healthy,
-        "unhealthy": seeds - healthy,
-        "median_healthy_metric": 0.8 if healthy else None,
-        **tests,
-    }
+def _point(label: str, verdict: str, healthy: int, seeds: int = 5, **tests) -> PointSummary:
+    verdicts = ("healthy",) * healthy + ("stuck_zero",) * (seeds - healthy)
+    return PointSummary(
+        label=label,
+        knobs={},
+        is_baseline=verdict == "baseline",
+        seeds=tuple(range(seeds)),
+        verdicts=verdicts,
+        final_metrics=(0.8,) * healthy + (0.4,) * (seeds - healthy),
+        scores=(0.8,) * healthy + (0.4,) * (seeds - healthy),
+        healthy=healthy,
+        unhealthy=seeds - healthy,
+        healthy_rate=healthy / seeds,
+        healthy_rate_ci=(0.0, 1.0),
+        median_healthy_metric=0.8 if healthy else None,
+        median_score=None,
+        score_centre=None,
+        score_centre_kind="mean",
+        median_loss=None,
+        verdict=verdict,
+        test=dataclasses.replace(UNTESTED, status="final", **tests) if tests else None,
+    )
 
 
-def _document(points: list[dict], claims: list[dict] | None = None, unfinished: int = 0) -> dict:
-    return {
-        "metric": "ndcg",
-        "design": {"correction": "holm", "alpha": 0.05},
-        "points": points,
-        "claims": claims or [],
-        "unfinished": unfinished,
-    }
+def _claim(text: str, status: str) -> ClaimResult:
+    return ClaimResult(text, {}, {}, "fixes", None, None, True, (), None, PairedEffect(0), None, None, status)
+
+
+def _document(points: list[PointSummary], claims: list[ClaimResult] = (), unfinished: int = 0) -> Ranking:
+    return Ranking(
+        sweep="s",
+        name="s",
+        workload="w",
+        metric="ndcg",
+        mode="max",
+        seeds=5,
+        max_seeds=5,
+        design=DesignSummary("fixed", (5,), (5,), 0.05, "holm", None),
+        grid={},
+        fixed={},
+        baseline={},
+        smoke=False,
+        verdict_rule="",
+        points=tuple(points),
+        vary="cartesian",
+        main_effects=(),
+        claims=tuple(claims),
+        claims_rule="",
+        compute=ComputeSummary(0.0, 0, 0.0, 0.0),
+        unfinished=unfinished,
+    )
 
 
 FIX = {"seeds_used": 5, "baseline_seeds_used": 5, "p_value": 0.0079, "p_adjusted": 0.024}
@@ -37,7 +69,7 @@ def test_the_answer_names_the_fix_with_its_evidence_then_what_does_nothing_and_w
     document = _document(
         [
             _point(
-                "list_shape=grouped", "fixes", 5, **FIX, metric_shift=0.3, metric_shift_ci=[0.1, 0.5], replicated=True
+                "list_shape=grouped", "fixes", 5, **FIX, metric_shift=0.3, metric_shift_ci=(0.1, 0.5), replicated=True
             ),
             _point("baseline", "baseline", 0),
             _point(
@@ -45,7 +77,7 @@ def test_the_answer_names_the_fix_with_its_evidence_then_what_does_nothing_and_w
             ),
             _point("clip=0.1", "harmful", 0, seeds_used=5, baseline_seeds_used=5, p_value=0.01, p_adjusted=0.03),
         ],
-        claims=[{"claim": "Grouping fixes it", "status": "holds"}, {"claim": "Tanh fixes it", "status": "not shown"}],
+        claims=[_claim("Grouping fixes it", "holds"), _claim("Tanh fixes it", "not shown")],
     )
     section = answer_section(document)
     assert section.title == "The answer"
