@@ -52,8 +52,17 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 def run_sweeper(*args: str, cwd: Path, timeout: float = 600, **extra_env: str) -> subprocess.CompletedProcess:
     """The real `sweeper` console script, its output captured as text."""
+    return run_command([SWEEPER, *args], cwd=cwd, timeout=timeout, **extra_env)
+
+
+def run_python(code: str, *args: str, cwd: Path, timeout: float = 600, **extra_env: str) -> subprocess.CompletedProcess:
+    """`python -c code args...` in this environment, its output captured as text."""
+    return run_command([sys.executable, "-c", code, *args], cwd=cwd, timeout=timeout, **extra_env)
+
+
+def run_command(argv: list[str], *, cwd: Path, timeout: float, **extra_env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [SWEEPER, *args],
+        argv,
         cwd=cwd,
         env=clean_env(**extra_env),
         capture_output=True,
@@ -177,3 +186,32 @@ def ray_answer(address: str, expression: str, env: dict[str, str]) -> str | None
     )
     lines = probe.stdout.strip().splitlines()
     return lines[-1] if probe.returncode == 0 and lines else None
+
+
+def made_ranking(points, metric: str = "m", mode: str = "max", claims=(), unfinished: int = 0):
+    """A `Ranking` of hand-made points (and claims) for the code that reads one; every other field a
+    placeholder."""
+    from sweeper.results import ComputeSummary, DesignSummary, Ranking
+
+    return Ranking(
+        sweep="s",
+        name="s",
+        workload="w",
+        metric=metric,
+        mode=mode,
+        seeds=5,
+        max_seeds=5,
+        design=DesignSummary("fixed", (5,), (5,), 0.05, "holm", None),
+        grid={},
+        fixed={},
+        baseline={},
+        smoke=False,
+        verdict_rule="",
+        points=tuple(points),
+        vary="cartesian",
+        main_effects=(),
+        claims=tuple(claims),
+        claims_rule="",
+        compute=ComputeSummary(0.0, 0, 0.0, 0.0),
+        unfinished=unfinished,
+    )

@@ -2,8 +2,6 @@
 all, mirrored later by `sweeper sync --tracking-uri`; the README's Python block, run as written."""
 
 import re
-import subprocess
-import sys
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -12,7 +10,7 @@ from sweeper import api
 from sweeper.errors import SweeperError
 from sweeper.results import Ranking
 
-from conftest import ROOT, TEST_WORKLOADS, clean_env, run_sweeper
+from conftest import ROOT, TEST_WORKLOADS, run_python, run_sweeper
 
 TINY_SPEC = f"""
 name: tiny-none
@@ -88,14 +86,7 @@ def readme_python_block() -> str:
 def test_the_readmes_python_block_runs_as_written(tmp_path):
     for folder in ("examples", "configs"):
         (tmp_path / folder).symlink_to(ROOT / folder)
-    result = subprocess.run(
-        [sys.executable, "-c", readme_python_block()],
-        cwd=tmp_path,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    result = run_python(readme_python_block(), cwd=tmp_path, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     lines = dict(line.split(" ", 1) for line in result.stdout.splitlines() if line.split(" ", 1)[0] != "")
     assert lines["output_activation=sigmoid"].startswith("fixes"), result.stdout

@@ -3,10 +3,9 @@
 import json
 import signal
 import subprocess
-import sys
 import textwrap
 
-from conftest import SWEEPER, clean_env, run_sweeper, start_sweeper, wait_for
+from conftest import SWEEPER, clean_env, run_python, run_sweeper, start_sweeper, wait_for
 
 
 def no_traceback(result: subprocess.CompletedProcess) -> bool:
@@ -81,14 +80,7 @@ def test_a_failed_analysis_keeps_the_trials_and_the_later_sweeps_run(tmp_path, s
         main()
     """)
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    result = subprocess.run(
-        [sys.executable, "-c", inject, "run", "spec.yaml", "--out", "out", "--tracking-uri", store],
-        cwd=tmp_path,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = run_python(inject, "run", "spec.yaml", "--out", "out", "--tracking-uri", store, cwd=tmp_path)
     assert result.returncode == 1, result.stderr[-2000:]
     assert no_traceback(result)
     (failed,) = (tmp_path / "out").glob("a-*")

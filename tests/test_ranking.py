@@ -22,7 +22,9 @@ from sweeper.ranking import (
     scaled_statistic,
     twin_pairs,
 )
-from sweeper.results import ComputeSummary, DesignSummary, PairedEffect, Ranking
+from sweeper.results import PairedEffect
+
+from conftest import made_ranking
 
 FIXED3 = make_design("fixed", 3, 3, 3)
 
@@ -232,42 +234,16 @@ def test_a_trial_without_a_chance_level_gets_that_of_its_seed():
     assert [o.chance for o in filled] == [0.4, 0.3, 0.2, 0.3, 0.3]  # seed 7 has none: the sweep's median
 
 
-def ranking_of(points, metric="m", mode="max"):
-    """A Ranking with these points; every other field a placeholder `compare` does not read."""
-    return Ranking(
-        sweep="s",
-        name="s",
-        workload="w",
-        metric=metric,
-        mode=mode,
-        seeds=2,
-        max_seeds=2,
-        design=DesignSummary("fixed", (2,), (2,), 0.05, "holm", None),
-        grid={},
-        fixed={},
-        baseline={},
-        smoke=False,
-        verdict_rule="",
-        points=tuple(points),
-        vary="cartesian",
-        main_effects=(),
-        claims=(),
-        claims_rule="",
-        compute=ComputeSummary(0.0, 0, 0.0, 0.0),
-        unfinished=0,
-    )
-
-
 def test_compare_pairs_points_by_label():
     design = make_design("fixed", 3, 2, 2)
-    before = ranking_of(rank_points(factorial(), "max", design))
+    before = made_ranking(rank_points(factorial(), "max", design))
     improved = [TrialOutcome(o.label, o.is_baseline, o.seed, "healthy", 0.95, 1.0, 0.4, o.knobs) for o in factorial()]
-    after = ranking_of(rank_points(improved, "max", design))
+    after = made_ranking(rank_points(improved, "max", design))
     rows = {r.label: r for r in compare(before, after)}
     assert rows["grouped-relu"].prob_after_beats_before == 1.0  # 0.95 beats 0.9 in every seed pair
     assert rows["flat-relu"].verdict_before == "baseline" and rows["flat-relu"].healthy_after == "2/2"
     with pytest.raises(ValueError, match="different metrics"):
-        compare(before, ranking_of(after.points, metric="other"))
+        compare(before, made_ranking(after.points, metric="other"))
 
 
 def test_a_claim_is_not_testable_where_the_workload_declares_the_outcome_fixed(tmp_path):

@@ -3,7 +3,9 @@
 import dataclasses
 
 from sweeper.report import ANSWER_NAMES, Section, answer_section, render_html
-from sweeper.results import ClaimResult, ComputeSummary, DesignSummary, PairedEffect, PointSummary, PointTest, Ranking
+from sweeper.results import ClaimResult, PairedEffect, PointSummary, PointTest, Ranking
+
+from conftest import made_ranking
 
 NO_FIX = "No fix found: no grid point was shown to fix the failure (Holm over the grid at alpha 0.05)"
 UNTESTED = PointTest(**{f.name: None for f in dataclasses.fields(PointTest)})
@@ -38,28 +40,7 @@ def _claim(text: str, status: str) -> ClaimResult:
 
 
 def _document(points: list[PointSummary], claims: list[ClaimResult] = (), unfinished: int = 0) -> Ranking:
-    return Ranking(
-        sweep="s",
-        name="s",
-        workload="w",
-        metric="ndcg",
-        mode="max",
-        seeds=5,
-        max_seeds=5,
-        design=DesignSummary("fixed", (5,), (5,), 0.05, "holm", None),
-        grid={},
-        fixed={},
-        baseline={},
-        smoke=False,
-        verdict_rule="",
-        points=tuple(points),
-        vary="cartesian",
-        main_effects=(),
-        claims=tuple(claims),
-        claims_rule="",
-        compute=ComputeSummary(0.0, 0, 0.0, 0.0),
-        unfinished=unfinished,
-    )
+    return made_ranking(points, metric="ndcg", claims=claims, unfinished=unfinished)
 
 
 FIX = {"seeds_used": 5, "baseline_seeds_used": 5, "p_value": 0.0079, "p_adjusted": 0.024}
