@@ -79,14 +79,17 @@ def test_run_refuses_a_sweep_name_the_file_lacks():
 def readme_python_block() -> str:
     readme = (ROOT / "README.md").read_text()
     section = readme[readme.index("## Python API") :]
-    return section[section.index("```python\n") + len("```python\n") : section.index("\n```", 10)]
+    start = section.index("```python\n") + len("```python\n")
+    return section[start : section.index("\n```", start)]
 
 
 @pytest.mark.slow
 def test_the_readmes_python_block_runs_as_written(tmp_path):
     for folder in ("examples", "configs"):
         (tmp_path / folder).symlink_to(ROOT / folder)
-    result = run_python(readme_python_block(), cwd=tmp_path, timeout=900)
+    code = readme_python_block()
+    assert code.startswith("from sweeper import api\n") and "api.run(" in code
+    result = run_python(code, cwd=tmp_path, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     lines = dict(line.split(" ", 1) for line in result.stdout.splitlines() if line.split(" ", 1)[0] != "")
     assert lines["output_activation=sigmoid"].startswith("fixes"), result.stdout
