@@ -361,7 +361,8 @@ def _import_driver_modules() -> None:
 def sync_sweep(sweep_dir: Path, *, tracking_uri: str | None = None) -> tuple[int, str]:
     """Bring the mirror to exactly what a sweep folder holds: every trial run that is missing, incomplete or
     duplicated is written again from its trial file; (trials replayed, tracking URI). A sweep that ran
-    without a mirror (`--tracking-uri none`) is mirrored to the `tracking_uri` given."""
+    without a mirror (`--tracking-uri none`) is mirrored to the `tracking_uri` given, which its folder then
+    keeps as its store (`report` and `resume` write there from then on)."""
     sweep = open_sweep(sweep_dir, tracking_uri)
     if sweep.mirror.tracking_uri == TRACKING_OFF:
         raise SweeperError(
@@ -382,6 +383,9 @@ def sync_sweep(sweep_dir: Path, *, tracking_uri: str | None = None) -> tuple[int
     # The sweep's run ends as the folder says; the sweep's own summary metrics are those it logged (if any).
     if not (mirrored and sweep.mirror.end("FINISHED" if complete else "KILLED", {})):
         raise unreachable
+    meta = load_sweep_meta(sweep_dir)
+    if meta["tracking_uri"] == TRACKING_OFF:
+        save_sweep_meta(sweep_dir, {**meta, "tracking_uri": sweep.mirror.tracking_uri})
     return replayed, sweep.mirror.tracking_uri
 
 

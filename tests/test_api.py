@@ -56,6 +56,9 @@ def test_sync_mirrors_a_sweep_that_ran_without_mlflow(unmirrored, tmp_path):
     (experiment,) = [e for e in client.search_experiments() if e.name == "tiny-none"]
     runs = client.search_runs([experiment.experiment_id], "tags.`sweeper.kind` = 'trial'")
     assert len(runs) == 6 and all(run.info.status == "FINISHED" for run in runs)
+    reported = run_sweeper("report", str(sweep_dir), cwd=tmp_path)  # the folder now names the store it was synced to
+    assert reported.returncode == 0 and "warning" not in reported.stderr, reported.stderr
+    assert f"tracking: {store}, experiment tiny-none" in (sweep_dir / "report.md").read_text()
 
 
 def test_load_ranking_reads_a_sweep_folder(unmirrored):
