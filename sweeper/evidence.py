@@ -70,6 +70,9 @@ EXACT_LIMIT = 200_000
 """The rank test enumerates every split of the pooled seeds when there are at most this many; beyond it the
 permutation null is sampled (MONTE_CARLO_RESAMPLES, seeded)."""
 MONTE_CARLO_RESAMPLES = 99_999
+MONTE_CARLO_FLOOR = 2 / (MONTE_CARLO_RESAMPLES + 1)
+"""The smallest family p-value a sampled null can give (twice the one-sided 1 / (resamples + 1)): a p-value
+there means "at most this", which is how the report prints it."""
 MONTE_CARLO_SEED = 20211111
 
 

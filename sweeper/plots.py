@@ -16,7 +16,7 @@ import numpy as np
 from sweeper.health import COLOURS, is_number
 from sweeper.ranking import finite_median, scaled_statistic
 from sweeper.records import TrialRecord
-from sweeper.report import number
+from sweeper.report import number, p_cell
 from sweeper.results import PointSummary, Ranking
 
 CURVE_POINTS = 3
@@ -79,7 +79,7 @@ def ranking_figure(ranking: Ranking, records: Sequence[TrialRecord]) -> bytes:
         ):
             chosen = values[np.array(healthy, dtype=bool) == ok] if values.size else values
             axis.scatter(chosen, np.full(chosen.size, y), s=14, edgecolors=colour, facecolors=face or colour)
-        p_text = "" if p.p_adjusted is None else f" · p_adj {number(p.p_adjusted, 2)}"
+        p_text = "" if p.p_adjusted is None else f" · p (adj.) {p_cell(p.test)}"
         axis.annotate(
             f"{p.healthy}/{len(p.seeds)} healthy · {p.verdict}{p_text}",
             (1.01, y),

@@ -13,8 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from sweeper.evidence import MONTE_CARLO_FLOOR, MONTE_CARLO_RESAMPLES
 from sweeper.records import TrialRecord
-from sweeper.results import ClaimResult, PointSummary, Ranking
+from sweeper.results import ClaimResult, PointSummary, PointTest, Ranking
 from sweeper.spec import PROJECT_SOURCE
 
 
@@ -156,9 +157,11 @@ def _evidence(point: PointSummary, metric: str, baseline: PointSummary | None) -
         healthy += f" vs the baseline's {baseline.healthy}/{len(baseline.seeds)}"
     parts = [healthy, f"median healthy {metric} {number(point.median_healthy_metric)}"]
     if test is not None and test.metric_shift is not None:
-        parts.append(f"shift {_interval(test.metric_shift, test.metric_shift_ci)}")
+        parts.append(f"shift over healthy seeds {_interval(test.metric_shift, test.metric_shift_ci)}")
     if test is not None and test.p_value is not None:
-        parts.append(f"p {number(test.p_value, 2)}, adjusted {number(test.p_adjusted, 2)}")
+        at_most = "≤ " if _at_floor(test) else ""
+        sampled = " (Monte Carlo)" if test.exact is False else ""
+        parts.append(f"p {at_most}{number(test.p_value, 2)}, adjusted {at_most}{number(test.p_adjusted, 2)}{sampled}")
     parts.append(f"{used} seeds against {base_used if base_used is not None else '–'}")
     if test is not None and test.replicated is not None:
         parts.append("replicated on later seeds" if test.replicated else "not replicated on later seeds")
@@ -253,7 +256,10 @@ def ranking_section(ranking: Ranking) -> Section:
                 f"seeds: the point's / the baseline's seeds in its test. median healthy {metric}: over the healthy "
                 "seeds only, with the unhealthy count. score: the mean (IQM from 4 seeds) with an unhealthy seed at "
                 "the chance level. Healthy-rate difference: Newcombe 95% interval. Metric shift: Hodges-Lehmann, "
-                "Moses 95% interval, healthy seeds only. Replicated: the point beats the baseline again (one-sided, "
+                "Moses 95% interval, healthy seeds only (a shift among the seeds that trained, not the remedy's "
+                f"effect on every seed). p: MC marks a Monte Carlo p-value ({MONTE_CARLO_RESAMPLES:,} seeded random "
+                f"splits of the seeds), which resolves down to {MONTE_CARLO_FLOOR:.0e}; one there is printed as at "
+                "most. Replicated: the point beats the baseline again (one-sided, "
                 "Holm over the `fixes` points) on the seeds run after the last interim look alone, none of which "
                 "chose to go on with it; they are part of the final test too, so this is no independent repeat."
             ),
@@ -286,9 +292,7 @@ def ranking_section(ranking: Ranking) -> Section:
                 f"{number(p.median_healthy_metric)} ({p.unhealthy})",
                 f"{number(p.score_centre)} {p.score_centre_kind}",
                 number(test.prob_superiority if test else None, 2),
-                "–"
-                if test is None or test.p_value is None
-                else f"{number(test.p_value, 2)} ({number(test.p_adjusted, 2)})",
+                p_cell(test),
                 _interval(test.healthy_rate_difference, test.healthy_rate_difference_ci) if test else "–",
                 _interval(test.metric_shift, test.metric_shift_ci) if test else "–",
                 {True: "yes", False: "no", None: "–"}[test.replicated if test else None],
@@ -300,8 +304,22 @@ def ranking_section(ranking: Ranking) -> Section:
 def _verdict_cell(point: PointSummary) -> str:
     """The point's verdict, with the look it was dropped at."""
     if point.test is not None and point.test.status == "dropped":
-        return f"{point.verdict} (dropped at {point.test.dropped_at} seeds)"
+        return f"{point.verdict} (not shown at {point.test.dropped_at} seeds: dropped)"
     return point.verdict
+
+
+def p_cell(test: PointTest | None) -> str:
+    """`p (adjusted)`; a p-value from a sampled null is marked MC, and one at its floor is printed as at most."""
+    if test is None or test.p_value is None:
+        return "–"
+    at_most = "≤ " if _at_floor(test) else ""
+    sampled = " MC" if test.exact is False else ""
+    return f"{at_most}{number(test.p_value, 2)} ({at_most}{number(test.p_adjusted, 2)}){sampled}"
+
+
+def _at_floor(test: PointTest) -> bool:
+    """Whether a sampled null put the p-value at the smallest one it can give: the true one may be smaller."""
+    return test.exact is False and test.p_value is not None and test.p_value <= MONTE_CARLO_FLOOR
 
 
 def _seeds_cell(point: PointSummary) -> str:

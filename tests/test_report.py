@@ -66,7 +66,8 @@ def test_the_answer_names_the_fix_with_its_evidence_then_what_does_nothing_and_w
     assert failure == "The failure: the baseline was unhealthy in 5 of 5 seeds (stuck_zero 5)."
     assert fix == (
         "Fixes it: list_shape=grouped (healthy 5/5 vs the baseline's 0/5; median healthy ndcg 0.8; "
-        "shift 0.3 [0.1, 0.5]; p 0.0079, adjusted 0.024; 5 seeds against 5; replicated on later seeds)."
+        "shift over healthy seeds 0.3 [0.1, 0.5]; p 0.0079, adjusted 0.024; 5 seeds against 5; "
+        "replicated on later seeds)."
     )
     assert nothing == "Not shown to change it: activation=tanh (1/5 healthy)."
     assert worse.startswith("Makes it worse: clip=0.1 (healthy 0/5 vs the baseline's 0/5;")
@@ -108,3 +109,24 @@ def test_web_addresses_in_the_html_report_are_links():
         [Section("s", ["MLflow runs: http://127.0.0.1:5000/#/experiments/1/runs?a=1&b=2 (after x)"])], {}
     )
     assert "<a href='http://127.0.0.1:5000/#/experiments/1/runs?a=1&amp;b=2'>" in page
+
+
+def test_a_monte_carlo_p_value_says_so_and_one_at_its_floor_reads_as_at_most():
+    from sweeper.evidence import MONTE_CARLO_FLOOR
+    from sweeper.report import p_cell
+
+    sampled = dataclasses.replace(UNTESTED, status="final", exact=False)
+    assert p_cell(dataclasses.replace(sampled, p_value=MONTE_CARLO_FLOOR, p_adjusted=6e-5)) == "≤ 2e-05 (≤ 6e-05) MC"
+    assert p_cell(dataclasses.replace(sampled, p_value=0.0123, p_adjusted=0.05)) == "0.012 (0.05) MC"
+    exact = dataclasses.replace(UNTESTED, status="final", exact=True, p_value=MONTE_CARLO_FLOOR, p_adjusted=6e-5)
+    assert p_cell(exact) == "2e-05 (6e-05)"  # an enumerated null has no floor of its own
+    assert p_cell(None) == "–"
+
+
+def test_a_dropped_point_reads_not_shown_at_its_seeds():
+    from sweeper.report import ranking_section
+
+    dropped = _point("k=1", "no_evidence", 0, seeds=3, dropped_at=3, seeds_used=3, baseline_seeds_used=9)
+    dropped = dataclasses.replace(dropped, test=dataclasses.replace(dropped.test, status="dropped"))
+    (row,) = ranking_section(_document([dropped])).rows
+    assert row[2] == "no_evidence (not shown at 3 seeds: dropped)"
