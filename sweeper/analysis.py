@@ -36,9 +36,12 @@ from sweeper.spec import BASELINE_LABEL, Claim, GridPoint, Source, SweepSpec, cl
 from sweeper.workload import Workload
 
 CLAIMS_RULE = (
-    "Each claim is judged on twin trials (same seed and other knobs, the claimed change on vs off) by an exact "
-    "sign test on the pairs the change improves or worsens (no_effect: two one-sided tests against the claim's "
-    "margin); the claims are one family, {correction} at alpha = {alpha}. `not shown` means the test did not "
+    "Each claim is judged on twin trials (same seed and other knobs, the claimed change on vs off), the seed "
+    "being the unit: a seed counts once, as improved where the change improves more of its pairs than it "
+    "worsens, worsened where the reverse, and pairs whose twins both failed decide nothing. fixes / harmful: "
+    "an exact sign test on the seeds; no_effect: the share of untied seeds, or the balance among them, shown "
+    "within the claim's margin. The claims are one family, {correction} at alpha = {alpha}. `not shown` means "
+    "the test did not "
     "reject: no evidence either way, not evidence against. Twins that both lie in a setting whose outcome is "
     "fixed by construction (the workload's FIXED_OUTCOMES) are left out; a claim with no other twins is `not "
     "testable here`."
@@ -318,6 +321,8 @@ def _claim_status(item: ClaimResult, alpha: float, zero_loss_atol: float) -> tup
         largest = item.measured.max_abs_loss_with
         holds = largest is not None and largest <= zero_loss_atol
         return holds, "holds" if holds else "does not hold"
+    if item.p_value is None:  # every pair's twins both failed: nothing decides
+        return None, "cannot tell"
     holds = item.p_adjusted is not None and item.p_adjusted <= alpha
     return holds, "holds" if holds else "not shown"
 

@@ -275,14 +275,16 @@ def twin_pairs(
 def paired_effect(
     pairs: Sequence[tuple[TrialOutcome, TrialOutcome]], mode: str, fallback: float | None
 ) -> PairedEffect:
-    """What twin pairs measured: both healthy rates, median metrics and final losses, and the pairs the change
-    improves, worsens or leaves tied (unhealthy twins tie with each other below any healthy one)."""
+    """What twin pairs measured: both healthy rates, median metrics and final losses, the pairs the change
+    improves, worsens or leaves tied (unhealthy twins tie with each other below any healthy one), and the
+    same by seed, the unit the claim's test counts (`seed_signs`)."""
     if not pairs:
         return PairedEffect(pairs=0)
     with_change = [a for a, _ in pairs]
     without = [b for _, b in pairs]
     with_scores, without_scores = comparison_scores(with_change, mode), comparison_scores(without, mode)
     wins, losses = int(np.sum(with_scores > without_scores)), int(np.sum(with_scores < without_scores))
+    signs = seed_signs(pairs, mode)
     return PairedEffect(
         pairs=len(pairs),
         improved=wins,
@@ -296,28 +298,45 @@ def paired_effect(
         median_loss_without=finite_median([o.final_loss for o in without]),
         max_abs_loss_with=max((abs(o.final_loss) for o in with_change if is_finite(o.final_loss)), default=None),
         prob_with_beats_without=(wins + 0.5 * (len(pairs) - wins - losses)) / len(pairs),
+        both_unhealthy=sum(not a.healthy and not b.healthy for a, b in pairs),
+        seeds=len(signs),
+        seeds_improved=sum(sign > 0 for sign in signs.values()),
+        seeds_worsened=sum(sign < 0 for sign in signs.values()),
     )
 
 
+def seed_signs(pairs: Sequence[tuple[TrialOutcome, TrialOutcome]], mode: str) -> dict[int, int]:
+    """Each seed's one observation of a claim: +1 where the change improves more of the seed's twin pairs than
+    it worsens, -1 where it worsens more, 0 where they balance. Pairs whose twins both failed decide nothing
+    (they tie by construction) and are left out; a seed with no other pair has no observation."""
+    counts: dict[int, int] = {}
+    for with_change, without in pairs:
+        if not with_change.healthy and not without.healthy:
+            continue
+        a, b = comparison_scores([with_change, without], mode)
+        counts[with_change.seed] = counts.get(with_change.seed, 0) + int(np.sign(a - b))
+    return {seed: int(np.sign(total)) for seed, total in sorted(counts.items())}
+
+
 def claim_p_value(effect: PairedEffect, expect: str, margin: float | None) -> float | None:
-    """The claim's one-sided p-value from its twin pairs; None for `zero_loss` (a statement about every trial,
-    not a test) and where there are no pairs.
+    """The claim's one-sided p-value from its twin pairs, counted by seed (`seed_signs`: pairs of one seed
+    share its data, so a seed is one observation however many grid points it pairs); None for `zero_loss`
+    (a statement about every trial, not a test) and where no seed has a pair that decides.
 
-    fixes / harmful: an exact sign test (scipy's binomtest) on the pairs that are not tied: does the change
-    improve (worsen) more twins than it worsens (improves)?
+    fixes / harmful: an exact sign test (scipy's binomtest) on the seeds that are not tied: does the change
+    improve (worsen) more seeds than it worsens (improves)? With one pair a seed it is the sign test on the
+    pairs.
 
-    no_effect: P(with beats without) = 1/2 + s (q - 1/2), with s the share of untied pairs and q the share
-    improved among them, is shown within 1/2 +- margin in either of two ways, each at its own level, so the
+    no_effect: P(a seed's sign is +) - P(-) = s (2q - 1), with s the share of untied seeds and q the share
+    improved among them, is shown within +-2 margin in either of two ways, each at its own level, so the
     p-value is twice the smaller (Bonferroni): |q - 1/2| < margin (two one-sided sign tests on the untied
-    pairs, TOST), which bounds the effect since s <= 1; or s < 2 margin (an exact binomial test on the share
-    of untied pairs), which bounds it since |q - 1/2| <= 1/2. Twins that always tie (a change that builds the
-    same arrays) pass the second; a handful of pairs passes neither.
-
-    Pairs from different grid points on one seed share that seed's data, so they are not independent; the
-    tests treat them as if they were, which can overstate the evidence when one seed decides many pairs."""
-    if not effect.pairs or expect == "zero_loss":
+    seeds, TOST), which bounds it since s <= 1; or s < 2 margin (an exact binomial test on the share of
+    untied seeds), which bounds it since |q - 1/2| <= 1/2. Twins that always tie (a change that builds the
+    same arrays) pass the second; twins that both fail decide nothing, so a claim whose twins always fail
+    shows no effect only if some seed has other pairs; a handful of seeds passes neither."""
+    if not effect.seeds or expect == "zero_loss":
         return None
-    wins, losses = effect.improved, effect.worsened
+    wins, losses = effect.seeds_improved, effect.seeds_worsened
     untied = wins + losses
     if expect in ("fixes", "harmful"):
         if untied == 0:
@@ -325,7 +344,7 @@ def claim_p_value(effect: PairedEffect, expect: str, margin: float | None) -> fl
         side = "greater" if expect == "fixes" else "less"
         return float(stats.binomtest(wins, untied, 0.5, alternative=side).pvalue)
     assert margin is not None, "a no_effect claim has a margin (sweeper.spec)"
-    rarely_untied = float(stats.binomtest(untied, effect.pairs, min(1.0, 2 * margin), alternative="less").pvalue)
+    rarely_untied = float(stats.binomtest(untied, effect.seeds, min(1.0, 2 * margin), alternative="less").pvalue)
     balanced = 1.0
     if untied:
         above = float(stats.binomtest(wins, untied, 0.5 - margin, alternative="greater").pvalue)

@@ -221,8 +221,11 @@ def claims_section(ranking: Ranking) -> Section:
         if not item.testable:
             measured = "every twin pair lies where the outcome is fixed: " + "; ".join(item.left_out)
         elif m.pairs:
+            seeds = m.seeds - m.seeds_improved - m.seeds_worsened
             measured = (
-                f"{m.pairs} twin pairs: {m.improved} improved, {m.worsened} worsened, {m.tied} tied; "
+                f"{m.pairs} twin pairs: {m.improved} improved, {m.worsened} worsened, {m.tied} tied"
+                + (f" ({m.both_unhealthy} with both twins failed, deciding nothing)" if m.both_unhealthy else "")
+                + f"; by seed, {m.seeds_improved} improved, {m.seeds_worsened} worsened, {seeds} tied; "
                 f"healthy {_share(m.healthy_rate_with)} with vs {_share(m.healthy_rate_without)} without; "
                 f"median {metric} {number(m.median_metric_with)} vs {number(m.median_metric_without)}; "
                 f"median final loss {number(m.median_loss_with)} vs {number(m.median_loss_without)}"

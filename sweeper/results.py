@@ -193,8 +193,8 @@ class KnobEffect:
 
 @dataclass(frozen=True)
 class PairedEffect:
-    """What a claim's twin pairs measured (same seed and other knobs, the change on vs off); with no pairs,
-    only `pairs` = 0 is written."""
+    """What a claim's twin pairs measured (same seed and other knobs, the change on vs off), by pair and by
+    seed; with no pairs, only `pairs` = 0 is written."""
 
     pairs: int
     improved: int = 0
@@ -208,6 +208,12 @@ class PairedEffect:
     median_loss_without: float | None = None
     max_abs_loss_with: float | None = None
     prob_with_beats_without: float | None = None
+    both_unhealthy: int = 0
+    """Pairs whose twins both failed: they decide nothing (`ranking.seed_signs`)."""
+    seeds: int = 0
+    """Seeds with a pair that decides: the claim's test counts these, one observation each."""
+    seeds_improved: int = 0
+    seeds_worsened: int = 0
 
     def to_json(self) -> JsonDict:
         return _fields(self) if self.pairs else {"pairs": 0}

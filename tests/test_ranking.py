@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from sweeper.analysis import compare, rank_points
 from sweeper.evidence import make_design, wilson
@@ -205,21 +206,91 @@ def test_paired_effect_compares_twins_that_differ_only_in_the_change():
     assert none == PairedEffect(pairs=0) and none.to_json() == {"pairs": 0}
 
 
-def test_claims_get_a_sign_test_on_their_twins():
-    effect = PairedEffect(pairs=10, improved=8, worsened=0, tied=2)
-    assert claim_p_value(effect, "fixes", None) == pytest.approx(0.5**8)  # 8 of 8 untied pairs improve
+def seeds(improved: int = 0, worsened: int = 0, tied: int = 0) -> PairedEffect:
+    """What a claim's test reads: one pair a seed, improved, worsened or tied."""
+    n = improved + worsened + tied
+    return PairedEffect(n, improved, worsened, tied, seeds=n, seeds_improved=improved, seeds_worsened=worsened)
+
+
+def test_claims_get_a_sign_test_on_their_seeds():
+    effect = seeds(improved=8, tied=2)
+    assert claim_p_value(effect, "fixes", None) == pytest.approx(0.5**8)  # 8 of 8 untied seeds improve
     assert claim_p_value(effect, "harmful", None) == 1.0
-    assert claim_p_value(PairedEffect(pairs=4, tied=4), "fixes", None) == 1.0
-    # every twin tied: shown when untied pairs are shown rarer than 2 x margin: 30 tied pairs, P = 0.6^30, x2
-    assert claim_p_value(PairedEffect(pairs=30, tied=30), "no_effect", 0.2) == pytest.approx(2 * 0.6**30)
-    # ... but 4 tied pairs show nothing: 2 x 0.8^4
-    assert claim_p_value(PairedEffect(pairs=4, tied=4), "no_effect", 0.1) == pytest.approx(2 * 0.8**4)
+    assert claim_p_value(seeds(tied=4), "fixes", None) == 1.0
+    # every seed tied: shown when untied seeds are shown rarer than 2 x margin: 30 tied seeds, P = 0.6^30, x2
+    assert claim_p_value(seeds(tied=30), "no_effect", 0.2) == pytest.approx(2 * 0.6**30)
+    # ... but 4 tied seeds show nothing: 2 x 0.8^4
+    assert claim_p_value(seeds(tied=4), "no_effect", 0.1) == pytest.approx(2 * 0.8**4)
     # 5 improved, 5 worsened of 10: the share improved must be shown above 0.3 and below 0.7:
     # P(X >= 5 | 10, 0.3) = 0.1503, the larger of the two sides, x2
-    tost = claim_p_value(PairedEffect(pairs=10, improved=5, worsened=5), "no_effect", 0.2)
-    assert tost == pytest.approx(2 * 0.1503, abs=2e-4)
+    assert claim_p_value(seeds(improved=5, worsened=5), "no_effect", 0.2) == pytest.approx(2 * 0.1503, abs=2e-4)
     assert claim_p_value(effect, "zero_loss", None) is None
     assert claim_p_value(PairedEffect(pairs=0), "fixes", None) is None
+    assert claim_p_value(PairedEffect(pairs=3, tied=3, both_unhealthy=3), "no_effect", 0.2) is None  # nothing decides
+
+
+def contexts(seed_effects: dict[int, float], contexts: int, noise: float = 0.0, rng=None) -> list:
+    """Twin trials of one change in `contexts` grid points: on seed s the change moves the metric by
+    seed_effects[s] (plus Gaussian noise a pair, if any); every trial healthy."""
+    trials = []
+    for context in range(contexts):
+        for seed, effect in seed_effects.items():
+            base = 0.5 + 0.01 * context
+            moved = base + effect + (noise * rng.standard_normal() if noise else 0.0)
+            trials.append(TrialOutcome(f"c{context}", False, seed, "healthy", base, 1.0, 0.0, {"c": context, "x": 0}))
+            trials.append(TrialOutcome(f"c{context}x", False, seed, "healthy", moved, 1.0, 0.0, {"c": context, "x": 1}))
+    return trials
+
+
+def claim_p(trials) -> float:
+    return claim_p_value(paired_effect(twin_pairs(trials, {"x": 1}, {"x": 0}, {}), "max", None), "fixes", None)
+
+
+def test_a_seed_counts_once_however_many_grid_points_pair_it():
+    # +0.04 on 4 of 6 seeds, -0.04 on the other 2, the same in 12 contexts: 48 pairs improved, 24 worsened
+    # (a pair-level sign test: p = 0.0032), but by seed 4 of 6: p = 22/64, not shown
+    coin_flip = contexts({0: 0.04, 1: 0.04, 2: -0.04, 3: 0.04, 4: -0.04, 5: 0.04}, contexts=12)
+    effect = paired_effect(twin_pairs(coin_flip, {"x": 1}, {"x": 0}, {}), "max", None)
+    assert (effect.improved, effect.worsened, effect.seeds_improved, effect.seeds_worsened) == (48, 24, 4, 2)
+    assert claim_p(coin_flip) == pytest.approx(22 / 64)
+    # the same effect on every seed: 6 of 6, p = 1/64, which holds as a sweep's only claim at alpha 0.05
+    assert claim_p(contexts(dict.fromkeys(range(6), 0.04), contexts=12)) == pytest.approx(1 / 64)
+
+
+def test_twins_that_both_failed_decide_nothing():
+    failed = [outcome("a", s, "collapsed", 0.4, x=0) for s in range(5)] + [
+        outcome("b", s, "collapsed", 0.4, x=1) for s in range(5)
+    ]
+    effect = paired_effect(twin_pairs(failed, {"x": 1}, {"x": 0}, {}), "max", None)
+    assert effect.pairs == 5 and effect.both_unhealthy == 5 and effect.seeds == 0
+    assert claim_p_value(effect, "no_effect", 0.2) is None  # not "no effect shown": nothing was compared
+
+
+@pytest.mark.slow
+def test_pooled_claims_keep_the_family_error_rate_with_a_seed_interaction():
+    """1000 sweeps of 3 do-nothing claims, each pooled over 10 contexts on 10 seeds, a seed-by-change
+    interaction of 0.3 of a pair's variance: Holm over the claims calls any at most alpha + 0.01 (upper 95%
+    bound), where counting every pair as independent calls one far more often. Random-number seeds below
+    1000; nothing here was tuned."""
+    from sweeper.evidence import adjust
+
+    rng = np.random.default_rng(7)
+    sweeps, alpha = 1000, 0.05
+    false = {"by seed": 0, "by pair": 0}
+    for _ in range(sweeps):
+        by_seed, by_pair = [], []
+        for _claim in range(3):
+            interaction = {seed: np.sqrt(0.3) * rng.standard_normal() for seed in range(10)}
+            pairs = twin_pairs(contexts(interaction, contexts=10, noise=np.sqrt(0.7), rng=rng), {"x": 1}, {"x": 0}, {})
+            effect = paired_effect(pairs, "max", None)
+            by_seed.append(claim_p_value(effect, "fixes", None))
+            untied = effect.improved + effect.worsened
+            by_pair.append(stats.binomtest(effect.improved, untied, 0.5, alternative="greater").pvalue)
+        false["by seed"] += any(p <= alpha for p in adjust(by_seed, "holm"))
+        false["by pair"] += any(p <= alpha for p in adjust(by_pair, "holm"))
+    upper = stats.binomtest(false["by seed"], sweeps).proportion_ci(0.95, method="exact").high
+    assert upper <= alpha + 0.01, (false, upper)
+    assert false["by pair"] / sweeps > 2 * alpha, false  # the error the seed as the unit removes
 
 
 def test_a_trial_without_a_chance_level_gets_that_of_its_seed():
