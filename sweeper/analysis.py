@@ -48,6 +48,10 @@ CLAIMS_RULE = (
 )
 
 
+VERDICT_ORDER = {"fixes": 0, "baseline": 1, "no_evidence": 1, "pending": 1, "harmful": 2}
+"""The ranking's tiers: shown to fix it, not shown to change it, shown to make it worse."""
+
+
 # --- the design's next trials ---
 def outcomes_of(records: Sequence[TrialRecord], metric: str) -> list[ranking.TrialOutcome]:
     """The finished trials' outcomes (a trial that never finished is no outcome: the design waits for it)."""
@@ -125,9 +129,13 @@ def analyze(spec: SweepSpec, workload: Workload, records: Sequence[TrialRecord],
 def rank_points(
     outcomes: Sequence[ranking.TrialOutcome], mode: str, design: evidence.Design, labels: Sequence[str] = ()
 ) -> list[PointSummary]:
-    """One summary per grid point with outcomes, the baseline included and ranked by the same rule, best
-    first: by healthy rate, then the median comparison score (unhealthy seeds last), then the median healthy
-    metric. `labels`: every grid point of the sweep, so that one without outcomes stays in the family."""
+    """One summary per grid point with outcomes, the baseline included, best first, in the order of the
+    evidence: the points shown to fix it, then those not shown to change it (the baseline among them), then
+    those shown to make it worse (`VERDICT_ORDER`); within each, by the lower end of the healthy rate's 95%
+    Wilson interval (so 3/3 healthy seeds, lower end 0.44, rank below 9/10, 0.60), then the median comparison
+    score (unhealthy seeds last), then the median healthy metric. A point on a few seeds never ranks above a
+    `fixes` point it has not been shown to beat. `labels`: every grid point of the sweep, so that one without
+    outcomes stays in the family."""
     groups: dict[str, list[ranking.TrialOutcome]] = {}
     for outcome in outcomes:
         groups.setdefault(outcome.label, []).append(outcome)
@@ -144,11 +152,14 @@ def rank_points(
     fallback = ranking.worst_metric(outcomes, mode)
     sign = 1.0 if mode == "max" else -1.0
 
-    def order(summary_and_group: tuple[PointSummary, list[ranking.TrialOutcome]]) -> tuple[float, float, float, str]:
+    def order(
+        summary_and_group: tuple[PointSummary, list[ranking.TrialOutcome]],
+    ) -> tuple[int, float, float, float, str]:
         summary, group = summary_and_group
         metric = summary.median_healthy_metric
         return (
-            -summary.healthy_rate,
+            VERDICT_ORDER[summary.verdict],
+            -summary.healthy_rate_ci[0],
             -float(ranking.scaled_statistic(np.median, ranking.comparison_scores(group, mode))),
             -sign * metric if metric is not None else math.inf,
             summary.label,

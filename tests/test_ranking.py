@@ -136,6 +136,21 @@ def test_without_a_baseline_trial_a_point_waits_for_it():
     assert point.test.p_value is None and point.verdict == "pending"
 
 
+def test_the_ranking_follows_the_evidence_before_the_healthy_rate():
+    design = make_design("fixed", 3, 10, 10)
+    trials = [outcome("baseline", s, "healthy" if s < 8 else "stuck_zero", 0.5 + s / 100, True) for s in range(10)]
+    trials += [outcome("shown", s, "healthy" if s else "collapsed", 0.9 + s / 1000) for s in range(10)]  # 9/10
+    trials += [outcome("same", s, "healthy", 0.5 + s / 100) for s in range(10)]  # 10/10, the baseline's metric
+    trials += [outcome("worse", s, "non_finite", None) for s in range(10)]
+    ranked = rank_points(trials, "max", design)
+    assert [(p.label, p.verdict) for p in ranked] == [
+        ("shown", "fixes"),  # a healthy rate below same's, but shown to fix it
+        ("same", "no_evidence"),
+        ("baseline", "baseline"),
+        ("worse", "harmful"),
+    ]
+
+
 def test_a_remedy_that_breaks_a_healthy_baseline_is_harmful():
     design = make_design("fixed", 1, 6, 6)
     trials = [outcome("baseline", s, "healthy", 0.8, is_baseline=True) for s in range(6)]
