@@ -22,9 +22,15 @@ row. In order:
                       flat tails on the whole probe batch over the late reports;
   oscillating         collapsed, and the metric swings without trend over the late reports;
   collapsed           the final metric does not clear the workload's `chance` level by `collapse_margin` of the
-                      way from chance to its `oracle` (or not at all, without an oracle), or misses the
-                      workload's declared `metric_floor`;
+                      way from chance to its `oracle` (or not at all, without an oracle), misses the
+                      workload's declared `metric_floor`, or does not pass the `no_skill` level the trial
+                      reported (what its own predictions reach shuffled against the targets: a model that
+                      learned nothing passes it with a stated small probability);
   healthy             none of the above.
+
+One order of evidence where a trial reports its `no_skill` level: its metric decides whether it learned.
+One that learned is healthy unless it raised or diverged, and a detector that fires on it (a zero loss, a
+zero gradient, dead units) is a warning in its reason, never its verdict.
 
 Dead units come before a vanished gradient: a layer of dead ReLUs passes back no gradient at all, which
 reads as a vanished one. The four instrument verdicts name the cause of a collapse; they never overrule a
@@ -191,7 +197,22 @@ class Trial:
         margin = limits.collapse_margin * self.gap if self.gap is not None else 0.0
         if not (value > chance + margin if self.mode == "max" else value < chance - margin):
             return f"final {self.metric} {value:.4g} does not beat chance {chance:.4g} by {margin:.3g}"
+        no_skill = final.get("no_skill")
+        if is_number(no_skill) and not (value > no_skill if self.mode == "max" else value < no_skill):
+            return (
+                f"final {self.metric} {value:.4g} is not told apart from no skill: shuffled against the targets, "
+                f"the trial's own predictions reach {no_skill:.4g}"
+            )
         return None
+
+    @cached_property
+    def learned(self) -> bool:
+        """Whether the final metric is told apart from a model that learned nothing: the trial reported its
+        no-skill level (`no_skill`) and its metric passes it and the chance floor. Then no detector but a
+        divergence or an error overrules it: what they find is a warning (`diagnose`)."""
+        final = self.history[-1] if self.history else {}
+        value = final.get(self.metric)
+        return is_number(final.get("no_skill")) and is_number(value) and math.isfinite(value) and self.collapse is None
 
     @property
     def gap(self) -> float | None:
@@ -371,10 +392,17 @@ def diagnose(
     limits: Thresholds = DEFAULT,
 ) -> Diagnosis:
     """The verdict for a trial's report history (one dict per report, in order): the first row of
-    `DETECTORS` whose check gives a reason, else healthy."""
+    `DETECTORS` whose check gives a reason, else healthy. A trial whose metric is told apart from its
+    no-skill level (`Trial.learned`) is healthy unless it raised or diverged: any other detector that fires
+    is named in its reason as a warning."""
     trial = Trial(history, metric, mode, error, limits)
+    warnings = []
     for detector in DETECTORS:
         reason = detector.reason(trial)
-        if reason is not None:
-            return Diagnosis(detector.verdict, reason)
-    return Diagnosis("healthy", "")
+        if reason is None:
+            continue
+        if trial.learned and detector.verdict != "error" and not detector.stops_early:
+            warnings.append(f"{detector.verdict}: {reason}")  # a trial that learned, and what makes it fragile
+            continue
+        return Diagnosis(detector.verdict, reason)
+    return Diagnosis("healthy", f"warning: {'; '.join(warnings)}" if warnings else "")

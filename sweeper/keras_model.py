@@ -19,8 +19,9 @@ training `loss`, every number of the epoch's Keras logs (the validation metrics 
 instruments' readings on a fixed probe batch of training inputs (`sweeper.instruments`: `grad_norm`, the
 first-to-last layer gradient ratio, dead and saturated unit shares, the update-to-weight ratio), and
 `chance` and `oracle`: the compiled metrics of the best constant prediction (the targets' mean, which is
-the class priors for labels, of either split: see `reference_levels`) and of the validation targets
-themselves, so `collapsed` works.
+the class priors for labels, of either split: see `sweeper.keras_levels`) and of the validation targets
+themselves, so `collapsed` works; the last report also carries `no_skill`, what the model's own final
+validation predictions reach shuffled against the targets, which a trial must pass to be healthy.
 When the `loss` knob replaces the loss and METRIC is `val_loss`, METRIC is still the loss as written
 (compiled as an extra metric), so trials with different training losses stay comparable.
 
@@ -41,6 +42,7 @@ from types import ModuleType
 from typing import Annotated, Any, Literal
 
 from sweeper.errors import SweeperError
+from sweeper.keras_levels import metric_on, no_skill_level, reference_levels
 from sweeper.knobs import Range, attribute_docstrings
 
 REPORTS_PER_TRIAL = 100
@@ -263,8 +265,16 @@ class _Program:
         probe_targets = tf.constant(y_train[:PROBE_SIZE])
         instruments = Instruments(net, probe, lambda outputs: net.compute_loss(y=probe_targets, y_pred=outputs))
         every = max(1, math.ceil(config.epochs / REPORTS_PER_TRIAL))
+        mode = self.module.MODE
         fit_extras = {key: value for key, value in self.fit.items() if key in FIT_EXTRAS}
         metric = self.module.METRIC
+
+        level = (
+            metric_on(out_shape, loss, metrics, y_val, metric_key, one_batch=True)
+            if out_shape is not None and chance is not None
+            else None
+        )
+        shuffles = np.random.default_rng(config.seed)
 
         class Reporter(tf.keras.callbacks.Callback):
             def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
@@ -273,6 +283,9 @@ class _Program:
                     return
                 numbers = {key: float(value) for key, value in (logs or {}).items() if np.ndim(value) == 0}
                 levels = {"chance": chance, "oracle": oracle}
+                if step == config.epochs and level is not None:  # the last report: the one a verdict reads
+                    predictions = net.predict(x_val, batch_size=len(x_val), verbose=0)
+                    levels["no_skill"] = no_skill_level(level, predictions, mode, shuffles)
                 report(
                     {
                         **numbers,
@@ -296,7 +309,7 @@ class _Program:
         )
 
 
-# --- optimizer, inputs, reference levels ---
+# --- optimizer, inputs ---
 def make_optimizer(config: Any, written: str) -> Any:
     """The optimizer the config asks for, at its learning rate, with its gradient clipping (0 = off)."""
     import tensorflow as tf
@@ -324,63 +337,6 @@ def scale_inputs(how: str, x_train: Any, x_val: Any) -> tuple[Any, Any]:
         spread = x_train.max(axis=axes) - centre
     spread = np.where(spread > 0, spread, 1.0)
     return ((x_train - centre) / spread).astype(np.float32), ((x_val - centre) / spread).astype(np.float32)
-
-
-def reference_levels(
-    out_shape: tuple | None,
-    loss: str,
-    metrics: Callable[[], list],
-    y_train: Any,
-    y_val: Any,
-    metric_key: str,
-    mode: str,
-) -> tuple[float | None, float | None]:
-    """METRIC (a `val_` key) of the best constant prediction, and of the validation targets themselves, computed
-    by the loss and a fresh copy of the metrics `net` is compiled with (`metrics()`) on those predictions.
-    The constants tried are the targets' mean (the class priors, for labels) of the training split and of the
-    validation split; chance is the better of the two in MODE's direction. The training mean alone would put
-    chance below a constant that happens to tip to the validation split's majority (on balanced labels
-    either class is 'learning nothing'), and a model stuck at that constant would pass for healthy.
-    `out_shape` is the shape of one example's output (None for a model with several outputs); (None, None)
-    where the targets do not match it."""
-    import numpy as np
-    import tensorflow as tf
-
-    if out_shape is None:
-        return None, None
-    y_train, y_val = np.asarray(y_train), np.asarray(y_val)
-    units = out_shape[-1] if out_shape else 1
-    sparse = units > 1 and np.issubdtype(y_train.dtype, np.integer) and y_train.size == len(y_train)
-    if sparse:
-        priors = [np.bincount(y.reshape(-1), minlength=units)[:units] / len(y) for y in (y_train, y_val)]
-        ideal = np.eye(units)[y_val.reshape(-1)]
-    else:
-        if y_train[0].size != math.prod(out_shape):
-            return None, None
-        priors = [y.reshape(len(y), *out_shape).astype(np.float64).mean(axis=0) for y in (y_train, y_val)]
-        ideal = y_val.reshape(len(y_val), *out_shape)
-    candidates = [np.broadcast_to(prior, (len(y_val), *out_shape)) for prior in priors]
-    loss_config = getattr(tf.keras.losses.get(loss), "get_config", None)  # a Loss object; a function has none
-    if loss_config is not None and loss_config().get("from_logits"):
-        candidates, ideal = [_as_logits(c, units) for c in candidates], _as_logits(ideal, units)
-    identity = tf.keras.Sequential([tf.keras.layers.InputLayer(out_shape), tf.keras.layers.Activation("linear")])
-    identity.compile(loss=loss, metrics=metrics())
-    key = metric_key.removeprefix("val_")
-
-    def level(predictions: Any) -> float | None:
-        values = identity.evaluate(predictions.astype(np.float32), y_val, verbose=0, return_dict=True)
-        return float(values[key]) if key in values else None
-
-    constants = [value for value in map(level, candidates) if value is not None]
-    chance = (max if mode == "max" else min)(constants) if constants else None
-    return chance, level(ideal)
-
-
-def _as_logits(probabilities: Any, units: int) -> Any:
-    import numpy as np
-
-    p = np.clip(probabilities, 1e-7, 1 - 1e-7)
-    return np.log(p / (1 - p)) if units == 1 else np.log(p)
 
 
 # --- rebuilding the model with the model knobs ---

@@ -248,3 +248,27 @@ def test_a_collapsed_metric_that_swings_is_oscillating():
     assert diagnose(history, "acc", "max").verdict == "oscillating"
     steady = [{**r, "acc": 0.5} for r in history]
     assert diagnose(steady, "acc", "max").verdict == "collapsed"
+
+
+# --- the no-skill level: told apart from a model that learned nothing ---
+def test_a_metric_that_does_not_pass_its_no_skill_level_is_collapsed():
+    # beats chance by the practical margin (0.545 > 0.52 + 5% of 0.48), but not what shuffles reach
+    history = reports([0.7, 0.69], metric=0.545, chance=0.52, oracle=1.0, no_skill=0.57)
+    diagnosis = diagnose(history, "ndcg", "max")
+    assert diagnosis.verdict == "collapsed" and "not told apart from no skill" in diagnosis.reason
+    assert verdict(reports([0.7, 0.69], metric=0.58, chance=0.52, oracle=1.0, no_skill=0.57)) == "healthy"
+    # min mode: below the level
+    assert verdict(reports([1.0, 0.9], metric=10.0, chance=50.0, oracle=0.0, no_skill=12.0), mode="min") == "healthy"
+    assert verdict(reports([1.0, 0.9], metric=13.0, chance=50.0, oracle=0.0, no_skill=12.0), mode="min") == "collapsed"
+
+
+def test_a_trial_told_apart_from_no_skill_is_healthy_and_a_detector_is_a_warning():
+    # val accuracy 1.0 on balanced labels with a zero gradient (a softmax's clipped loss): not no_signal
+    learned = reports([0.0, 0.0, 0.0], metric=1.0, chance=0.5, oracle=1.0, grad_norm=0.0, no_skill=0.56)
+    diagnosis = diagnose(learned, "ndcg", "max")
+    assert diagnosis.verdict == "healthy"
+    assert diagnosis.reason.startswith("warning: stuck_zero: ") and "no_signal: " in diagnosis.reason
+    # without a no-skill level the old order stands, and a divergence or an error still decides
+    assert verdict(reports([0.0, 0.0, 0.0], metric=1.0, chance=0.5, oracle=1.0, grad_norm=0.0)) == "stuck_zero"
+    assert verdict(reports([1.0, math.nan], metric=1.0, chance=0.5, oracle=1.0, no_skill=0.56)) == "non_finite"
+    assert verdict(learned, error="RuntimeError: boom") == "error"

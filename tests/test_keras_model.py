@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from sweeper.errors import SweeperError
-from sweeper.keras_model import REPORTS_PER_TRIAL, reference_levels, scale_inputs
+from sweeper.keras_levels import reference_levels
+from sweeper.keras_model import REPORTS_PER_TRIAL, scale_inputs
 from sweeper.workload import load, load_shipped
 
 from conftest import TEST_WORKLOADS, workload_refusal, workload_variant
@@ -221,3 +222,48 @@ def test_a_subclassed_model_trains_as_written_and_refuses_model_knobs(tmp_path):
     assert reports[-1]["grad_norm"] > 0 and "chance" in reports[-1] and "dead_share" not in reports[-1]
     with pytest.raises(SweeperError, match="returned Net, not a Sequential or Functional model; output_activation"):
         workload.check_remedies([{"output_activation": "linear"}])
+
+
+def test_the_no_skill_level_is_the_best_shuffle_a_trial_must_pass():
+    import numpy as np
+
+    from sweeper.keras_levels import NO_SKILL_PERMUTATIONS, no_skill_level
+
+    targets = np.array([0, 1] * 50)
+
+    def accuracy(predictions):
+        return float(np.mean((predictions > 0.5) == targets))
+
+    rng = np.random.default_rng(3)
+    perfect = targets.astype(float)
+    level = no_skill_level(accuracy, perfect, "max", rng)
+    assert 0.5 < level < 1.0  # the best of 99 shuffles: above a typical one, below the truth
+    # with R + 1 = 100 and alpha 0.01 a trial must pass all 99 shuffles: the level is their maximum
+    draws = np.random.default_rng(3)
+    best = max(accuracy(perfect[draws.permutation(100)]) for _ in range(NO_SKILL_PERMUTATIONS))
+    assert level == best
+    assert no_skill_level(lambda p: None, perfect, "max", rng) is None  # a metric it cannot compute
+
+
+def test_a_model_that_learned_nothing_passes_its_no_skill_level_at_most_one_time_in_a_hundred():
+    """1000 simulated trials whose predictions are independent of their 200 balanced validation labels
+    (random-number seeds below 1000): the share whose accuracy passes the level stays within the stated 1%
+    (upper 95% bound below 2%). The rule is exact by construction (the trial is one more shuffle); this
+    checks the code does what the construction says."""
+    import numpy as np
+    from scipy import stats
+
+    from sweeper.keras_levels import FALSE_HEALTHY_RATE, no_skill_level
+
+    rng = np.random.default_rng(11)
+    passed = 0
+    for _ in range(1000):
+        targets = rng.permutation(np.repeat([0, 1], 100))
+        predictions = rng.random(200)
+
+        def accuracy(shown, targets=targets):
+            return float(np.mean((shown > 0.5) == targets))
+
+        passed += accuracy(predictions) > no_skill_level(accuracy, predictions, "max", rng)
+    upper = stats.binomtest(passed, 1000).proportion_ci(0.95, method="exact").high
+    assert upper < 2 * FALSE_HEALTHY_RATE, passed

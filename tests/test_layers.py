@@ -11,7 +11,7 @@ PACKAGE = ROOT / "sweeper"
 
 LAYERS = (
     ("errors", "stores", "progress", "health", "knobs", "instruments", "results", "evidence"),  # pure foundations
-    ("keras_model", "workload", "trial"),  # the workload contract and one trial in process
+    ("keras_levels", "keras_model", "workload", "trial"),  # the workload contract and one trial in process
     ("spec", "records"),  # what a sweep is and what it keeps
     ("ranking", "analysis"),  # the analysis, pure
     ("report", "plots", "outputs"),  # rendering it
