@@ -45,6 +45,7 @@ def test_the_program_fails_as_written_and_its_remedy_is_called_fixes(name, tmp_p
 def test_the_documents_example_says_whether_its_claim_holds_on_its_own_data(name, tmp_path):
     ranking = ranking_of(name, tmp_path)
     (claim,) = ranking["claims"]
-    # random labels: nothing can fix them, and the report says the claim is not shown rather than true
-    assert claim["status"] in ("not shown", "not testable here")
+    # random labels: nothing can fix them, and the report says the claim is not shown (or, where every twin
+    # pair failed on both sides, that it cannot tell) rather than true
+    assert claim["status"] in ("not shown", "cannot tell", "not testable here")
     assert all(p["verdict"] != "fixes" for p in ranking["points"])
