@@ -12,8 +12,10 @@ import os
 import random
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
+from typing import IO
 
 import psycopg2
 import pytest
@@ -344,13 +346,13 @@ def test_a_two_node_cluster_survives_a_lost_node(tmp_path, postgres):
 BOUNCE_SPEC = """
 name: bounce-listmle
 workload: listmle
-seeds: 3
+seeds: 4
 design: fixed
 smoke: true
-fixed: {epochs: 1200}
+fixed: {epochs: 900}
 grid:
   list_shape: [flattened, grouped]
-"""  # 2 points x 3 seeds = 6 trials of 15-20 s, a report every ~10 ms: longer than the 5 s between flushes
+"""  # 2 points x 4 seeds = 8 trials of 10-30 s, a report every ~10 ms: longer than the 5 s between flushes
 
 
 def test_a_tracking_server_restarted_twice_mid_sweep_loses_no_report(tmp_path):
@@ -382,28 +384,34 @@ def test_a_tracking_server_restarted_twice_mid_sweep_loses_no_report(tmp_path):
         driver = start_sweeper(
             "run", "spec.yaml", "--out", str(out), "--tracking-uri", uri, "--max-concurrent", "1", cwd=tmp_path
         )
-        for finished in (1, 2):  # each time once the mirror writes again (it pauses 30 s after a failure)
+        stdout_lines, stderr_lines = read_in_background(driver.stdout), read_in_background(driver.stderr)
+
+        def warnings() -> list[str]:
+            return [line for line in stderr_lines if line.startswith("warning: MLflow at")]
+
+        for outage in (1, 2):  # each once the mirror writes again (it pauses 30 s after a failure)
             wait_for(
-                lambda n=finished: len(finished_trials(out)) >= n and closed_runs() >= n,
+                lambda n=outage: len(finished_trials(out)) >= n and closed_runs() >= n,
                 600,
-                f"{finished} finished trials in MLflow",
+                f"{outage} finished trials in MLflow",
             )
             time.sleep(3)  # into the next trial, past its first flush
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=60)
-            time.sleep(2)  # down for this and the server's start (10-20 s on 2 busy cores)
+            # Down until the sweep has met the outage, however fast this machine's trials and server start are
+            wait_for(lambda n=outage: len(warnings()) >= n or driver.poll() is not None, 300, "the sweep to see it")
+            assert len(warnings()) >= outage, "the sweep ended before the outage: " + "".join(stderr_lines[-20:])
             server = start_server()
             wait_for(lambda: server_is_up(uri), 300, "the MLflow server again")
-        stdout, stderr = driver.communicate(timeout=900)
+        driver.wait(timeout=900)
+        stdout, stderr = "".join(stdout_lines.join()), "".join(stderr_lines.join())
         assert driver.returncode == 0, stdout[-3000:] + stderr[-3000:]
-        warnings = [line for line in stderr.splitlines() if line.startswith("warning: MLflow at")]
-        assert len(warnings) >= 2, stderr[-3000:]  # both outages hit the sweep
 
         (sweep_dir,) = sweep_dirs(out)
         synced = run_sweeper("sync", str(sweep_dir), cwd=tmp_path, timeout=300)
         assert synced.returncode == 0, synced.stderr[-3000:]
         trials = {doc["key"]: doc for doc in (json.loads(path.read_text()) for path in finished_trials(out))}
-        assert len(trials) == 6
+        assert len(trials) == 8
         client = MlflowClient(uri)
         children, parents = child_runs(client, "bounce-listmle")
         assert len(parents) == 1
@@ -423,7 +431,7 @@ def test_a_tracking_server_restarted_twice_mid_sweep_loses_no_report(tmp_path):
         assert again.returncode == 0 and "0 trials replayed" in again.stdout, again.stdout + again.stderr
         behind = [line for line in stderr.splitlines() if "is behind" in line]
         print(
-            f"\n{len(warnings)} MLflow failures during the sweep; at its end: {behind or 'up to date'}; "
+            f"\n{len(warnings())} MLflow failures during the sweep; at its end: {behind or 'up to date'}; "
             f"then {synced.stdout.strip()}"
         )
     finally:
@@ -431,6 +439,24 @@ def test_a_tracking_server_restarted_twice_mid_sweep_loses_no_report(tmp_path):
             os.killpg(driver.pid, signal.SIGKILL)
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=60)
+
+
+class read_in_background(list[str]):  # noqa: N801 (read like the function it is used as)
+    """A process's output lines as they come, read by a thread (so the test can watch while the pipe never
+    fills); `join` waits for the end of the stream and gives them all."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        super().__init__()
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream: IO[str]) -> None:
+        for line in stream:
+            self.append(line)
+
+    def join(self) -> list[str]:
+        self._thread.join(timeout=60)
+        return self
 
 
 def stored_value(value: float) -> float:
