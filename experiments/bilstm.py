@@ -46,6 +46,7 @@ paying for TensorFlow.
 """
 
 import dataclasses
+import functools
 import statistics
 import time
 from collections.abc import Callable
@@ -55,6 +56,7 @@ from typing import Annotated, Literal
 import numpy as np
 
 from sweeper.instruments import Instruments
+from sweeper.no_skill import no_skill_level, shuffle_draws
 from sweeper.workload import Range
 
 
@@ -139,7 +141,9 @@ class Config:
 METRIC = "val_score"
 MODE = "max"
 # A model that learned nothing scores 0.0 on both tasks, whatever the data: Cohen's kappa of a constant
-# or random predictor, R^2 of predicting the mean. (The reports carry it too.)
+# or random predictor, R^2 of predicting the mean. (The reports carry it too.) On a finite validation split
+# it scores around 0.0: every report also carries `no_skill`, what the model's own predictions reach
+# shuffled against the targets (99 shuffles, sweeper.no_skill), which a trial must pass to be healthy.
 CHANCE = 0.0
 
 # Few epochs on a quarter of the data: seconds on one CPU core once TensorFlow
@@ -367,6 +371,8 @@ def train(config: Config, report: Callable[[dict], None]) -> None:
 
     # Batch order gets its own seeded stream (seed + 1), apart from the data.
     order_rng = np.random.default_rng(config.seed + 1)
+    # The no-skill draws get theirs (seed + 2): the predictions shuffled against the targets.
+    shuffle_rng = np.random.default_rng(config.seed + 2)
     val_outputs = make_validation_pass(model, val_x)
     probe_y = tf.constant(fit_train_y[:PROBE_SEQUENCES])
     instruments = Instruments(model, train_x[:PROBE_SEQUENCES], lambda outputs: loss_fn(probe_y, outputs))
@@ -382,6 +388,7 @@ def train(config: Config, report: Callable[[dict], None]) -> None:
         val_out = val_outputs()
         val_loss = loss_fn(tf.constant(fit_val_y), val_out)
         pred = val_out.numpy().astype(np.float64) * scale + shift
+        score_of = functools.partial(val_score, val_y.astype(np.float64), config=config)
         # The instruments' readings first, so the workload's own keys (its training grad_norm) win a clash.
         report(
             {
@@ -390,8 +397,9 @@ def train(config: Config, report: Callable[[dict], None]) -> None:
                 "loss": float(np.mean(losses)),
                 "val_loss": float(val_loss),
                 "grad_norm": float(np.mean(norms)),
-                "val_score": val_score(val_y.astype(np.float64), pred, config),
+                "val_score": score_of(pred),
                 "chance": 0.0,
+                "no_skill": no_skill_level(shuffle_draws(score_of, pred, shuffle_rng), MODE),
                 "oracle": 1.0,
                 "output_scale": float(np.mean(np.abs(pred))),
             }

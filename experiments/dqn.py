@@ -57,6 +57,7 @@ import gymnasium as gym
 import numpy as np
 
 from sweeper.instruments import Instruments
+from sweeper.no_skill import no_skill_level
 from sweeper.workload import Range
 
 
@@ -152,7 +153,8 @@ class Config:
 METRIC = "eval_return"
 MODE = "max"
 # Every report carries its own `chance`: a uniformly random policy's return on the same seeded
-# evaluation episodes, which depends on the environment and the seed.
+# evaluation episodes, which depends on the environment and the seed; and `no_skill`, the best of 99 such
+# random runs, which a trial must pass to be healthy (sweeper.no_skill).
 CHANCE = "reported"
 
 # The collapse margin is sweeper's default, 5% of the chance->oracle gap (about 24 on CartPole, 4.5 on
@@ -435,6 +437,13 @@ def chance_return(config: Config, n_actions: int) -> float:
     return episode_returns(config, lambda obs: rng.integers(n_actions, size=len(obs)))
 
 
+def no_skill_return(config: Config, n_actions: int) -> float | None:
+    """`no_skill`: the return on the same evaluation episodes that a uniformly random policy passes with
+    probability at most 1% (the best of 99 of its runs, sweeper.no_skill), its own seeded stream."""
+    rng = np.random.default_rng(config.seed + 2)
+    return no_skill_level(lambda: episode_returns(config, lambda obs: rng.integers(n_actions, size=len(obs))), MODE)
+
+
 def greedy_return(config: Config, weights, obs_norm: ObsNorm | None = None) -> float:
     """The greedy policy's return; the Q-network sees the observations through `obs_norm` (none: raw)."""
     see = obs_norm if obs_norm is not None else (lambda obs: obs)
@@ -469,6 +478,7 @@ def train(config: Config, report: Callable[[dict], None]) -> None:
     obs = np.stack([env.reset(seed=config.seed * 1000 + i)[0] for i, env in enumerate(envs)])
     obs_dim, n_actions = envs[0].observation_space.shape[0], int(envs[0].action_space.n)
     chance = chance_return(config, n_actions)
+    no_skill = no_skill_return(config, n_actions)
     oracle = ORACLE_RETURN[config.env]
 
     q_net = make_q_network(config, obs_dim, n_actions)
@@ -482,7 +492,8 @@ def train(config: Config, report: Callable[[dict], None]) -> None:
     normalize = RunningNorm() if config.reward_transform == "normalize" else None
     obs_norm = ObsNorm(config, envs[0].observation_space)
     obs_norm.update(obs)
-    # Exploration and replay sampling share one seeded stream; `chance` has its own (seed + 1).
+    # Exploration and replay sampling share one seeded stream; `chance` has its own (seed + 1), `no_skill` too
+    # (seed + 2).
     rng = np.random.default_rng(config.seed)
     weights = q_net.get_weights()
     # Made at the first training call, when the buffer holds transitions to probe with.
@@ -551,6 +562,7 @@ def train(config: Config, report: Callable[[dict], None]) -> None:
                     "epsilon": epsilon_at(config, step),
                     METRIC: greedy_return(config, weights, obs_norm),
                     "chance": chance,
+                    "no_skill": no_skill,
                     "oracle": oracle,
                 }
             )

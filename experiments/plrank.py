@@ -46,6 +46,7 @@ from typing import Annotated, Literal
 import numpy as np
 
 from sweeper.instruments import Instruments
+from sweeper.no_skill import no_skill_level
 from sweeper.workload import Range
 
 # The floor of the "total minus placed" normaliser in the authors' 2022 PL-Rank-2 (the default of Config.epsilon).
@@ -533,8 +534,19 @@ def make_train_step(model, optimizer, generator, config: Config):
 
 
 # --- evaluation ---
+def shuffled_within_queries(padded: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """(queries, docs) scores with each query's valid scores permuted among its valid documents (padding stays
+    -inf): a random ranking of the same lists, from the model's own scores."""
+    random_places = np.argsort(np.where(mask, rng.random(mask.shape), np.inf), axis=1)
+    valid_first = np.argsort(~mask, axis=1, kind="stable")
+    out = np.full_like(padded, -np.inf)
+    np.put_along_axis(out, random_places, np.take_along_axis(padded, valid_first, axis=1), axis=1)
+    return out
+
+
 def make_evaluate(model, config: Config, test):
-    """Deterministic and expected NDCG@k, score scale and spread on the test queries."""
+    """Deterministic and expected NDCG@k, score scale and spread on the test queries; with `no_skill`, also
+    the no-skill level of the deterministic NDCG@k: the model's scores shuffled within each query."""
     import tensorflow as tf
 
     x, grades, _, mask = test
@@ -545,22 +557,32 @@ def make_evaluate(model, config: Config, test):
     # Its own seeded stream, so evaluation draws never shift the training samples.
     generator = tf.random.Generator.from_seed(config.seed + 1)
 
-    def evaluate():
+    # The no-skill draws get a stream of their own too (seed + 3).
+    shuffle_rng = np.random.default_rng(config.seed + 3)
+
+    def ndcg_of_scores(padded: np.ndarray) -> float:
+        return ndcg_of_rankings(gains, np.argsort(-padded, axis=1, kind="stable")[:, : config.cutoff], config.cutoff)
+
+    def evaluate(no_skill: bool = False):
         doc_scores = model(flat_x, training=False)
         scores = tf.cast(tf.scatter_nd(where, doc_scores, shape), tf.float64)
         padded = np.where(mask, scores.numpy(), -np.inf)
-        deterministic = np.argsort(-padded, axis=1, kind="stable")[:, : config.cutoff]
         samples = tf_sample_rankings(generator, scores, tf.constant(mask), config.cutoff, EVAL_SAMPLES).numpy()
         valid = padded[mask]
         per_query = [row[m] for row, m in zip(padded, mask, strict=True)]
+        levels = {}
+        if no_skill:
+            draw = lambda: ndcg_of_scores(shuffled_within_queries(padded, mask, shuffle_rng))  # noqa: E731
+            levels["no_skill"] = no_skill_level(draw, MODE)
         return {
-            "ndcg": ndcg_of_rankings(gains, deterministic, config.cutoff),
+            "ndcg": ndcg_of_scores(padded),
             "expected_ndcg": ndcg_of_rankings(gains, samples, config.cutoff),
             # Where the scores can blow up, their mean magnitude is what the
             # `exploding` verdict watches; the within-query spread is what
             # breaks the "total minus placed" normaliser.
             "output_scale": float(np.mean(np.abs(valid))),
             "score_spread": float(np.mean([row.max() - row.min() for row in per_query])),
+            **levels,
         }
 
     return evaluate
@@ -621,7 +643,7 @@ def train(config: Config, report: Callable[[dict], None]) -> None:
                     "weight_sum": float(np.mean(sums)),
                     "abs_weight_sum": float(np.mean(np.abs(sums))),
                     "grad_norm": float(np.max(norms)),
-                    **evaluate(),
+                    **evaluate(no_skill=step == config.steps),  # the last report, which a verdict reads
                     "chance": chance,
                     "oracle": oracle,
                 }

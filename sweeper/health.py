@@ -24,8 +24,8 @@ row. In order:
   collapsed           the final metric does not clear the workload's `chance` level by `collapse_margin` of the
                       way from chance to its `oracle` (or not at all, without an oracle), misses the
                       workload's declared `metric_floor`, or does not pass the `no_skill` level the trial
-                      reported (what its own predictions reach shuffled against the targets: a model that
-                      learned nothing passes it with a stated small probability);
+                      reported (`sweeper.no_skill`: a model that learned nothing passes it with probability
+                      at most FALSE_HEALTHY_RATE);
   healthy             none of the above.
 
 One order of evidence where a trial reports its `no_skill` level: its metric decides whether it learned.
@@ -51,6 +51,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from functools import cached_property
 from typing import Any, TypeGuard
+
+from sweeper.no_skill import FALSE_HEALTHY_RATE
 
 WATCHED = ("loss", "grad_norm", "output_scale")
 """Report keys whose magnitude the divergence checks watch (`output_scale` when a workload reports it)."""
@@ -200,8 +202,8 @@ class Trial:
         no_skill = final.get("no_skill")
         if is_number(no_skill) and not (value > no_skill if self.mode == "max" else value < no_skill):
             return (
-                f"final {self.metric} {value:.4g} is not told apart from no skill: shuffled against the targets, "
-                f"the trial's own predictions reach {no_skill:.4g}"
+                f"final {self.metric} {value:.4g} is not told apart from no skill: a model that learned nothing "
+                f"passes {no_skill:.4g} here at most {FALSE_HEALTHY_RATE:.0%} of the time"
             )
         return None
 

@@ -2,8 +2,8 @@
 program's own loss and metrics on given predictions (`metric_on`).
 
 - `reference_levels`: `chance` (the best constant prediction) and `oracle` (the targets themselves);
-- `no_skill_level`: what the trial's own predictions reach shuffled against the targets, which a model that
-  learned nothing passes with probability at most FALSE_HEALTHY_RATE.
+- `metric_on`: the metric of any predictions, which gives the no-skill level of `sweeper.no_skill` from the
+  model's own final predictions shuffled against the targets.
 
 TensorFlow is imported inside the functions.
 """
@@ -13,13 +13,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from typing import Any
-
-FALSE_HEALTHY_RATE = 0.01
-"""The share of trials of a model that learned nothing that may pass its no-skill level (`no_skill_level`):
-stated, not tuned."""
-NO_SKILL_PERMUTATIONS = 99
-"""Shuffles of the final predictions behind the no-skill level: (99 + 1) x 0.01 = 1, so a trial must beat all
-of them. Chosen for its cost (about a second a trial), not by looking at any result."""
 
 
 def reference_levels(
@@ -94,33 +87,6 @@ def metric_on(
         return float(values[key]) if key in values else None
 
     return level
-
-
-def no_skill_level(
-    level: Callable[[Any], float | None],
-    predictions: Any,
-    mode: str,
-    rng: Any,
-    permutations: int = NO_SKILL_PERMUTATIONS,
-) -> float | None:
-    """What the metric of a model that learned nothing reaches on this very validation split: METRIC of the
-    model's own predictions, shuffled against the targets `permutations` times, and the value a trial's metric
-    must pass (in MODE's direction) to be told apart from them at FALSE_HEALTHY_RATE: with R permutations
-    and alpha that rate, the permutation p-value (1 + #shuffles at least as good) / (R + 1) is at most alpha
-    exactly when the metric passes the floor(alpha (R + 1))-th best shuffle. Shuffling breaks any link
-    between predictions and targets and keeps both as they are, so for a model whose predictions carry
-    nothing about the targets its own metric is one more shuffle: it passes with probability at most alpha.
-    None where the metric cannot be computed on the predictions."""
-    import numpy as np
-
-    values = []
-    for _ in range(permutations):
-        value = level(predictions[rng.permutation(len(predictions))])
-        if value is None or not math.isfinite(value):
-            return None
-        values.append(value)
-    best_first = sorted(values, reverse=mode == "max")
-    return best_first[int(np.floor(FALSE_HEALTHY_RATE * (permutations + 1))) - 1]
 
 
 def _as_logits(probabilities: Any, units: int) -> Any:

@@ -42,8 +42,9 @@ from types import ModuleType
 from typing import Annotated, Any, Literal
 
 from sweeper.errors import SweeperError
-from sweeper.keras_levels import metric_on, no_skill_level, reference_levels
+from sweeper.keras_levels import metric_on, reference_levels
 from sweeper.knobs import Range, attribute_docstrings
+from sweeper.no_skill import no_skill_level, shuffle_draws
 
 REPORTS_PER_TRIAL = 100
 PROBE_SIZE = 256
@@ -285,7 +286,7 @@ class _Program:
                 levels = {"chance": chance, "oracle": oracle}
                 if step == config.epochs and level is not None:  # the last report: the one a verdict reads
                     predictions = net.predict(x_val, batch_size=len(x_val), verbose=0)
-                    levels["no_skill"] = no_skill_level(level, predictions, mode, shuffles)
+                    levels["no_skill"] = no_skill_level(shuffle_draws(level, predictions, shuffles), mode)
                 report(
                     {
                         **numbers,

@@ -10,7 +10,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "sweeper"
 
 LAYERS = (
-    ("errors", "stores", "progress", "health", "knobs", "instruments", "results", "evidence"),  # pure foundations
+    # pure foundations
+    ("errors", "stores", "progress", "no_skill", "health", "knobs", "instruments", "results", "evidence"),
     ("keras_levels", "keras_model", "workload", "trial"),  # the workload contract and one trial in process
     ("spec", "records"),  # what a sweep is and what it keeps
     ("ranking", "analysis"),  # the analysis, pure

@@ -93,6 +93,17 @@ def test_smoke_reports_carry_a_finite_chance(name, smoke_reports):
 
 
 @pytest.mark.parametrize("name", WORKLOADS)
+def test_the_last_report_carries_a_no_skill_level_below_the_oracle(name, smoke_reports):
+    """Every bundled workload and example program reports what a model that learned nothing reaches on its
+    own evaluation (`no_skill`, sweeper.no_skill), so its `healthy` means told apart from it."""
+    workload = load(name)
+    last = smoke_reports(name)[-1]
+    assert isinstance(last.get("no_skill"), float) and math.isfinite(last["no_skill"]), last
+    if "oracle" in last:
+        assert last["no_skill"] < last["oracle"] if workload.mode == "max" else last["no_skill"] > last["oracle"]
+
+
+@pytest.mark.parametrize("name", WORKLOADS)
 def test_defaults_reproduce_the_failure(name, smoke_reports):
     """A workload's Config defaults ARE the failing setup: its baseline is not healthy even at smoke size."""
     workload = load(name)
