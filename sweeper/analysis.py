@@ -1,7 +1,7 @@
 """The analysis of a sweep, from its trial records to its `Ranking` (sweeper.results): pure numpy and scipy.
 
 - `planned_trials`: the trials the design wants so far, given the finished ones (the driver runs what is
-  missing; `evidence.seeds_wanted` decides);
+  missing; `evidence.seeds_to_run` decides);
 - `analyze`: every grid point's summary, test and verdict (`rank_points`), each knob's main effect, the
   claims (`judge_claims`) and the compute spent;
 - `compare`: two finished sweeps' shared grid points side by side.
@@ -74,12 +74,12 @@ def outcomes_of(records: Sequence[TrialRecord], metric: str) -> list[ranking.Tri
 
 
 def planned_trials(spec: SweepSpec, workload: Workload, found: dict[str, TrialRecord]) -> list[tuple[GridPoint, int]]:
-    """Every trial the sweep's design wants so far, given the finished ones (`evidence.seeds_wanted`): each
-    point's seeds 0..n-1 and the baseline's, in grid order. A sweep is done when all of them are found."""
+    """Every trial the sweep's design wants so far, given the finished ones (`evidence.seeds_to_run`: the
+    looks, then the confirmation round): each point's seeds 0..n-1 and the baseline's, in grid order. A sweep
+    is done when all of them are found."""
     groups = ranking.by_seed(outcomes_of(list(found.values()), workload.metric), [p.label for p in spec.points])
     scores = ranking.scores_by_label(groups, workload.mode)
-    states, baseline_seeds, _ = evidence.seeds_wanted(spec.design, scores, BASELINE_LABEL)
-    wanted = {label: state.seeds_wanted for label, state in states.items()}
+    wanted, baseline_seeds, _ = evidence.seeds_to_run(spec.design, scores, BASELINE_LABEL)
     wanted[BASELINE_LABEL] = baseline_seeds
     return [(point, seed) for point in spec.points for seed in range(wanted[point.label])]
 
@@ -104,6 +104,7 @@ def analyze(spec: SweepSpec, workload: Workload, records: Sequence[TrialRecord],
             alpha=design.alpha,
             correction=design.correction,
             futility_p=evidence.FUTILITY_P if design.kind == "adaptive" else None,
+            confirm=design.confirm,
         ),
         grid=spec.grid,
         fixed=spec.fixed,
@@ -229,9 +230,9 @@ def point_test(decision: evidence.Decision, shift: evidence.Shift | None) -> Poi
         healthy_rate_p_harmful=rate.p_harmful if rate else None,
         metric_shift=ranking.optional(shift.estimate) if shift else None,
         metric_shift_ci=(ranking.optional(shift.low), ranking.optional(shift.high)) if shift else None,
-        replication_p=decision.replication_p,
-        replication_p_adjusted=decision.replication_p_adjusted,
-        replicated=decision.replicated,
+        confirmation_p=decision.confirmation_p,
+        confirmation_p_adjusted=decision.confirmation_p_adjusted,
+        confirmed=decision.confirmed,
     )
 
 

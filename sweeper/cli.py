@@ -309,7 +309,7 @@ def _print_ranking(ranking: Ranking | None) -> None:
 
 CONSOLE_LEAVES_OUT = ("score", "healthy-rate difference", "metric shift")
 """Ranking columns left to report.md and report.html unless `--wide`."""
-DROPPED_TO_FIT = ("replicated", "source", "P(beats baseline)", "seeds", "expected")
+DROPPED_TO_FIT = ("confirmed", "source", "P(beats baseline)", "seeds", "expected")
 """Columns dropped in this order, while the table's narrowest layout is wider than the console."""
 NAME_COLUMNS = ("grid point", "change")
 """Columns of grid-point names (`knob=value,knob=value`), shown a knob a line so no name breaks inside."""

@@ -35,11 +35,17 @@ one. A dropped point stays in the family with p-value 1 (it is not tested), so H
 not shrink by looking.
 Fixed (`--seeds N`): every point and the baseline run N seeds, one look.
 
-Replication: a point called `fixes` is re-tested on the seeds it ran after the last interim look alone,
-against the baseline's seeds after that look (`_replication`): seeds disjoint from every seed that decided it
-should go on. "Replicated" means that test's Holm-adjusted one-sided p-value, over the points called `fixes`,
-is at most alpha. These seeds are part of the final test too, so a replication is not independent of the
-verdict; it says the verdict does not rest on the seeds that selected the point.
+Confirmation: after the final look, every point called `fixes` runs a confirmation round on fresh seeds
+that no look used (`Design.confirm`: half its final look's seeds, against as many fresh baseline seeds as a
+point's final look), and is re-tested on them alone (`_confirmation`). "Confirmed" means that test's
+Holm-adjusted one-sided p-value, over the points called `fixes`, is at most alpha. The fresh seeds are
+independent of every seed that decided the verdict, so a false `fixes` call is confirmed with probability at
+most alpha, whatever selected it. The verdict itself stays the final look's: the confirmation seeds never
+enter it. A fixed design (one look) has no confirmation round.
+
+Why this module is long: the tests, the design that plans seeds around them, the confirmation round and the
+simulation that runs all three are one rule; the simulation must call the real decision code, and a design
+read apart from the tests it stops on would not say why it stops.
 
 Calibration: FUTILITY_P and BASELINE_SHARE_CAP were chosen with the simulation in `bench/design_sim.py` on
 random-number seeds 1000 and up; the tests check the error rate and the power on seeds below 1000.
@@ -64,6 +70,15 @@ FUTILITY_P = 0.2
 """An interim look drops a point whose one-sided p-values, in both directions, are above this."""
 BASELINE_SHARE_CAP = 3.0
 """The baseline runs min(sqrt(points), this) times a point's seeds at every look."""
+DETECTABLE_POWER = 0.8
+"""A dropped point's report states the smallest effect its look carries on with this probability
+(`carried_on_at`)."""
+DETECTABLE_DRAWS = 4000
+CONFIRM_SHARE = 0.5
+"""A `fixes` point's confirmation round runs this share of its final look's seeds, fresh, against as many fresh
+baseline seeds as its final look (5 against 10 for 10 seeds): the smallest one-sided p-value there,
+1 / C(15, 5) = 3.3e-4, stays below alpha under Holm over up to 150 points called `fixes`. Chosen for that and
+for its cost (half a point's seeds again), not by looking at any result."""
 DESIGN_POWER = 0.89
 """The adaptive design's power for the effect it is designed for, from `python bench/design_sim.py`."""
 EXACT_LIMIT = 200_000
@@ -144,6 +159,26 @@ def _null_u(n: int, m: int, tie_counts: tuple[int, ...]) -> tuple[Array, bool]:
     return np.sort(result.null_distribution - n * (n + 1) / 2), exact
 
 
+@functools.cache
+def carried_on_at(point_seeds: int, baseline_seeds: int) -> float:
+    """The smallest P(a seed of the point beats one of the baseline) that an interim look at these seeds
+    carries on (one-sided p_fixes at most FUTILITY_P) with probability DETECTABLE_POWER: what a point dropped
+    there could have been and still be missed one time in five. The effect is a shift of a normal metric with
+    every seed healthy on both sides, so P(beats) = Phi(shift / sqrt 2); by simulation (DETECTABLE_DRAWS
+    draws, the same ones for every shift, seeded); 1.0 where no shift is carried on that often."""
+    n, m = point_seeds, baseline_seeds
+    null, _ = _null_u(n, m, (1,) * (n + m))
+    p_fixes = 1.0 - np.searchsorted(null, np.arange(n * m + 1), side="left") / len(null)  # P(U >= u), U = u
+    critical = int(np.argmax(p_fixes <= FUTILITY_P)) if np.any(p_fixes <= FUTILITY_P) else n * m + 1
+    rng = np.random.default_rng(MONTE_CARLO_SEED)
+    x, y = rng.standard_normal((DETECTABLE_DRAWS, n, 1)), rng.standard_normal((DETECTABLE_DRAWS, 1, m))
+    for shift in np.arange(0.0, 6.0, 0.02):
+        u = (x + shift > y).sum(axis=(1, 2))
+        if np.mean(u >= critical) >= DETECTABLE_POWER:
+            return float(stats.norm.cdf(shift / math.sqrt(2)))
+    return 1.0
+
+
 @dataclass(frozen=True)
 class RateTest:
     difference: float
@@ -213,6 +248,9 @@ class Design:
     """The baseline's seeds at each look."""
     alpha: float
     correction: str
+    confirm: tuple[int, int] = (0, 0)
+    """Fresh seeds of the confirmation round after the final look, for each point called `fixes` and for the
+    baseline; (0, 0): no confirmation round (a fixed design)."""
 
     def smallest_adjusted_p(self, points: int) -> float:
         """The smallest adjusted p-value a point can reach: every seed of it above (or below) every seed of the
@@ -226,6 +264,19 @@ class Design:
         seed beyond every seed of the baseline) must be at most FUTILITY_P, else every point is dropped."""
         return (
             self.kind == "fixed" or 1 / math.comb(self.looks[0] + self.baseline_looks[0], self.looks[0]) <= FUTILITY_P
+        )
+
+    def _dropped_misses(self) -> str:
+        """What a point dropped at each interim look could still have been (`carried_on_at`)."""
+        looks = [
+            f"{carried_on_at(n, m):.2f} at {n} seeds (against {m})"
+            for n, m in zip(self.looks[:-1], self.baseline_looks[:-1], strict=True)
+        ]
+        return (
+            "A dropped point was not shown to change the failure, which is no evidence that it does nothing: "
+            f"a look carries on, with power {DETECTABLE_POWER}, a remedy whose seed beats a baseline seed with "
+            f"probability at least {' and '.join(looks)}, and may drop a smaller effect (all seeds healthy, a "
+            "normal metric shifted)."
         )
 
     def describe(self, points: int) -> str:
@@ -250,7 +301,11 @@ class Design:
                 f"efficacy test is made at {final} seeds. The default design (3 to 10 seeds) is built for a remedy "
                 f"that makes every seed healthy where the baseline fails half of them, its healthy metric one "
                 f"standard deviation better: in a simulated sweep of 20 points it finds it with power "
-                f"{DESIGN_POWER} (bench/design_sim.py)."
+                f"{DESIGN_POWER} (bench/design_sim.py). {self._dropped_misses()} "
+                f"A point called `fixes` then runs {self.confirm[0]} fresh "
+                f"seeds ({final}-{final + self.confirm[0] - 1}) against {self.confirm[1]} fresh baseline seeds "
+                f"({self.baseline_looks[-1]}-{self.baseline_looks[-1] + self.confirm[1] - 1}), which no look used: "
+                f"it is confirmed where that test alone holds at alpha, Holm over the points called `fixes`."
             )
         return (
             f"Each of the {points} grid points is tested against the baseline: a permutation test of the "
@@ -271,7 +326,8 @@ def make_design(
         looks.append(min(max_seeds, 2 * looks[-1]))
     share = min(math.sqrt(max(points, 1)), BASELINE_SHARE_CAP)
     baseline = tuple(max(look, math.ceil(share * look)) for look in looks)
-    return Design("adaptive", tuple(looks), baseline, alpha, correction)
+    confirm = (math.ceil(CONFIRM_SHARE * looks[-1]), looks[-1])
+    return Design("adaptive", tuple(looks), baseline, alpha, correction, confirm)
 
 
 @dataclass(frozen=True)
@@ -305,6 +361,27 @@ def seeds_wanted(design: Design, scores: Scores, baseline: str) -> tuple[dict[st
     raise AssertionError("unreachable: the last look returns")
 
 
+def seeds_to_run(design: Design, scores: Scores, baseline: str) -> tuple[dict[str, int], int, bool]:
+    """The seeds each point and the baseline need now: the looks' (`seeds_wanted`), then, once every point is
+    decided, the confirmation round of the points called `fixes` (`Design.confirm`); and whether the design is
+    done."""
+    states, baseline_seeds, done = seeds_wanted(design, scores, baseline)
+    wanted = {label: state.seeds_wanted for label, state in states.items()}
+    if not done or not any(design.confirm):
+        return wanted, baseline_seeds, done
+    decisions = decide(design, scores, {}, baseline, readouts=False)
+    called = [label for label, decision in decisions.items() if decision.verdict == "fixes"]
+    if not called:
+        return wanted, baseline_seeds, True
+    for label in called:
+        wanted[label] = design.looks[-1] + design.confirm[0]
+    baseline_seeds = design.baseline_looks[-1] + design.confirm[1]
+    done = len(scores.get(baseline, ())) >= baseline_seeds and all(
+        len(scores[label]) >= wanted[label] for label in called
+    )
+    return wanted, baseline_seeds, done
+
+
 # --- decisions ---
 @dataclass(frozen=True)
 class Decision:
@@ -324,10 +401,11 @@ class Decision:
     """Over the family; None unless the point reached its final look."""
     verdict: str = "pending"
     """fixes | harmful | no_evidence | pending"""
-    replication_p: float | None = None
-    """`fixes` only: the one-sided p-value on the seeds after the last interim look (`_replication`)."""
-    replication_p_adjusted: float | None = None
-    replicated: bool | None = None
+    confirmation_p: float | None = None
+    """`fixes` only: the one-sided p-value on the confirmation round's fresh seeds (`_confirmation`); None
+    until they have all run, or where there is no such round."""
+    confirmation_p_adjusted: float | None = None
+    confirmed: bool | None = None
 
 
 def decide(
@@ -360,7 +438,7 @@ def decide(
     for (label, d), adjusted in zip(tested.items(), adjust(family, design.correction), strict=True):
         p_adjusted = adjusted if d.status == "final" else None
         results[label] = dataclasses.replace(d, p_adjusted=p_adjusted, verdict=_verdict(d, p_adjusted, design.alpha))
-    return _replication(design, scores, base, results)
+    return _confirmation(design, scores, base, results)
 
 
 def _baseline_seeds_for(design: Design, state: PointState, available: int) -> int:
@@ -377,27 +455,27 @@ def _verdict(decision: Decision, p_adjusted: float | None, alpha: float) -> str:
     return "fixes" if test.p_fixes <= test.p_harmful else "harmful"
 
 
-def _replication(
+def _confirmation(
     design: Design, scores: Scores, base: list[float], results: dict[str, Decision]
 ) -> dict[str, Decision]:
-    """Re-test each `fixes` point on its seeds after the last interim look against the baseline's after it,
-    Holm over those points; fills `replication_p`, `replication_p_adjusted` and `replicated` (None where there
-    is nothing to replicate: not `fixes`, or a fixed design with one look)."""
-    if len(design.looks) < 2:
-        return results
+    """Re-test each `fixes` point on its confirmation round's fresh seeds against the baseline's, Holm over the
+    points called `fixes`; fills `confirmation_p`, `confirmation_p_adjusted` and `confirmed` once every seed of
+    the round has run (None before, and where there is no round: not `fixes`, or a fixed design)."""
+    n, m = design.looks[-1], design.baseline_looks[-1]
+    extra, base_extra = design.confirm
     called = [label for label, d in results.items() if d.verdict == "fixes"]
-    first, base_first = design.looks[-2], design.baseline_looks[-2]
+    if not extra or len(base) < m + base_extra or any(len(scores[label]) < n + extra for label in called):
+        return results
     p_values = []
     for label in called:
-        d = results[label]
-        test = rank_test(scores[label][first : d.seeds_used], base[base_first : d.baseline_seeds_used])
+        test = rank_test(scores[label][n : n + extra], base[m : m + base_extra])
         p_values.append(test.p_fixes if test is not None else 1.0)
-    replicated = dict(results)
+    confirmed = dict(results)
     for label, p, adjusted in zip(called, p_values, adjust(p_values, "holm"), strict=True):
-        replicated[label] = dataclasses.replace(
-            results[label], replication_p=p, replication_p_adjusted=adjusted, replicated=adjusted <= design.alpha
+        confirmed[label] = dataclasses.replace(
+            results[label], confirmation_p=p, confirmation_p_adjusted=adjusted, confirmed=adjusted <= design.alpha
         )
-    return replicated
+    return confirmed
 
 
 # --- simulation ---
@@ -420,28 +498,38 @@ def simulate_sweep(
     point (labelled by its index) and the trials the design spent. Outcomes are correlated across points as
     real seeds are: seed s shares a latent draw between every point, for health (a Gaussian copula) and for
     the metric, with `correlation` the share of the variance it explains."""
-    columns = max(design.looks[-1], design.baseline_looks[-1])
     everyone = [baseline, *points]
     shared = np.sqrt(correlation)
     own = np.sqrt(1.0 - correlation)
-    seed_health, seed_metric = rng.standard_normal(columns), rng.standard_normal(columns)
-    latent = shared * seed_health + own * rng.standard_normal((len(everyone), columns))
-    fails = np.array([p.fail for p in everyone])[:, None]
-    unhealthy = stats.norm.cdf(latent) < fails
-    metric = np.array([p.shift for p in everyone])[:, None] + shared * seed_metric
-    metric = metric + own * rng.standard_normal((len(everyone), columns))
-    scores = np.where(unhealthy, -np.inf, metric)
+
+    def outcomes(columns: int) -> npt.NDArray[np.float64]:
+        seed_health, seed_metric = rng.standard_normal(columns), rng.standard_normal(columns)
+        latent = shared * seed_health + own * rng.standard_normal((len(everyone), columns))
+        fails = np.array([p.fail for p in everyone])[:, None]
+        unhealthy = stats.norm.cdf(latent) < fails
+        metric = np.array([p.shift for p in everyone])[:, None] + shared * seed_metric
+        metric = metric + own * rng.standard_normal((len(everyone), columns))
+        return np.where(unhealthy, -np.inf, metric)
+
+    # The looks' seeds first, then the confirmation round's, so its draws leave the looks' as they were.
+    looks = max(design.looks[-1], design.baseline_looks[-1])
+    scores = np.hstack(
+        [
+            outcomes(looks),
+            outcomes(max(design.looks[-1] + design.confirm[0], design.baseline_looks[-1] + design.confirm[1]) - looks),
+        ]
+    )
+    unhealthy = np.isneginf(scores)
     labels = ["baseline", *map(str, range(len(points)))]
     revealed = dict.fromkeys(labels, 0)
     while True:
         seen = {label: scores[row, : revealed[label]] for row, label in enumerate(labels)}
-        states, base_need, done = seeds_wanted(design, seen, "baseline")
+        wanted, base_need, done = seeds_to_run(design, seen, "baseline")
         if done:
             break
         revealed["baseline"] = max(revealed["baseline"], base_need)
-        for label, state in states.items():
-            if state.status != "dropped":
-                revealed[label] = max(revealed[label], state.seeds_wanted)
+        for label, seeds in wanted.items():
+            revealed[label] = max(revealed[label], seeds)
     seen = {label: scores[row, : revealed[label]] for row, label in enumerate(labels)}
     healthy = {label: ~unhealthy[row, : revealed[label]] for row, label in enumerate(labels)}
     return decide(design, seen, healthy, "baseline", readouts=False), sum(revealed.values())

@@ -163,9 +163,20 @@ def _evidence(point: PointSummary, metric: str, baseline: PointSummary | None) -
         sampled = " (Monte Carlo)" if test.exact is False else ""
         parts.append(f"p {at_most}{number(test.p_value, 2)}, adjusted {at_most}{number(test.p_adjusted, 2)}{sampled}")
     parts.append(f"{used} seeds against {base_used if base_used is not None else '–'}")
-    if test is not None and test.replicated is not None:
-        parts.append("replicated on later seeds" if test.replicated else "not replicated on later seeds")
+    if test is not None and test.confirmed is not None:
+        fresh = _fresh_seeds(point, used, baseline, base_used)
+        parts.append(f"{'' if test.confirmed else 'not '}confirmed on fresh seeds{fresh}")
     return f"{point.label} ({'; '.join(parts)})"
+
+
+def _fresh_seeds(point: PointSummary, used: int, baseline: PointSummary | None, base_used: int | None) -> str:
+    """' 10-14 against the baseline's 30-39': the seeds past those that decided, which confirmed."""
+    if baseline is None or base_used is None or len(point.seeds) <= used or len(baseline.seeds) <= base_used:
+        return ""
+    return (
+        f" {point.seeds[used]}-{point.seeds[-1]} against the baseline's "
+        f"{baseline.seeds[base_used]}-{baseline.seeds[-1]}"
+    )
 
 
 def _named(points: list[PointSummary]) -> str:
@@ -279,7 +290,7 @@ def ranking_section(ranking: Ranking) -> Section:
             "p (adjusted)",
             "healthy-rate difference",
             "metric shift",
-            "replicated",
+            "confirmed",
         ],
         image="ranking.png",
     )
@@ -298,7 +309,7 @@ def ranking_section(ranking: Ranking) -> Section:
                 p_cell(test),
                 _interval(test.healthy_rate_difference, test.healthy_rate_difference_ci) if test else "–",
                 _interval(test.metric_shift, test.metric_shift_ci) if test else "–",
-                {True: "yes", False: "no", None: "–"}[test.replicated if test else None],
+                {True: "yes", False: "no", None: "–"}[test.confirmed if test else None],
             ]
         )
     return section

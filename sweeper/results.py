@@ -43,6 +43,8 @@ class DesignSummary:
     correction: str
     futility_p: float | None
     """The interim looks' futility bound; None for a fixed design."""
+    confirm: tuple[int, int]
+    """The confirmation round's fresh seeds for a point called `fixes` and for the baseline; (0, 0): none."""
 
     def to_json(self) -> JsonDict:
         return _fields(self)
@@ -56,6 +58,7 @@ class DesignSummary:
             data["alpha"],
             data["correction"],
             data["futility_p"],
+            tuple(data["confirm"]),
         )
 
 
@@ -80,9 +83,11 @@ class PointTest:
     healthy_rate_p_harmful: float | None
     metric_shift: float | None
     metric_shift_ci: tuple[float | None, float | None] | None
-    replication_p: float | None
-    replication_p_adjusted: float | None
-    replicated: bool | None
+    confirmation_p: float | None
+    confirmation_p_adjusted: float | None
+    confirmed: bool | None
+    """`fixes` points of an adaptive design: the confirmation round on fresh seeds held (Holm over the points
+    called `fixes`); None before it has run, and for the rest."""
 
     @classmethod
     def from_json(cls, data: JsonDict) -> PointTest:

@@ -201,7 +201,7 @@ def made_ranking(points, metric: str = "m", mode: str = "max", claims=(), unfini
         mode=mode,
         seeds=5,
         max_seeds=5,
-        design=DesignSummary("fixed", (5,), (5,), 0.05, "holm", None),
+        design=DesignSummary("fixed", (5,), (5,), 0.05, "holm", None, (0, 0)),
         grid={},
         fixed={},
         baseline={},

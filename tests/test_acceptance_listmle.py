@@ -76,7 +76,7 @@ def test_every_grouped_point_has_a_non_zero_loss(sweep):
 def test_the_best_point_groups_the_lists_and_nears_the_oracle_in_every_seed(sweep):
     _, rows, ranking = sweep
     best = ranking["points"][0]
-    assert best["knobs"]["list_shape"] == "grouped" and best["verdict"] == "fixes" and best["replicated"]
+    assert best["knobs"]["list_shape"] == "grouped" and best["verdict"] == "fixes" and best["confirmed"]
     assert best["seeds_used"] == 10 and best["p_adjusted"] < 0.05
     for row in (row for row in rows if row["point"] == best["label"]):
         assert row["verdict"] == "healthy"

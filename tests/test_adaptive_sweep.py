@@ -36,10 +36,13 @@ def test_no_do_nothing_setting_is_called_and_the_real_remedy_is(sweep):
     verdicts = {label: p["verdict"] for label, p in points.items() if label not in ("baseline", "variant=20")}
     assert set(verdicts.values()) == {"no_evidence"}, verdicts
     remedy = points["variant=20"]
-    assert remedy["verdict"] == "fixes" and remedy["seeds_used"] == 10 and remedy["replicated"]
+    assert remedy["verdict"] == "fixes" and remedy["seeds_used"] == 10 and remedy["confirmed"]
     assert remedy["p_adjusted"] <= 0.05 and remedy["healthy_rate_difference"] > 0
-    # Seeds went where the answer was unclear: the baseline ran the most, hopeless settings stopped early.
-    assert len(points["baseline"]["seeds"]) == document["design"]["baseline_looks"][-1] == 30
+    # Seeds went where the answer was unclear: the baseline ran the most, hopeless settings stopped early,
+    # and the remedy's confirmation round ran fresh seeds of it (10-14) and of the baseline (30-39).
+    design = document["design"]
+    assert len(points["baseline"]["seeds"]) == design["baseline_looks"][-1] + design["confirm"][1] == 40
+    assert remedy["seeds"] == list(range(15)) and design["confirm"] == [5, 10]
     assert any(p.get("status") == "dropped" and len(p["seeds"]) == 3 for p in points.values())
     trials = len(list((sweep_dir / "trials").glob("*.json")))
     assert trials == sum(len(p["seeds"]) for p in points.values()) < 20 * 10 + 30

@@ -332,7 +332,7 @@ def _point_entry(
 def test_a_points_statistics_by_hand():
     point = _point_entry(
         "value", 4, 3, [0.2, None, 0.4, 0.9], "fixes", seeds_used=4, baseline_seeds_used=4, p_value=0.0143,
-        p_adjusted=0.04286, replicated=True, status="final",
+        p_adjusted=0.04286, confirmed=True, status="final",
     )  # fmt: skip
     metrics, tags = tracking.point_statistics(point, "ndcg", rank=1)
     assert metrics == {
@@ -350,7 +350,7 @@ def test_a_points_statistics_by_hand():
         "sweeper.p_value": 0.0143,
         "sweeper.p_adjusted": 0.04286,
     }
-    assert tags == {"sweeper.verdict": "fixes", "sweeper.status": "final", "sweeper.replicated": "True"}
+    assert tags == {"sweeper.verdict": "fixes", "sweeper.status": "final", "sweeper.confirmed": "True"}
     baseline = _point_entry("none", 1, 0, [None], "baseline")
     metrics, tags = tracking.point_statistics(baseline, "ndcg", rank=2)
     assert set(metrics) == {f"sweeper.{k}" for k in ("rank", "seeds", "healthy", "healthy_rate", "score")}

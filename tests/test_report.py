@@ -50,7 +50,7 @@ def test_the_answer_names_the_fix_with_its_evidence_then_what_does_nothing_and_w
     document = _document(
         [
             _point(
-                "list_shape=grouped", "fixes", 5, **FIX, metric_shift=0.3, metric_shift_ci=(0.1, 0.5), replicated=True
+                "list_shape=grouped", "fixes", 5, **FIX, metric_shift=0.3, metric_shift_ci=(0.1, 0.5), confirmed=True
             ),
             _point("baseline", "baseline", 0),
             _point(
@@ -67,7 +67,7 @@ def test_the_answer_names_the_fix_with_its_evidence_then_what_does_nothing_and_w
     assert fix == (
         "Fixes it: list_shape=grouped (healthy 5/5 vs the baseline's 0/5; median healthy ndcg 0.8; "
         "shift over healthy seeds 0.3 [0.1, 0.5]; p 0.0079, adjusted 0.024; 5 seeds against 5; "
-        "replicated on later seeds)."
+        "confirmed on fresh seeds)."
     )
     assert nothing == "Not shown to change it: activation=tanh (1/5 healthy)."
     assert worse.startswith("Makes it worse: clip=0.1 (healthy 0/5 vs the baseline's 0/5;")
@@ -130,3 +130,10 @@ def test_a_dropped_point_reads_not_shown_at_its_seeds():
     dropped = dataclasses.replace(dropped, test=dataclasses.replace(dropped.test, status="dropped"))
     (row,) = ranking_section(_document([dropped])).rows
     assert row[2] == "no_evidence (not shown at 3 seeds: dropped)"
+
+
+def test_the_answer_says_which_seeds_decided_and_which_confirmed():
+    fix = _point("list_shape=grouped", "fixes", 8, seeds=8, **FIX, confirmed=False)
+    document = _document([fix, _point("baseline", "baseline", 0, seeds=10)])
+    line = answer_section(document).paragraphs[1]
+    assert "5 seeds against 5; not confirmed on fresh seeds 5-7 against the baseline's 5-9)" in line
