@@ -374,6 +374,8 @@ def train(config: Config, report: Callable[[dict], None]) -> None:
     # The no-skill draws get theirs (seed + 2): the predictions shuffled against the targets.
     shuffle_rng = np.random.default_rng(config.seed + 2)
     val_outputs = make_validation_pass(model, val_x)
+    # The model before its first step: a score its initial weights already reach is no sign that it learned.
+    untrained = val_score(val_y.astype(np.float64), val_outputs().numpy().astype(np.float64) * scale + shift, config)
     probe_y = tf.constant(fit_train_y[:PROBE_SEQUENCES])
     instruments = Instruments(model, train_x[:PROBE_SEQUENCES], lambda outputs: loss_fn(probe_y, outputs))
     for epoch in range(1, config.epochs + 1):
@@ -400,6 +402,7 @@ def train(config: Config, report: Callable[[dict], None]) -> None:
                 "val_score": score_of(pred),
                 "chance": 0.0,
                 "no_skill": no_skill_level(shuffle_draws(score_of, pred, shuffle_rng), MODE),
+                "untrained": untrained,
                 "oracle": 1.0,
                 "output_scale": float(np.mean(np.abs(pred))),
             }

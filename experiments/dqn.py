@@ -492,6 +492,8 @@ def train(config: Config, report: Callable[[dict], None]) -> None:
     normalize = RunningNorm() if config.reward_transform == "normalize" else None
     obs_norm = ObsNorm(config, envs[0].observation_space)
     obs_norm.update(obs)
+    # The greedy policy of the initial weights: a return it already reaches is no sign that it learned.
+    untrained = greedy_return(config, q_net.get_weights(), obs_norm)
     # Exploration and replay sampling share one seeded stream; `chance` has its own (seed + 1), `no_skill` too
     # (seed + 2).
     rng = np.random.default_rng(config.seed)
@@ -563,6 +565,7 @@ def train(config: Config, report: Callable[[dict], None]) -> None:
                     METRIC: greedy_return(config, weights, obs_norm),
                     "chance": chance,
                     "no_skill": no_skill,
+                    "untrained": untrained,
                     "oracle": oracle,
                 }
             )

@@ -292,6 +292,9 @@ def train(config: Config, report: Callable[[dict], None]) -> None:
     shuffle_rng = np.random.default_rng(config.seed + 3)
     test_x_t = tf.constant(test_x)
     test_y_t = tf.constant(test_y)
+    # The model's scores before its first step, for `untrained` at the last report: what its initial weights
+    # already rank is no sign that it learned.
+    initial_scores = model(test_x_t, training=False)
     for epoch in range(1, config.epochs + 1):
         order = order_rng.permutation(config.n_train_queries)
         losses, norms = [], []
@@ -316,6 +319,7 @@ def train(config: Config, report: Callable[[dict], None]) -> None:
         if epoch == config.epochs:  # the last report, the one a verdict reads (and no later ndcg5 call's ties move)
             draws = shuffle_draws(functools.partial(ndcg5, test_y_t), test_scores.numpy(), shuffle_rng, axis=1)
             levels["no_skill"] = no_skill_level(draws, MODE)
+            levels["untrained"] = ndcg5(test_y_t, initial_scores)
         report(
             {
                 **readings,

@@ -546,7 +546,8 @@ def shuffled_within_queries(padded: np.ndarray, mask: np.ndarray, rng: np.random
 
 def make_evaluate(model, config: Config, test):
     """Deterministic and expected NDCG@k, score scale and spread on the test queries; with `no_skill`, also
-    the no-skill level of the deterministic NDCG@k: the model's scores shuffled within each query."""
+    the no-skill level of the deterministic NDCG@k (the model's scores shuffled within each query) and its
+    `untrained` NDCG@k (the scores before the first step)."""
     import tensorflow as tf
 
     x, grades, _, mask = test
@@ -563,6 +564,13 @@ def make_evaluate(model, config: Config, test):
     def ndcg_of_scores(padded: np.ndarray) -> float:
         return ndcg_of_rankings(gains, np.argsort(-padded, axis=1, kind="stable")[:, : config.cutoff], config.cutoff)
 
+    def padded_scores() -> np.ndarray:
+        scores = tf.scatter_nd(where, model(flat_x, training=False), shape)
+        return np.where(mask, tf.cast(scores, tf.float64).numpy(), -np.inf)
+
+    # Before the first step (this is made then): what the initial weights already rank is no sign of learning.
+    untrained = ndcg_of_scores(padded_scores())
+
     def evaluate(no_skill: bool = False):
         doc_scores = model(flat_x, training=False)
         scores = tf.cast(tf.scatter_nd(where, doc_scores, shape), tf.float64)
@@ -574,6 +582,7 @@ def make_evaluate(model, config: Config, test):
         if no_skill:
             draw = lambda: ndcg_of_scores(shuffled_within_queries(padded, mask, shuffle_rng))  # noqa: E731
             levels["no_skill"] = no_skill_level(draw, MODE)
+            levels["untrained"] = untrained
         return {
             "ndcg": ndcg_of_scores(padded),
             "expected_ndcg": ndcg_of_rankings(gains, samples, config.cutoff),

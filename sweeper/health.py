@@ -210,11 +210,22 @@ class Trial:
     @cached_property
     def learned(self) -> bool:
         """Whether the final metric is told apart from a model that learned nothing: the trial reported its
-        no-skill level (`no_skill`) and its metric passes it and the chance floor. Then no detector but a
-        divergence or an error overrules it: what they find is a warning (`diagnose`)."""
+        no-skill level (`no_skill`) and its metric passes it and the chance floor, and, where the trial
+        reported it, beats its own model before training (`untrained`) by the practical margin. Then no
+        detector but a divergence or an error overrules it: what they find is a warning (`diagnose`). Without
+        the last clause an untrained net whose random weights happen to rank by the features would pass for
+        one that learned, and its zero loss and zero gradient would be demoted to warnings."""
         final = self.history[-1] if self.history else {}
         value = final.get(self.metric)
-        return is_number(final.get("no_skill")) and is_number(value) and math.isfinite(value) and self.collapse is None
+        if not (is_number(final.get("no_skill")) and is_number(value) and math.isfinite(value)):
+            return False
+        if self.collapse is not None:
+            return False
+        untrained = final.get("untrained")
+        if not is_number(untrained):
+            return True
+        margin = self.limits.collapse_margin * self.gap if self.gap is not None else 0.0
+        return value > untrained + margin if self.mode == "max" else value < untrained - margin
 
     @property
     def gap(self) -> float | None:

@@ -276,6 +276,9 @@ class _Program:
             else None
         )
         shuffles = np.random.default_rng(config.seed)
+        # What the model reaches before its first step: a metric it has from its initial weights is no sign
+        # that it learned (`health`'s `learned`).
+        untrained = level(net.predict(x_val, batch_size=len(x_val), verbose=0)) if level is not None else None
 
         class Reporter(tf.keras.callbacks.Callback):
             def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
@@ -287,6 +290,7 @@ class _Program:
                 if step == config.epochs and level is not None:  # the last report: the one a verdict reads
                     predictions = net.predict(x_val, batch_size=len(x_val), verbose=0)
                     levels["no_skill"] = no_skill_level(shuffle_draws(level, predictions, shuffles), mode)
+                    levels["untrained"] = untrained
                 report(
                     {
                         **numbers,

@@ -19,8 +19,9 @@ A workload is one module (see DESIGN.md) exporting:
   random and of an ideal model on the same evaluation data), `no_skill` (the metric a model that learned
   nothing passes with probability at most 1% on this trial's own evaluation, from `sweeper.no_skill`: the
   predictions shuffled against the targets, a random policy on the same episodes; a trial must pass it to
-  be healthy, and one that does is healthy whatever a detector other than a divergence finds) and
-  `output_scale` (mean magnitude of the model's outputs: scores, Q-values), which the diagnosis uses.
+  be healthy, and one that does is healthy whatever a detector other than a divergence finds, if it also
+  beats `untrained`, the metric of its own model before the first training step, on the same evaluation)
+  and `output_scale` (mean magnitude of the model's outputs: scores, Q-values), which the diagnosis uses.
   All values are plain numbers.
   `Workload.train`, which every caller uses, adds a numeric CHANCE as `chance` to a report without one.
 - optionally `THRESHOLDS`: overrides of `sweeper.health.Thresholds` where the defaults do not fit.

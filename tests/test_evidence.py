@@ -4,7 +4,9 @@ the real decision code (`evidence.simulate_sweep`: `seeds_wanted`, then `decide`
 The simulations draw from random-number seeds below 1000; the design's constants were chosen on seeds 1000
 and up (bench/design_sim.py), so no seed here both tuned and judges."""
 
+import itertools
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -16,15 +18,35 @@ from sweeper.evidence import SimulatedPoint, adjust, make_design, metric_shift, 
 INF = -math.inf
 
 
-def test_the_rank_test_is_the_exact_mann_whitney_test():
-    x, y = [3.0, 5.0, 9.0], [1.0, 2.0, 4.0, 6.0, 7.0]
+def brunner_munzel(x, y) -> float:
+    """W as scipy computes it (its sign turned: positive where x ranks above y), +-inf where the standard
+    error is 0 (scipy's nan), 0 where every seed ties."""
+    theta = np.mean([(a > b) + 0.5 * (a == b) for a in x for b in y])
+    with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # its p-value at a 0 standard error, not read here
+        w = -stats.brunnermunzel(x, y).statistic
+    return w if np.isfinite(w) else (np.sign(theta - 0.5) * math.inf if theta != 0.5 else 0.0)
+
+
+@pytest.mark.parametrize(
+    "x, y",
+    [([3.0, 5.0, 9.0], [1.0, 2.0, 4.0, 6.0, 7.0]), ([INF, 5.0, 9.0], [INF, INF, 4.0, 6.0, 7.0])],
+    ids=["distinct", "two unhealthy seeds a side"],
+)
+def test_the_rank_test_is_the_brunner_munzel_permutation_test_by_brute_force(x, y):
+    """The studentized permutation test (Neubert and Brunner, 2007): W of every split of the pooled seeds, by
+    scipy's `brunnermunzel`, against the observed one."""
+    pooled = x + y
+    observed = brunner_munzel(x, y)
+    null = []
+    for chosen in itertools.combinations(range(len(pooled)), len(x)):
+        rest = [v for i, v in enumerate(pooled) if i not in chosen]
+        null.append(brunner_munzel([pooled[i] for i in chosen], rest))
     test = rank_test(x, y)
-    assert test.exact and test.p_fixes == pytest.approx(stats.mannwhitneyu(x, y, alternative="greater").pvalue)
-    assert test.prob_superiority == pytest.approx(10 / 15)
-    # with ties (two unhealthy seeds in each): the permutation null, as scipy computes it by enumeration
-    x, y = [INF, 5.0, 9.0], [INF, INF, 4.0, 6.0, 7.0]
-    exact = stats.mannwhitneyu(x, y, alternative="greater", method=stats.PermutationMethod(n_resamples=np.inf))
-    assert rank_test(x, y).p_fixes == pytest.approx(exact.pvalue)
+    assert test.exact
+    assert test.p_fixes == pytest.approx(np.mean(np.asarray(null) >= observed - 1e-9))
+    assert test.p_harmful == pytest.approx(np.mean(np.asarray(null) <= observed + 1e-9))
+    assert test.prob_superiority == pytest.approx(np.mean([(a > b) + 0.5 * (a == b) for a in x for b in y]))
 
 
 def test_a_perfect_split_has_the_smallest_p_value_its_sizes_allow():
@@ -123,8 +145,9 @@ def test_a_small_simulation_of_the_measured_failure_calls_no_do_nothing_setting(
     remedy makes every seed healthy with its metric one standard deviation better; started at 3 seeds."""
     design = make_design("adaptive", 20, 3, 10)
     runs = simulate(design, SimulatedPoint(0.5), [SimulatedPoint(0.0, 1.0)] + [SimulatedPoint(0.5)] * 19, 40, 7)
-    false_calls = sum(r[str(i)].verdict != "no_evidence" for r, _ in runs for i in range(1, 20))
-    assert false_calls == 0
+    # Holm keeps the rate of sweeps with any false call within alpha: at most 2 of 40 (0 or 1 is typical)
+    sweeps_with_a_false_call = sum(any(r[str(i)].verdict != "no_evidence" for i in range(1, 20)) for r, _ in runs)
+    assert sweeps_with_a_false_call <= 2
     assert sum(r["0"].verdict == "fixes" for r, _ in runs) >= 30
 
 
@@ -209,3 +232,21 @@ def test_a_dropped_look_states_the_smallest_effect_it_carries_on_four_times_in_f
     assert 0.76 <= carried_on(theta) <= 0.84
     assert carried_on(theta - 0.1) < 0.7
     assert "0.81 at 3 seeds (against 9)" in make_design("adaptive", 20, 3, 10).describe(20)
+
+
+@pytest.mark.slow
+def test_a_risky_remedy_that_beats_the_baseline_half_the_time_is_rarely_called():
+    """P(a seed of the point beats a seed of the baseline) = 1/2 exactly, with spreads that differ: the point
+    fails 2 seeds in 3 and, when it works, beats every baseline seed; the baseline fails half. The rank test
+    alone (no family to hide in) at the default design's final look, 10 seeds against 30, on 3000 simulated
+    remedies (random-number seed 31). Measured, not met: the studentized test is called, either way, in about
+    6% (5.8% and 6.3% on calibration seeds 1008 and 1007), not at most alpha; the Mann-Whitney U it replaced
+    was called in 12.4% (seed 1008). The bound below is that measurement's, so the test fails if it worsens."""
+    rng = np.random.default_rng(31)
+    called = 0
+    for _ in range(3000):
+        point = np.where(rng.random(10) < 2 / 3, INF, 6 + rng.standard_normal(10))
+        baseline = np.where(rng.random(30) < 0.5, INF, rng.standard_normal(30))
+        called += rank_test(point, baseline).p_value <= 0.05
+    print(f"\nrisky remedy called either way: {called}/3000")
+    assert called / 3000 <= 0.075, called

@@ -272,3 +272,14 @@ def test_a_trial_told_apart_from_no_skill_is_healthy_and_a_detector_is_a_warning
     assert verdict(reports([0.0, 0.0, 0.0], metric=1.0, chance=0.5, oracle=1.0, grad_norm=0.0)) == "stuck_zero"
     assert verdict(reports([1.0, math.nan], metric=1.0, chance=0.5, oracle=1.0, no_skill=0.56)) == "non_finite"
     assert verdict(learned, error="RuntimeError: boom") == "error"
+
+
+def test_a_metric_the_untrained_model_already_had_does_not_overrule_a_detector():
+    """One-item ListMLE lists: zero loss and gradient, and the random initial weights happen to rank by the
+    features (NDCG 0.47 against chance 0.41, past the shuffles' 0.44). It reached that before its first step
+    (`untrained`), so it learned nothing: the detectors decide. Having moved past it by the practical margin
+    (5% of the chance-to-oracle gap, 0.025 here), it learned."""
+    frozen = reports([0.0, 0.0, 0.0], metric=0.47, chance=0.41, oracle=0.91, grad_norm=0.0, no_skill=0.44)
+    assert verdict([{**r, "untrained": 0.47} for r in frozen]) == "stuck_zero"
+    assert verdict([{**r, "untrained": 0.45} for r in frozen]) == "stuck_zero"  # 0.02 past it: within the margin
+    assert verdict([{**r, "untrained": 0.44} for r in frozen]) == "healthy"  # 0.03 past it

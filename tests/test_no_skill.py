@@ -1,6 +1,7 @@
-"""A trial is `healthy` only when told apart from a model that learned nothing: a real sweep of a Keras
-program whose labels carry no signal (tests/workloads/random_labels.py) over two settings that change
-nothing, on seeds 0-19 (slow)."""
+"""A trial is `healthy` only when told apart from a model that learned nothing: real sweeps over two settings
+that change nothing, on seeds 0-19 (slow), of a Keras program whose labels carry no signal
+(tests/workloads/random_labels.py) and of a built-in-style workload whose predictions are random, scored by
+Cohen's kappa on 200 validation examples (tests/workloads/random_kappa.py)."""
 
 import json
 
@@ -8,9 +9,9 @@ import pytest
 
 from conftest import TEST_WORKLOADS, run_sweeper
 
-SPEC = f"""
+SPEC = """
 name: nothing-to-learn
-workload: {TEST_WORKLOADS / "random_labels.py"}
+workload: {workload}
 seeds: 20
 design: fixed
 grid:
@@ -19,8 +20,9 @@ grid:
 
 
 @pytest.mark.slow
-def test_a_model_that_learned_nothing_is_healthy_in_at_most_2_of_40_trials(tmp_path):
-    (tmp_path / "spec.yaml").write_text(SPEC)
+@pytest.mark.parametrize("workload", ["random_labels.py", "random_kappa.py"])
+def test_a_model_that_learned_nothing_is_healthy_in_at_most_2_of_40_trials(tmp_path, workload):
+    (tmp_path / "spec.yaml").write_text(SPEC.format(workload=TEST_WORKLOADS / workload))
     result = run_sweeper("run", "spec.yaml", "--out", "out", "--tracking-uri", "none", cwd=tmp_path, timeout=1800)
     assert result.returncode == 0, result.stderr[-2000:]
     (sweep_dir,) = (tmp_path / "out").glob("nothing-to-learn-*")

@@ -95,10 +95,12 @@ def test_smoke_reports_carry_a_finite_chance(name, smoke_reports):
 @pytest.mark.parametrize("name", WORKLOADS)
 def test_the_last_report_carries_a_no_skill_level_below_the_oracle(name, smoke_reports):
     """Every bundled workload and example program reports what a model that learned nothing reaches on its
-    own evaluation (`no_skill`, sweeper.no_skill), so its `healthy` means told apart from it."""
+    own evaluation (`no_skill`, sweeper.no_skill), so its `healthy` means told apart from it, and what its own
+    model reached before training (`untrained`)."""
     workload = load(name)
     last = smoke_reports(name)[-1]
-    assert isinstance(last.get("no_skill"), float) and math.isfinite(last["no_skill"]), last
+    for level in ("no_skill", "untrained"):  # and what the model reached before its first step
+        assert isinstance(last.get(level), float) and math.isfinite(last[level]), (level, last)
     if "oracle" in last:
         assert last["no_skill"] < last["oracle"] if workload.mode == "max" else last["no_skill"] > last["oracle"]
 
