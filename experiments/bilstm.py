@@ -374,8 +374,9 @@ def train(config: Config, report: Callable[[dict], None]) -> None:
     # The no-skill draws get theirs (seed + 2): the predictions shuffled against the targets.
     shuffle_rng = np.random.default_rng(config.seed + 2)
     val_outputs = make_validation_pass(model, val_x)
+    score_of = functools.partial(val_score, val_y.astype(np.float64), config=config)
     # The model before its first step: a score its initial weights already reach is no sign that it learned.
-    untrained = val_score(val_y.astype(np.float64), val_outputs().numpy().astype(np.float64) * scale + shift, config)
+    untrained = score_of(val_outputs().numpy().astype(np.float64) * scale + shift)
     probe_y = tf.constant(fit_train_y[:PROBE_SEQUENCES])
     instruments = Instruments(model, train_x[:PROBE_SEQUENCES], lambda outputs: loss_fn(probe_y, outputs))
     for epoch in range(1, config.epochs + 1):
@@ -390,7 +391,6 @@ def train(config: Config, report: Callable[[dict], None]) -> None:
         val_out = val_outputs()
         val_loss = loss_fn(tf.constant(fit_val_y), val_out)
         pred = val_out.numpy().astype(np.float64) * scale + shift
-        score_of = functools.partial(val_score, val_y.astype(np.float64), config=config)
         # The instruments' readings first, so the workload's own keys (its training grad_norm) win a clash.
         report(
             {

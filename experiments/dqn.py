@@ -48,6 +48,7 @@ TensorFlow.
 """
 
 import dataclasses
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -431,17 +432,21 @@ def episode_returns(config: Config, choose_actions) -> float:
     return float(np.mean(returns))
 
 
+def random_return(config: Config, n_actions: int, rng: np.random.Generator) -> float:
+    """A uniformly random policy's return on the evaluation episodes, its actions drawn from RNG."""
+    return episode_returns(config, lambda obs: rng.integers(n_actions, size=len(obs)))
+
+
 def chance_return(config: Config, n_actions: int) -> float:
     """`chance`: a uniformly random policy on the same evaluation episodes, its own seeded stream."""
-    rng = np.random.default_rng(config.seed + 1)
-    return episode_returns(config, lambda obs: rng.integers(n_actions, size=len(obs)))
+    return random_return(config, n_actions, np.random.default_rng(config.seed + 1))
 
 
 def no_skill_return(config: Config, n_actions: int) -> float | None:
     """`no_skill`: the return on the same evaluation episodes that a uniformly random policy passes with
     probability at most 1% (the best of 99 of its runs, sweeper.no_skill), its own seeded stream."""
     rng = np.random.default_rng(config.seed + 2)
-    return no_skill_level(lambda: episode_returns(config, lambda obs: rng.integers(n_actions, size=len(obs))), MODE)
+    return no_skill_level(functools.partial(random_return, config, n_actions, rng), MODE)
 
 
 def greedy_return(config: Config, weights, obs_norm: ObsNorm | None = None) -> float:

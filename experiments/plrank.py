@@ -564,17 +564,16 @@ def make_evaluate(model, config: Config, test):
     def ndcg_of_scores(padded: np.ndarray) -> float:
         return ndcg_of_rankings(gains, np.argsort(-padded, axis=1, kind="stable")[:, : config.cutoff], config.cutoff)
 
-    def padded_scores() -> np.ndarray:
-        scores = tf.scatter_nd(where, model(flat_x, training=False), shape)
-        return np.where(mask, tf.cast(scores, tf.float64).numpy(), -np.inf)
+    def scored():
+        """The model's (queries, docs) scores now, as a tensor and as an array padded with -inf."""
+        scores = tf.cast(tf.scatter_nd(where, model(flat_x, training=False), shape), tf.float64)
+        return scores, np.where(mask, scores.numpy(), -np.inf)
 
     # Before the first step (this is made then): what the initial weights already rank is no sign of learning.
-    untrained = ndcg_of_scores(padded_scores())
+    untrained = ndcg_of_scores(scored()[1])
 
     def evaluate(no_skill: bool = False):
-        doc_scores = model(flat_x, training=False)
-        scores = tf.cast(tf.scatter_nd(where, doc_scores, shape), tf.float64)
-        padded = np.where(mask, scores.numpy(), -np.inf)
+        scores, padded = scored()
         samples = tf_sample_rankings(generator, scores, tf.constant(mask), config.cutoff, EVAL_SAMPLES).numpy()
         valid = padded[mask]
         per_query = [row[m] for row, m in zip(padded, mask, strict=True)]

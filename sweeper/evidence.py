@@ -172,7 +172,7 @@ def _studentized(pooled: npt.NDArray[np.int64], point_rows: npt.NDArray[np.bool_
     return np.nan_to_num(w, nan=0.0, posinf=np.inf, neginf=-np.inf), theta
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=256)  # an enumerated null holds up to EXACT_LIMIT values
 def _null_w(n: int, m: int, tie_counts: tuple[int, ...]) -> tuple[Array, bool]:
     """The permutation distribution of W (sorted) for n point and m baseline seeds whose pooled values tie in
     groups of `tie_counts` (in rank order): it depends on nothing else, so it is computed once per pattern.
@@ -194,6 +194,7 @@ def _null_w(n: int, m: int, tie_counts: tuple[int, ...]) -> tuple[Array, bool]:
     return np.sort(np.concatenate(values)), exact
 
 
+@functools.lru_cache(maxsize=256)
 def _null_u(n: int, m: int, tie_counts: tuple[int, ...]) -> tuple[Array, bool]:
     """The permutation distribution of U (sorted) for n point and m baseline seeds whose pooled values tie in
     groups of `tie_counts` (in rank order): it depends on nothing else, so it is computed once per pattern,
@@ -325,6 +326,11 @@ class Design:
             self.kind == "fixed" or 1 / math.comb(self.looks[0] + self.baseline_looks[0], self.looks[0]) <= FUTILITY_P
         )
 
+    @property
+    def confirmed_through(self) -> tuple[int, int]:
+        """The seeds a point called `fixes` and the baseline have run once the confirmation round is done."""
+        return self.looks[-1] + self.confirm[0], self.baseline_looks[-1] + self.confirm[1]
+
     def _dropped_misses(self) -> str:
         """What a point dropped at each interim look could still have been (`carried_on_at`)."""
         looks = [
@@ -362,8 +368,8 @@ class Design:
                 f"standard deviation better: in a simulated sweep of 20 points it finds it with power "
                 f"{DESIGN_POWER} (bench/design_sim.py). {self._dropped_misses()} "
                 f"A point called `fixes` then runs {self.confirm[0]} fresh "
-                f"seeds ({final}-{final + self.confirm[0] - 1}) against {self.confirm[1]} fresh baseline seeds "
-                f"({self.baseline_looks[-1]}-{self.baseline_looks[-1] + self.confirm[1] - 1}), which no look used: "
+                f"seeds ({final}-{self.confirmed_through[0] - 1}) against {self.confirm[1]} fresh baseline seeds "
+                f"({self.baseline_looks[-1]}-{self.confirmed_through[1] - 1}), which no look used: "
                 f"it is confirmed where that test alone holds at alpha, Holm over the points called `fixes`."
             )
         return (
@@ -433,13 +439,9 @@ def seeds_to_run(design: Design, scores: Scores, baseline: str) -> tuple[dict[st
     called = [label for label, decision in decisions.items() if decision.verdict == "fixes"]
     if not called:
         return wanted, baseline_seeds, True
-    for label in called:
-        wanted[label] = design.looks[-1] + design.confirm[0]
-    baseline_seeds = design.baseline_looks[-1] + design.confirm[1]
-    done = len(scores.get(baseline, ())) >= baseline_seeds and all(
-        len(scores[label]) >= wanted[label] for label in called
-    )
-    return wanted, baseline_seeds, done
+    point_seeds, baseline_seeds = design.confirmed_through
+    wanted.update(dict.fromkeys(called, point_seeds))
+    return wanted, baseline_seeds, _round_has_run(design, scores, baseline, called)
 
 
 # --- decisions ---
@@ -498,7 +500,7 @@ def decide(
     for (label, d), adjusted in zip(tested.items(), adjust(family, design.correction), strict=True):
         p_adjusted = adjusted if d.status == "final" else None
         results[label] = dataclasses.replace(d, p_adjusted=p_adjusted, verdict=_verdict(d, p_adjusted, design.alpha))
-    return _confirmation(design, scores, base, results)
+    return _confirmation(design, scores, baseline, results)
 
 
 def _baseline_seeds_for(design: Design, state: PointState, available: int) -> int:
@@ -515,20 +517,26 @@ def _verdict(decision: Decision, p_adjusted: float | None, alpha: float) -> str:
     return "fixes" if test.p_fixes <= test.p_harmful else "harmful"
 
 
-def _confirmation(
-    design: Design, scores: Scores, base: list[float], results: dict[str, Decision]
-) -> dict[str, Decision]:
+def _round_has_run(design: Design, scores: Scores, baseline: str, called: list[str]) -> bool:
+    """Whether every seed of the confirmation round of the points `called` (and of the baseline) has run."""
+    point_seeds, baseline_seeds = design.confirmed_through
+    return len(scores.get(baseline, ())) >= baseline_seeds and all(
+        len(scores[label]) >= point_seeds for label in called
+    )
+
+
+def _confirmation(design: Design, scores: Scores, baseline: str, results: dict[str, Decision]) -> dict[str, Decision]:
     """Re-test each `fixes` point on its confirmation round's fresh seeds against the baseline's, Holm over the
     points called `fixes`; fills `confirmation_p`, `confirmation_p_adjusted` and `confirmed` once every seed of
     the round has run (None before, and where there is no round: not `fixes`, or a fixed design)."""
-    n, m = design.looks[-1], design.baseline_looks[-1]
-    extra, base_extra = design.confirm
     called = [label for label, d in results.items() if d.verdict == "fixes"]
-    if not extra or len(base) < m + base_extra or any(len(scores[label]) < n + extra for label in called):
+    if not any(design.confirm) or not _round_has_run(design, scores, baseline, called):
         return results
+    n, m = design.looks[-1], design.baseline_looks[-1]
+    point_seeds, baseline_seeds = design.confirmed_through
     p_values = []
     for label in called:
-        test = rank_test(scores[label][n : n + extra], base[m : m + base_extra])
+        test = rank_test(scores[label][n:point_seeds], scores[baseline][m:baseline_seeds])
         p_values.append(test.p_fixes if test is not None else 1.0)
     confirmed = dict(results)
     for label, p, adjusted in zip(called, p_values, adjust(p_values, "holm"), strict=True):
@@ -576,7 +584,7 @@ def simulate_sweep(
     scores = np.hstack(
         [
             outcomes(looks),
-            outcomes(max(design.looks[-1] + design.confirm[0], design.baseline_looks[-1] + design.confirm[1]) - looks),
+            outcomes(max(design.confirmed_through) - looks),
         ]
     )
     unhealthy = np.isneginf(scores)

@@ -196,11 +196,10 @@ class Trial:
         chance = final.get("chance")
         if not is_number(chance):
             return None
-        margin = limits.collapse_margin * self.gap if self.gap is not None else 0.0
-        if not (value > chance + margin if self.mode == "max" else value < chance - margin):
-            return f"final {self.metric} {value:.4g} does not beat chance {chance:.4g} by {margin:.3g}"
+        if not self.passes(value, chance, self.margin):
+            return f"final {self.metric} {value:.4g} does not beat chance {chance:.4g} by {self.margin:.3g}"
         no_skill = final.get("no_skill")
-        if is_number(no_skill) and not (value > no_skill if self.mode == "max" else value < no_skill):
+        if is_number(no_skill) and not self.passes(value, no_skill):
             return (
                 f"final {self.metric} {value:.4g} is not told apart from no skill: a model that learned nothing "
                 f"passes {no_skill:.4g} here at most {FALSE_HEALTHY_RATE:.0%} of the time"
@@ -222,10 +221,16 @@ class Trial:
         if self.collapse is not None:
             return False
         untrained = final.get("untrained")
-        if not is_number(untrained):
-            return True
-        margin = self.limits.collapse_margin * self.gap if self.gap is not None else 0.0
-        return value > untrained + margin if self.mode == "max" else value < untrained - margin
+        return not is_number(untrained) or self.passes(value, untrained, self.margin)
+
+    def passes(self, value: float, level: float, by: float = 0.0) -> bool:
+        """Whether VALUE is better than LEVEL by more than BY, in the metric's direction."""
+        return value > level + by if self.mode == "max" else value < level - by
+
+    @property
+    def margin(self) -> float:
+        """The practical margin: `collapse_margin` of the way from chance to the oracle (0 without both)."""
+        return self.limits.collapse_margin * self.gap if self.gap is not None else 0.0
 
     @property
     def gap(self) -> float | None:
