@@ -202,6 +202,7 @@ def summarize_point(
         median_score=ranking.finite_median(values),
         score_centre=score_centre,
         score_centre_kind=centre_kind,
+        score_centre_ci=ranking.centre_interval(values, healthy == len(group)),
         median_loss=ranking.finite_median([o.final_loss for o in group]),
         verdict=decision.verdict if decision is not None else "baseline" if is_baseline else "no_evidence",
         test=None if decision is None else point_test(decision, shift),
@@ -221,6 +222,7 @@ def point_test(decision: evidence.Decision, shift: evidence.Shift | None) -> Poi
         p_value=test.p_value if test else None,
         p_adjusted=decision.p_adjusted,
         prob_superiority=test.prob_superiority if test else None,
+        prob_superiority_ci=test.prob_superiority_ci if test else None,
         exact=test.exact if test else None,
         healthy_rate_difference=rate.difference if rate else None,
         healthy_rate_difference_ci=(

@@ -76,6 +76,8 @@ class PointTest:
     p_value: float | None
     p_adjusted: float | None
     prob_superiority: float | None
+    prob_superiority_ci: tuple[float, float] | None
+    """95%, matching the test (`evidence.beats_interval`)."""
     exact: bool | None
     healthy_rate_difference: float | None
     healthy_rate_difference_ci: tuple[float | None, float | None] | None
@@ -92,7 +94,7 @@ class PointTest:
     @classmethod
     def from_json(cls, data: JsonDict) -> PointTest:
         values = {f.name: data[f.name] for f in dataclasses.fields(cls)}
-        for name in ("healthy_rate_difference_ci", "metric_shift_ci"):
+        for name in ("prob_superiority_ci", "healthy_rate_difference_ci", "metric_shift_ci"):
             values[name] = _pair(values[name])
         return cls(**values)
 
@@ -120,6 +122,8 @@ class PointSummary:
     score_centre: float | None
     score_centre_kind: str
     """mean | IQM"""
+    score_centre_ci: tuple[float, float] | None
+    """95%, where every seed is healthy (`ranking.centre_interval`)."""
     median_loss: float | None
     verdict: str
     """baseline | fixes | harmful | no_evidence | pending"""
@@ -157,6 +161,7 @@ class PointSummary:
             median_score=data["median_score"],
             score_centre=data["score_centre"],
             score_centre_kind=data["score_centre_kind"],
+            score_centre_ci=_pair(data["score_centre_ci"]),
             median_loss=data["median_loss"],
             verdict=data["verdict"],
             test=PointTest.from_json(data) if "status" in data else None,

@@ -19,13 +19,18 @@ INF = -math.inf
 
 
 def brunner_munzel(x, y) -> float:
-    """W as scipy computes it (its sign turned: positive where x ranks above y), +-inf where the standard
-    error is 0 (scipy's nan), 0 where every seed ties."""
+    """W as scipy computes it (its sign turned: positive where x ranks above y), moved to the logit scale:
+    logit(theta) over (theta - 1/2) / W, the standard error, times theta (1 - theta); +-inf where the
+    standard error is 0 (scipy's nan), 0 where every seed ties."""
     theta = np.mean([(a > b) + 0.5 * (a == b) for a in x for b in y])
     with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # its p-value at a 0 standard error, not read here
         w = -stats.brunnermunzel(x, y).statistic
-    return w if np.isfinite(w) else (np.sign(theta - 0.5) * math.inf if theta != 0.5 else 0.0)
+    if not np.isfinite(w):
+        return np.sign(theta - 0.5) * math.inf if theta != 0.5 else 0.0
+    if w == 0:
+        return 0.0
+    return math.log(theta / (1 - theta)) * theta * (1 - theta) / ((theta - 0.5) / w)
 
 
 @pytest.mark.parametrize(
@@ -56,6 +61,32 @@ def test_a_perfect_split_has_the_smallest_p_value_its_sizes_allow():
     # all tied: nothing either way
     assert rank_test([INF] * 3, [INF] * 9).p_value == 1.0
     assert rank_test([], [1.0]) is None
+
+
+def test_the_interval_of_p_beats_covers_it_and_agrees_with_the_test():
+    """`beats_interval` on 300 samples per case of 10 seeds against 10 (random-number seed 41): normal metrics
+    shifted so that P(beats) is 1/2, 0.76 and 0.92. It holds P(beats) in about 95% of them (on calibration
+    seed 1010, 93-98% at 3-10 seeds a side, mixtures of unhealthy seeds included) and leaves out 1/2 exactly
+    where the test rejects at 0.05."""
+    rng = np.random.default_rng(41)
+    for shift in (0.0, 1.0, 2.0):
+        theta = stats.norm.cdf(shift / math.sqrt(2))
+        tests = [rank_test(rng.normal(shift, 1, 10), rng.normal(0, 1, 10)) for _ in range(300)]
+        covered = np.mean([t.prob_superiority_ci[0] <= theta <= t.prob_superiority_ci[1] for t in tests])
+        assert 0.92 <= covered <= 0.985, (shift, covered)
+        for t in tests:
+            low, high = t.prob_superiority_ci
+            assert (t.p_value <= 0.05) == (not low <= 0.5 <= high) and low <= t.prob_superiority <= high
+
+
+def test_the_interval_of_p_beats_where_every_seed_wins_or_ties():
+    """No overlap leaves the standard error at 0: the interval is the widest variance's, Wilson's with
+    min(n, m) trials (Birnbaum and Klose's bound); every seed tied says nothing."""
+    assert rank_test(np.arange(10.0) + 100, np.arange(30.0)).prob_superiority_ci == pytest.approx(
+        evidence.wilson(10, 10)
+    )
+    assert rank_test([INF] * 10, np.arange(30.0)).prob_superiority_ci == pytest.approx(evidence.wilson(0, 10))
+    assert rank_test([INF] * 3, [INF] * 9).prob_superiority_ci == (0.0, 1.0)
 
 
 def test_large_samples_use_a_seeded_permutation_sample():
@@ -239,9 +270,9 @@ def test_a_risky_remedy_that_beats_the_baseline_half_the_time_is_rarely_called()
     """P(a seed of the point beats a seed of the baseline) = 1/2 exactly, with spreads that differ: the point
     fails 2 seeds in 3 and, when it works, beats every baseline seed; the baseline fails half. The rank test
     alone (no family to hide in) at the default design's final look, 10 seeds against 30, on 3000 simulated
-    remedies (random-number seed 31). Measured, not met: the studentized test is called, either way, in about
-    6% (5.8% and 6.3% on calibration seeds 1008 and 1007), not at most alpha; the Mann-Whitney U it replaced
-    was called in 12.4% (seed 1008). The bound below is that measurement's, so the test fails if it worsens."""
+    remedies (random-number seed 31): called, either way, in at most alpha. On calibration seed 1008 the
+    studentized test on the logit scale was called in 4.4% (at 10 against 10 seeds 5.1%, 6 against 18 4.7%),
+    the plain studentized test in 5.8% and the Mann-Whitney U in 12.4%."""
     rng = np.random.default_rng(31)
     called = 0
     for _ in range(3000):
@@ -249,4 +280,4 @@ def test_a_risky_remedy_that_beats_the_baseline_half_the_time_is_rarely_called()
         baseline = np.where(rng.random(30) < 0.5, INF, rng.standard_normal(30))
         called += rank_test(point, baseline).p_value <= 0.05
     print(f"\nrisky remedy called either way: {called}/3000")
-    assert called / 3000 <= 0.075, called
+    assert called / 3000 <= 0.05, called

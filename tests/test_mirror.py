@@ -323,6 +323,7 @@ def _point_entry(
         median_score=None,
         score_centre=0.5,
         score_centre_kind="mean",
+        score_centre_ci=None,
         median_loss=None,
         verdict=verdict,
         test=test,

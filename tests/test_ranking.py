@@ -12,6 +12,7 @@ from sweeper.ranking import (
     TrialOutcome,
     by_seed,
     centre,
+    centre_interval,
     claim_p_value,
     comparison_scores,
     fill_missing_chance,
@@ -370,3 +371,31 @@ def test_a_claim_is_not_testable_where_the_workload_declares_the_outcome_fixed(t
     # grouping's twins are flattened, but the grouped side is not fixed: testable, every pair improved
     assert grouping.testable and grouping.left_out == () and grouping.measured.improved == 6
     assert grouping.p_adjusted == pytest.approx(2 * 0.5**6) and grouping.status == "holds"
+
+
+def test_the_centre_interval_by_hand_and_only_where_every_seed_is_healthy():
+    """3 seeds: the mean's t interval, 0.8 +- t(0.975, 2) * 0.1 / sqrt(3). 4 seeds: one trimmed a side, the
+    winsorized values [0.7, 0.7, 0.9, 0.9] (sd 0.1155) over (1 - 1/2) sqrt(4), t on 1 degree of freedom."""
+    low, high = centre_interval(np.array([0.7, 0.8, 0.9]), every_seed_healthy=True)
+    assert (low + high) / 2 == pytest.approx(0.8) and high - 0.8 == pytest.approx(4.302653 * 0.1 / math.sqrt(3))
+    low, high = centre_interval(np.array([0.1, 0.7, 0.9, 2.0]), every_seed_healthy=True)
+    assert (low + high) / 2 == pytest.approx(0.8)
+    assert high - 0.8 == pytest.approx(12.706205 * np.std([0.7, 0.7, 0.9, 0.9], ddof=1) / (0.5 * 2), rel=1e-5)
+    assert centre_interval(np.array([0.7, 0.8, 0.0]), every_seed_healthy=False) is None
+    assert centre_interval(np.array([0.7]), every_seed_healthy=True) is None
+
+
+def test_the_centre_interval_holds_at_3_to_10_seeds_where_a_bootstrap_does_not():
+    """400 samples of 3, 5 and 10 normal seeds (random-number seed 43): the interval holds the centre (the
+    mean below 4 seeds, the interquartile mean from 4) in at least 92%; the percentile bootstrap, at 3 seeds,
+    in far fewer (its resamples of 3 values cannot show the spread they have not seen)."""
+    rng = np.random.default_rng(43)
+    for n in (3, 5, 10):
+        samples = rng.normal(0.8, 0.05, (400, n))
+        held = [lo <= 0.8 <= hi for lo, hi in (centre_interval(s, True) for s in samples)]
+        assert np.mean(held) >= 0.92, (n, np.mean(held))
+    boot = [
+        stats.bootstrap((s,), np.mean, n_resamples=499, method="percentile", rng=1).confidence_interval
+        for s in rng.normal(0.8, 0.05, (200, 3))
+    ]
+    assert np.mean([b.low <= 0.8 <= b.high for b in boot]) < 0.85

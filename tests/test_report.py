@@ -29,6 +29,7 @@ def _point(label: str, verdict: str, healthy: int, seeds: int = 5, **tests) -> P
         median_score=None,
         score_centre=None,
         score_centre_kind="mean",
+        score_centre_ci=None,
         median_loss=None,
         verdict=verdict,
         test=dataclasses.replace(UNTESTED, status="final", **tests) if tests else None,
