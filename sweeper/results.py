@@ -27,6 +27,10 @@ def _plain(value: object) -> Any:
     return value
 
 
+_ADDED = frozenset({"prob_superiority_ci"})
+"""PointTest fields that ranking.json files of earlier versions lack."""
+
+
 def _pair(value: Any) -> tuple[Any, Any] | None:
     return None if value is None else (value[0], value[1])
 
@@ -93,7 +97,10 @@ class PointTest:
 
     @classmethod
     def from_json(cls, data: JsonDict) -> PointTest:
-        values = {f.name: data[f.name] for f in dataclasses.fields(cls)}
+        # Files written before the interval of P(beats) existed have none: read as not given.
+        values: JsonDict = {
+            f.name: data.get(f.name) if f.name in _ADDED else data[f.name] for f in dataclasses.fields(cls)
+        }
         for name in ("prob_superiority_ci", "healthy_rate_difference_ci", "metric_shift_ci"):
             values[name] = _pair(values[name])
         return cls(**values)
@@ -161,7 +168,7 @@ class PointSummary:
             median_score=data["median_score"],
             score_centre=data["score_centre"],
             score_centre_kind=data["score_centre_kind"],
-            score_centre_ci=_pair(data["score_centre_ci"]),
+            score_centre_ci=_pair(data.get("score_centre_ci")),  # absent from files written before it existed
             median_loss=data["median_loss"],
             verdict=data["verdict"],
             test=PointTest.from_json(data) if "status" in data else None,

@@ -213,6 +213,14 @@ class OpenSweep:
             self.warn_behind()
         return outcome
 
+    def say_interim(self, found: dict[str, TrialRecord]) -> None:
+        """Before a round that follows a look: what that look shows, provisional (`analysis.interim_answer`)."""
+        from sweeper.analysis import interim_answer
+
+        answer = interim_answer(self.spec, self.workload, found)
+        if answer is not None:
+            print(answer, file=sys.stderr)
+
     def warn_behind(self) -> None:
         print(
             f"warning: MLflow at {self.mirror.tracking_uri} is behind this sweep; `sweeper sync {self.sweep_dir}` "
@@ -267,6 +275,8 @@ def run_sweeps(
                     finish(sweep)
             if not batches:
                 break
+            for sweep, _ in batches:
+                sweep.say_interim(found[sweep.sweep_dir])
             seconds = run_round(batches, found, options=batches[0][0].options, of=len(sweeps))
             going = [sweep for sweep, _ in batches]
             for sweep in going:

@@ -25,7 +25,18 @@ def sweep(tmp_path_factory):
     result = run_sweeper("run", "spec.yaml", "--out", "out", cwd=work, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     (sweep_dir,) = sweep_dirs(work / "out")
+    (work / "driver-stderr.txt").write_text(result.stderr)
     return sweep_dir
+
+
+def test_each_look_says_what_it_shows_so_far_marked_provisional(sweep):
+    """Between rounds the console gives the answer's shape: after the first look the remedy leads those
+    leaning to fix, and before the confirmation round the point called `fixes` is named."""
+    said = (sweep.parent.parent / "driver-stderr.txt").read_text()
+    first = next(line for line in said.splitlines() if line.startswith("coin-flip, after 3 seeds a point"))
+    assert "provisional: going on, leaning to fix: variant=20 (3/3 healthy" in first
+    assert "dropped, not shown: " in first and first.endswith("Only the final look gives a verdict.")
+    assert "coin-flip: called fixes at the final look: variant=20; confirming on fresh seeds" in said
 
 
 def test_no_do_nothing_setting_is_called_and_the_real_remedy_is(sweep):
