@@ -65,6 +65,7 @@ def outcomes_of(records: Sequence[TrialRecord], metric: str) -> list[ranking.Tri
                 final_metric=r.finite_final(metric),
                 final_loss=r.finite_final("loss"),
                 chance=r.finite_final("chance"),
+                oracle=r.finite_final("oracle"),
                 knobs=r.point.knobs,
             )
             for r in records
@@ -259,7 +260,9 @@ def summarize_point(
         median_score=ranking.finite_median(values),
         score_centre=score_centre,
         score_centre_kind=centre_kind,
-        score_centre_ci=ranking.centre_interval(values, healthy == len(group)),
+        score_centre_ci=ranking.centre_interval(
+            values, healthy == len(group), ranking.finite_median([o.oracle for o in group]), mode
+        ),
         median_loss=ranking.finite_median([o.final_loss for o in group]),
         verdict=decision.verdict if decision is not None else "baseline" if is_baseline else "no_evidence",
         test=None if decision is None else point_test(decision, shift),

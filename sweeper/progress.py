@@ -48,6 +48,15 @@ class SweepProgress:
     def __exit__(self, *exc_info: object) -> None:
         self._progress.stop()
 
+    def plan_more(self, trials: int) -> None:
+        """A sweep's next round was planned: its trials join the count."""
+        self.total += trials
+        self._progress.update(self._task, total=self.total)
+
+    def say(self, text: str) -> None:
+        """A line above the progress bar (in a log or a pipe, a line of its own)."""
+        self.console.print(text, markup=False, highlight=False, soft_wrap=True)
+
     def trial_started(self, key: str) -> None:
         self.running.add(key)
         self._refresh()

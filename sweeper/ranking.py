@@ -60,6 +60,8 @@ class TrialOutcome:
     final_loss: float | None
     chance: float | None = None
     knobs: dict[str, Any] = field(default_factory=dict)
+    oracle: float | None = None
+    """The metric's best reachable value, where the workload reports one (`oracle`)."""
 
     @property
     def healthy(self) -> bool:
@@ -156,8 +158,11 @@ def centre(values: Array) -> tuple[float | None, str]:
     return optional(float(iqm(finite))), "IQM"
 
 
-def centre_interval(values: Array, every_seed_healthy: bool) -> tuple[float, float] | None:
+def centre_interval(
+    values: Array, every_seed_healthy: bool, best: float | None = None, mode: str = "max"
+) -> tuple[float, float] | None:
     """The 95% interval of `centre`'s value, where every seed is healthy; None elsewhere, or below 2 values.
+    Its end never passes `best`, the metric's best reachable value where known (an accuracy's 1).
 
     Chosen by simulation (calibration seed 1011, 400 samples a case, metrics normal or lognormal): the
     Tukey-McLaughlin interval, the trimmed mean plus or minus Student's t on n - 2g - 1 degrees of freedom
@@ -179,8 +184,14 @@ def centre_interval(values: Array, every_seed_healthy: bool) -> tuple[float, flo
     spread = float(scaled_statistic(lambda v: np.std(v, ddof=1), winsorized))
     error = spread / ((1 - 2 * trimmed / n) * math.sqrt(n))
     half_width = float(stats.t.ppf(0.975, n - 2 * trimmed - 1)) * error
-    low, high = (None, None) if centre_value is None else (centre_value - half_width, centre_value + half_width)
-    return (low, high) if low is not None and high is not None and math.isfinite(high - low) else None
+    if centre_value is None or not math.isfinite(half_width) or not math.isfinite(centre_value + half_width):
+        return None
+    low, high = centre_value - half_width, centre_value + half_width
+    if best is not None and math.isfinite(best):
+        low, high = (
+            (low, min(high, max(best, centre_value))) if mode == "max" else (max(low, min(best, centre_value)), high)
+        )
+    return low, high
 
 
 def optional(value: float) -> float | None:

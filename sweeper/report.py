@@ -119,9 +119,8 @@ def answer_section(ranking: Ranking) -> Section:
             + (f"; the closest, {_evidence(closest[1], metric, baseline)}." if closest is not None else ".")
         )
     unclear = by_verdict.get("no_evidence", []) + by_verdict.get("pending", [])
-    lines.append(
-        f"Not shown to change it: {_named(unclear)}." if unclear else "Every grid point was shown to fix it or to hurt."
-    )
+    if unclear:
+        lines.append(f"Not shown to change it: {_named(unclear)}.")
     harmful = by_verdict.get("harmful", [])
     lines.append(
         f"Makes it worse: {'; '.join(_evidence(p, metric, baseline) for p in harmful)}."

@@ -1,9 +1,10 @@
 """Runs sweeps on Ray Tune: the only module that imports Ray.
 
 One Tune trial per grid point x seed that a sweep folder does not hold yet: a new sweep runs them all, a
-resumed one the rest, and the sweeps of one run share one Tuner per round (a fresh Tuner each time, so no
-stale Tune snapshot can run a finished trial again or forget one that never started). Tune is handed the
-trials one at a time (`_TrialList`). The trainable wraps the workload's `train`: it stops a trial as soon
+resumed one the rest, and the sweeps of one run share one Tuner (a fresh one each run, so no stale Tune
+snapshot can run a finished trial again or forget one that never started). Tune is handed the trials one at
+a time (`_TrialList`), and a sweep's next round joins the queue as soon as its own round has ended
+(`_Rounds`). The trainable wraps the workload's `train`: it stops a trial as soon
 as a report is non-finite or exploding (unless the sweep runs with `early_stop=False`), and turns an
 exception into an `error` outcome so one broken trial never stops the sweep; Tune's own retries
 (`max_retries`) are kept for lost workers and nodes. A driver-side callback keeps every trial's reports,
@@ -18,6 +19,8 @@ import logging
 import os
 import shutil
 import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypedDict
@@ -112,22 +115,71 @@ def _trial_dirname(trial: Trial) -> str:
 
 # --- on the driver ---
 class _TrialList(Searcher):
-    """Hands Tune the trials one at a time, as it makes room for them. A `grid_search` over the trials would
-    cost Tune a deep copy of the whole list for every trial it creates: quadratic, minutes of driver time
-    before the first trial of a 5,000-trial sweep (bench/scale.py)."""
-
-    def __init__(self, trials: list[_TrialConfig]):
-        super().__init__()
-        self._trials, self._given = trials, 0
+    """Hands Tune the trials one at a time, as it makes room for them, from the run's queue (`_ROUNDS`). A
+    `grid_search` over the trials would cost Tune a deep copy of the whole list for every trial it creates:
+    quadratic, minutes of driver time before the first trial of a 5,000-trial sweep (bench/scale.py). While a
+    sweep's round is still running, its next round may come: the list waits (None) rather than ends."""
 
     def suggest(self, trial_id: str) -> dict[str, _TrialConfig] | None:
-        if self._given == len(self._trials):
+        rounds = _ROUNDS
+        if rounds is None or not (rounds.queue or rounds.waiting()):
             return Searcher.FINISHED  # type: ignore[return-value]  # Tune's documented end-of-list marker
-        self._given += 1
-        return {"trial": self._trials[self._given - 1]}
+        return {"trial": rounds.queue.popleft()} if rounds.queue else None
 
     def on_trial_complete(self, trial_id: str, result: dict[str, object] | None = None, error: bool = False) -> None:
-        pass  # nothing to learn: the list is fixed
+        pass  # nothing to learn: the rounds are planned from the sweep folders (`_Rounds.trial_done`)
+
+
+NextRound = Callable[[str, list[tuple[GridPoint, int]]], list[tuple[GridPoint, int]] | None]
+"""Given a sweep id and the trials of its round that just ended (all saved to its folder), the trials of its
+next round: [] when the sweep is done, None to plan no more rounds for any sweep (trials were lost)."""
+
+
+class _Rounds:
+    """The run's queue of trials, round by round per sweep: when the last trial of a sweep's round has been
+    saved (`trial_done`), that sweep's next round is planned (`next_round`) and queued at once, whatever the
+    other sweeps are doing, so no sweep waits for another's stragglers."""
+
+    def __init__(self, batches: list[Batch], next_round: NextRound | None, display: SweepProgress | None):
+        self.queue: deque[_TrialConfig] = deque()
+        self.running: dict[str, set[str]] = {}
+        self.ran: dict[str, list[tuple[GridPoint, int]]] = {}
+        self.next_round, self.display, self.stopped = next_round, display, False
+        for batch in batches:
+            self._add(batch.sweep_id, batch.trials)
+
+    def waiting(self) -> bool:
+        """A round still running may bring more trials."""
+        return self.next_round is not None and not self.stopped and any(self.running.values())
+
+    def trial_done(self, sweep_id: str, key: str) -> None:
+        outstanding = self.running.get(sweep_id, set())
+        outstanding.discard(key)
+        if outstanding or self.next_round is None or self.stopped:
+            return
+        more = self.next_round(sweep_id, self.ran[sweep_id])
+        if more is None:
+            self.stopped = True
+            return
+        self._add(sweep_id, more)
+        if self.display is not None:
+            self.display.plan_more(len(more))
+
+    def _add(self, sweep_id: str, trials: list[tuple[GridPoint, int]]) -> None:
+        self.ran[sweep_id] = list(trials)
+        self.running[sweep_id] = {trial_key(point.label, seed) for point, seed in trials}
+        self.queue.extend(
+            _TrialConfig(
+                sweep=sweep_id,
+                point=_PointConfig(knobs=point.knobs, label=point.label, is_baseline=point.is_baseline),
+                seed=seed,
+            )
+            for point, seed in trials
+        )
+
+
+_ROUNDS: _Rounds | None = None
+"""The queue of the run this process drives; a module global for the reason `_LIVE` is one."""
 
 
 def _key_of(config: dict[str, _TrialConfig]) -> str:
@@ -194,6 +246,8 @@ class _SweepCallback(tune.Callback):
         if display is not None:
             shown, final = self._shown(sweep_id, record.key), record.final(workload.metric)
             display.trial_finished(shown, record.point.label, record.verdict, final, workload.metric, workload.mode)
+        if _ROUNDS is not None:
+            _ROUNDS.trial_done(sweep_id, record.key)
 
     def _shown(self, sweep_id: str, key: str) -> str:
         """A trial as the progress display names it: its key, after its sweep's name when several run."""
@@ -265,17 +319,19 @@ def run_trials(
     batches: list[Batch],
     *,
     display: SweepProgress | None,
+    next_round: NextRound | None = None,
     max_concurrent: int | None = None,
     max_retries: int = 2,
     early_stop: bool = True,
 ) -> None:
     """Run the given (grid point, seed) trials of one or more sweeps on one Ray Tune run, so that one sweep's
-    trials fill the slots another's stragglers leave; each finished trial ends up in its sweep's folder
+    trials fill the slots another's stragglers leave, and, with `next_round`, each sweep's later rounds as
+    soon as its own round has ended; each finished trial ends up in its sweep's folder
     (`sweeper.records.load_trials`) and, through its sweep's mirror, in MLflow. Each trial asks for its own
     sweep's resources. Tune's state is scratch (in the first sweep's folder): replaced, never restored."""
+    global _ROUNDS
     shared: dict[str, _SweepConfig] = {}  # once in Ray's object store, not in every trial's config
     resources = {}
-    listed: list[_TrialConfig] = []
     for batch in batches:
         sweep_id, spec = batch.sweep_id, batch.spec
         shared[sweep_id] = _SweepConfig(
@@ -285,14 +341,6 @@ def run_trials(
             early_stop=early_stop,
         )
         resources[sweep_id] = tune.PlacementGroupFactory([{"CPU": spec.cpu, "GPU": spec.gpu}])
-        listed += [
-            _TrialConfig(
-                sweep=sweep_id,
-                point=_PointConfig(knobs=point.knobs, label=point.label, is_baseline=point.is_baseline),
-                seed=seed,
-            )
-            for point, seed in batch.trials
-        ]
     trainable = tune.with_resources(
         tune.with_parameters(_trainable, sweeps=shared), lambda config: resources[config["trial"]["sweep"]]
     )
@@ -302,8 +350,8 @@ def run_trials(
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
-            search_alg=_TrialList(listed),
-            num_samples=len(listed),
+            search_alg=_TrialList(),
+            num_samples=-1,  # until the list ends (`_TrialList`): later rounds are planned as the run goes
             reuse_actors=True,  # TensorFlow is imported once per worker process, not once per trial
             max_concurrent_trials=max_concurrent,
             trial_dirname_creator=_trial_dirname,
@@ -318,6 +366,7 @@ def run_trials(
     )
     for batch in batches:
         _LIVE[batch.sweep_id] = (batch.mirror, display)
+    _ROUNDS = _Rounds(batches, next_round, display)
     try:
         # Tune's own console output (the experiment table, "View detailed results here", a box per errored
         # trial) is print()ed to stdout; the progress display and the report replace it. Its legacy engine
@@ -325,5 +374,6 @@ def run_trials(
         with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
             tuner.fit()
     finally:
+        _ROUNDS = None
         for batch in batches:
             _LIVE.pop(batch.sweep_id, None)

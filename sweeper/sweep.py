@@ -9,6 +9,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,7 +20,7 @@ import yaml
 
 from sweeper.errors import SweeperError
 from sweeper.health import diagnose
-from sweeper.mirror import Mirror, open_mirror
+from sweeper.mirror import Mirror, TrialSink, open_mirror
 from sweeper.progress import SweepProgress
 from sweeper.records import (
     PLAN_SUFFIX,
@@ -213,13 +214,13 @@ class OpenSweep:
             self.warn_behind()
         return outcome
 
-    def say_interim(self, found: dict[str, TrialRecord]) -> None:
+    def say_interim(self, found: dict[str, TrialRecord], say: Callable[[str], object]) -> None:
         """Before a round that follows a look: what that look shows, provisional (`analysis.interim_answer`)."""
         from sweeper.analysis import interim_answer
 
         answer = interim_answer(self.spec, self.workload, found)
         if answer is not None:
-            print(answer, file=sys.stderr)
+            say(answer)
 
     def warn_behind(self) -> None:
         print(
@@ -244,56 +245,68 @@ def open_sweep(sweep_dir: Path, tracking_uri: str | None = None) -> OpenSweep:
 def run_sweeps(
     sweep_dirs: list[Path], *, address: str | None = None, tracking_uri: str | None = None
 ) -> list[SweepOutcome]:
-    """Run, round by round, every trial the sweeps' designs want that their folders do not hold yet (a new
-    folder starts at the first look, a resumed one where its trial files say it stopped), then analyse,
-    report and bring the mirror up to date for each sweep. A round is one Tuner over the missing trials of
-    every sweep that still wants some, so one Ray session serves them all and one sweep's trials fill the
-    slots another's stragglers leave; each sweep's next round is planned from its own finished trials
-    (`analysis.planned_trials`, a pure function of its folder), so a killed driver resumes at the same round
-    with the same plan. A round that loses trials (interrupted, or trials lost past their retries) is the
-    last: every analysis says what is unfinished."""
+    """Run every trial the sweeps' designs want that their folders do not hold yet (a new folder starts at
+    the first look, a resumed one where its trial files say it stopped), then analyse, report and bring the
+    mirror up to date for each sweep. All the sweeps share one Tuner, so one Ray session serves them and one
+    sweep's trials fill the slots another's stragglers leave. A sweep's next round is planned as soon as its
+    own round has ended, from its own finished trials (`analysis.planned_trials`, a pure function of its
+    folder), so no sweep waits for another, and a killed driver resumes at the same round with the same plan.
+    A sweep with no more rounds is analysed and reported while the others go on. A round that loses trials
+    (interrupted, or trials lost past their retries) ends the planning of every sweep: each analysis says what
+    is unfinished."""
     sweeps = [open_sweep(sweep_dir, tracking_uri) for sweep_dir in sweep_dirs]
     runner = start_ray(address)
     for sweep in sweeps:
         uri = sweep.mirror.tracking_uri
         runner.check_cluster(sweep.spec, local_store=uri if is_local_store(uri) else None)
     found = {sweep.sweep_dir: load_trials(sweep.sweep_dir, sweep.spec) for sweep in sweeps}
-    wall_seconds = dict.fromkeys(sweep_dirs, 0.0)
+    started = time.perf_counter()
     finished: dict[Path, Future[SweepOutcome]] = {}
     # A sweep that runs no more rounds is analysed and reported on a thread of its own (one at a time:
-    # matplotlib's pyplot is not thread-safe) while the other sweeps' rounds go on.
+    # matplotlib's pyplot is not thread-safe) while the other sweeps' rounds go on; its mirror's live sink
+    # is drained there first.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sweeper-report") as reporter:
 
-        def finish(sweep: OpenSweep) -> None:
-            finished[sweep.sweep_dir] = reporter.submit(sweep.finish, wall_seconds[sweep.sweep_dir])
+        def finish(sweep: OpenSweep, sink: TrialSink | None = None) -> None:
+            seconds = time.perf_counter() - started
 
-        going = list(sweeps)
-        while going:
-            batches = [(sweep, wanted) for sweep in going if (wanted := sweep.missing(found[sweep.sweep_dir]))]
-            for sweep in going:
-                if all(sweep is not batched for batched, _ in batches):
-                    finish(sweep)
-            if not batches:
-                break
-            for sweep, _ in batches:
-                sweep.say_interim(found[sweep.sweep_dir])
-            seconds = run_round(batches, found, options=batches[0][0].options, of=len(sweeps))
-            going = [sweep for sweep, _ in batches]
-            for sweep in going:
-                wall_seconds[sweep.sweep_dir] += seconds
-                found[sweep.sweep_dir] = load_trials(sweep.sweep_dir, sweep.spec)
-            lost = [
-                (point, seed)
-                for sweep, wanted in batches
-                for point, seed in wanted
-                if trial_key(point.label, seed) not in found[sweep.sweep_dir]
-            ]
-            if lost:
-                # Interrupted, or trials lost past their retries: no sweep runs another round; each is
-                # analysed as it stands, and `resume` goes on from there.
-                for sweep in going:
-                    finish(sweep)
-                break
+            def drained_then_finished() -> SweepOutcome:
+                if sink is not None:
+                    sink.close()
+                return sweep.finish(seconds)
+
+            finished[sweep.sweep_dir] = reporter.submit(drained_then_finished)
+
+        first = []
+        for sweep in sweeps:
+            wanted = sweep.missing(found[sweep.sweep_dir])
+            if wanted:
+                first.append((sweep, wanted))
+                sweep.say_interim(found[sweep.sweep_dir], lambda text: print(text, file=sys.stderr))
+            else:
+                finish(sweep)
+        lost = False
+
+        def next_round(
+            sweep: OpenSweep, ran: list[tuple[GridPoint, int]], sink: TrialSink, say: Callable[[str], object]
+        ) -> list[tuple[GridPoint, int]] | None:
+            nonlocal lost
+            found[sweep.sweep_dir] = load_trials(sweep.sweep_dir, sweep.spec)
+            if lost or any(trial_key(point.label, seed) not in found[sweep.sweep_dir] for point, seed in ran):
+                lost = True  # trials lost past their retries: no sweep runs another round
+                return None
+            wanted = sweep.missing(found[sweep.sweep_dir])
+            if wanted:
+                sweep.say_interim(found[sweep.sweep_dir], say)
+            else:
+                finish(sweep, sink)
+            return wanted
+
+        if first:
+            run_round(first, found, options=first[0][0].options, of=len(sweeps), next_round=next_round)
+        for sweep in sweeps:  # interrupted, or a round lost trials: each analysed as it stands
+            if sweep.sweep_dir not in finished:
+                finish(sweep)
         return [finished[sweep.sweep_dir].result() for sweep in sweeps]
 
 
@@ -321,29 +334,44 @@ def run_round(
     *,
     options: RunOptions,
     of: int = 1,
+    next_round: Callable[
+        [OpenSweep, list[tuple[GridPoint, int]], TrialSink, Callable[[str], object]], list[tuple[GridPoint, int]] | None
+    ]
+    | None = None,
 ) -> float:
-    """Run one round, the given trials of each sweep in `batches` (of `of` sweeps in the run), on one Tuner
-    with the console display, each sweep's trials handed to its mirror as they happen; the wall seconds it
-    took. Ray must be started (`start_ray`); `found`: each sweep's finished trials, for the progress count."""
+    """Run the given trials of each sweep in `batches` (of `of` sweeps in the run) on one Tuner with the
+    console display, each sweep's trials handed to its mirror as they happen, and with `next_round` each
+    sweep's later rounds as its own round ends (given the sweep, the trials that ran, its mirror's live sink
+    and a way to print above the display); the wall seconds it took. Ray must be started (`start_ray`);
+    `found`: each sweep's finished trials, for the progress count."""
     from sweeper import runner
 
     started = time.perf_counter()
-    sinks = [sweep.mirror.live() for sweep, _ in batches]
+    sinks = {sweep.sweep_id: sweep.mirror.live() for sweep, _ in batches}
+    by_id = {sweep.sweep_id: sweep for sweep, _ in batches}
     try:
         done = sum(len(found[sweep.sweep_dir]) for sweep, _ in batches)
-        total = done + sum(len(trials) for _, trials in batches)  # this round's; the next is planned from its results
+        total = done + sum(len(trials) for _, trials in batches)  # planned so far; later rounds join as planned
         title = batches[0][0].sweep_id if of == 1 else f"{len(batches)} of {of} sweeps"
         with SweepProgress(title, total, done=done) as display:
+            planner = None
+            if next_round is not None:
+                plan = next_round
+
+                def planner(sweep_id: str, ran: list[tuple[GridPoint, int]]) -> list[tuple[GridPoint, int]] | None:
+                    return plan(by_id[sweep_id], ran, sinks[sweep_id], display.say)
+
             runner.run_trials(
                 [
-                    runner.Batch(sweep.sweep_id, sweep.spec, trials, sweep.sweep_dir, sink)
-                    for (sweep, trials), sink in zip(batches, sinks, strict=True)
+                    runner.Batch(sweep.sweep_id, sweep.spec, trials, sweep.sweep_dir, sinks[sweep.sweep_id])
+                    for sweep, trials in batches
                 ],
                 display=display,
+                next_round=planner,
                 **dataclasses.asdict(options),
             )
     finally:
-        for sink in sinks:
+        for sink in sinks.values():
             sink.close()
     return time.perf_counter() - started
 

@@ -382,6 +382,9 @@ def test_the_centre_interval_by_hand_and_only_where_every_seed_is_healthy():
     assert (low + high) / 2 == pytest.approx(0.8)
     assert high - 0.8 == pytest.approx(12.706205 * np.std([0.7, 0.7, 0.9, 0.9], ddof=1) / (0.5 * 2), rel=1e-5)
     assert centre_interval(np.array([0.7, 0.8, 0.0]), every_seed_healthy=False) is None
+    # an accuracy's interval stops at 1, a loss's at 0
+    assert centre_interval(np.array([0.9, 0.95, 1.0]), True, best=1.0)[1] == 1.0
+    assert centre_interval(np.array([0.01, 0.05, 0.1]), True, best=0.0, mode="min")[0] == 0.0
     assert centre_interval(np.array([0.7]), every_seed_healthy=True) is None
 
 
