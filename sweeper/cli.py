@@ -94,8 +94,17 @@ def _specs(path: Path, seeds: int | None = None) -> list[SweepSpec]:
 
 @app.command()
 def validate(spec: SpecPath) -> None:
-    """Check a spec without running anything: exit 0 if valid, 2 with a one-line error if not."""
+    """Check a spec without running anything: exit 0 if valid, 2 with a one-line error if not. A Keras
+    program's data and model are called once, as written and with each grid point's model knobs."""
+    from sweeper.workload import load
+
     for sweep in _specs(spec):
+        workload = load(sweep.workload)
+        base = sweep.base_overrides(workload)
+        try:
+            workload.check_remedies({**base, **point.knobs} for point in sweep.points)
+        except SweeperError as exc:
+            _fail(f"{sweep.path}: {sweep.name}: {exc}")
         console.print(f"ok: {sweep.name}: workload {sweep.workload}, {sweep.describe_seeds()}")
 
 
@@ -114,6 +123,8 @@ def list_workloads(
     for name in [only] if only else available():
         try:
             workload = load(name)
+            if only:  # one workload asked for: a Keras file's data and model are checked as written
+                workload.check_remedies([{}])
         except SweeperError as exc:
             _fail(str(exc))
         table = Table(title=f"{name}  (metric: {workload.metric}, {workload.mode})", title_justify="left")

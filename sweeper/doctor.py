@@ -248,11 +248,13 @@ def calibration_seeds(count: int) -> tuple[int, ...]:
 def examine(workload_ref: str, seeds: int = len(DOCTOR_SEEDS), smoke: bool = False) -> Examination:
     """Load the workload (a file path or a name), run it as written on `seeds` calibration seeds (with its SMOKE
     sizes if `smoke`), each stopped as soon as it diverges, and diagnose each trial. SweeperError if the
-    workload does not load; a trial that raises is diagnosed `error`."""
+    workload does not load or its program cannot train as written (`Workload.check_remedies`: a Keras file's
+    data with NaN, a model that is not one); a trial that raises is diagnosed `error`."""
     if seeds < 1:
         raise SweeperError(f"seeds: {seeds}; the doctor needs at least one calibration seed")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before the workload imports TensorFlow
     loaded = load(workload_ref)
+    loaded.check_remedies([{}])  # the program as written checked before any trial (a Keras file's data and model)
     limits = loaded.thresholds
     rows = []
     for seed in calibration_seeds(seeds):

@@ -25,14 +25,16 @@ validation predictions reach shuffled against the targets, which a trial must pa
 When the `loss` knob replaces the loss and METRIC is `val_loss`, METRIC is still the loss as written
 (compiled as an extra metric), so trials with different training losses stay comparable.
 
-TensorFlow is imported inside the functions: loading and checking a spec stays light, except
-`check_remedies`, which builds the model once per distinct set of model knobs to refuse, before Ray
-starts, a remedy the model cannot take.
+TensorFlow is imported inside the functions: loading a spec stays light, except `check_remedies`, which
+calls `data` and `model` once as written (`check_program`: four finite numpy arrays, a Keras Model, a METRIC
+that COMPILE produces) and builds the model once per distinct set of model knobs, to refuse, before Ray
+starts, a program that cannot train or a remedy the model cannot take.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import os
 import typing
@@ -112,13 +114,14 @@ class Remedies:
 
 
 # --- adapting a module ---
+KERAS_PARTS = ("METRIC", "MODE", "COMPILE", "FIT", "data", "model")
+"""What a Keras program defines (see the module's docstring)."""
+
+
 def is_keras_file(module: ModuleType) -> bool:
-    """Whether a workload module follows the Keras contract (it defines `model` and `data`, not `train`)."""
-    return (
-        callable(getattr(module, "model", None))
-        and callable(getattr(module, "data", None))
-        and not hasattr(module, "train")
-    )
+    """Whether a workload module is meant as a Keras program: no `train` of its own, and `model`, `data`,
+    COMPILE or FIT (so one that misnames a part is told the Keras contract, not the built-in one)."""
+    return not hasattr(module, "train") and any(hasattr(module, part) for part in ("model", "data", "COMPILE", "FIT"))
 
 
 def adapt(module: ModuleType) -> ModuleType:
@@ -130,9 +133,21 @@ def adapt(module: ModuleType) -> ModuleType:
     def broken(what: str) -> SweeperError:
         return SweeperError(f"Keras workload {where}: {what}")
 
-    for attribute in ("METRIC", "MODE", "COMPILE", "FIT"):
+    for attribute in KERAS_PARTS:
         if not hasattr(module, attribute):
-            raise broken(f"it does not define {attribute} (see `sweeper.keras_model` for the contract)")
+            raise broken(
+                f"it does not define {attribute}; a Keras program defines {', '.join(KERAS_PARTS)} "
+                "(`data(seed)` and `model(seed)` as functions; see `sweeper.keras_model`)"
+            )
+    for function in ("data", "model"):
+        if not callable(getattr(module, function)):
+            raise broken(f"{function} is not a function; define `def {function}(seed):`")
+        parameters = inspect.signature(getattr(module, function)).parameters
+        if len(parameters) != 1:
+            raise broken(
+                f"{function}() takes {len(parameters)} arguments; it takes one: `def {function}(seed):` "
+                "(or `def {function}(config):` with a Config)"
+            )
     if not (isinstance(module.METRIC, str) and module.METRIC.startswith("val_")):
         raise broken(f"METRIC is {module.METRIC!r}; it is a validation key of the Keras History, such as 'val_loss'")
     compile_, fit = dict(module.COMPILE), dict(module.FIT)
@@ -215,11 +230,13 @@ class _Program:
         return rebuild(self.module.model(self._argument(config)), config, self.where)
 
     def check_remedies(self, knob_sets: Iterable[dict[str, Any]], config_of: Callable[[dict], Any]) -> None:
-        """Build the model once per distinct setting of MODEL_KNOBS among the given knob sets; a remedy the
-        model cannot take raises SweeperError naming the layer and the knob."""
+        """The program checked once as written (`check_program`), then the model built once per distinct
+        setting of MODEL_KNOBS among the given knob sets; a remedy the model cannot take raises SweeperError
+        naming the layer and the knob."""
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # in the driver: TensorFlow's start-up chatter is noise
         import tensorflow as tf
 
+        self.check_program(config_of({}))
         seen = set()
         for knobs in knob_sets:
             config = config_of(knobs)
@@ -235,6 +252,61 @@ class _Program:
             raise SweeperError(
                 f"Keras workload {self.where}: COMPILE['loss'] is {self.compile['loss']!r}, not a Keras loss"
             ) from None
+
+    def check_program(self, config: Any) -> None:
+        """Call `data` and `model` once, as written, on this machine's CPU, and refuse what no trial could
+        use, on one line naming the function and the fix: data that are not four numpy arrays of numbers
+        (no `tf.data` datasets, no lists), of matching lengths and feature shapes, all finite (NaN in the data
+        is a data bug, never a training verdict); a model that raises or is not a Keras Model; a METRIC that
+        COMPILE's metrics do not produce."""
+        import numpy as np
+        import tensorflow as tf
+
+        def broken(what: str) -> SweeperError:
+            return SweeperError(f"Keras workload {self.where}: {what}")
+
+        def called(function: str) -> Any:
+            try:
+                return getattr(self.module, function)(self._argument(config))
+            except Exception as exc:  # noqa: BLE001 - whatever the user's code raises, one line names it
+                first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+                raise broken(f"{function}() raised {type(exc).__name__}: {first}") from None
+
+        parts = called("data")
+        names = ("x_train", "y_train", "x_val", "y_val")
+        if not isinstance(parts, tuple | list) or len(parts) != 4:
+            count = f" of {len(parts)} values" if isinstance(parts, tuple | list) else ""
+            raise broken(f"data() returned a {type(parts).__name__}{count}; it returns {', '.join(names)}")
+        for name, part in zip(names, parts, strict=True):
+            if not isinstance(part, np.ndarray):
+                raise broken(f"data()'s {name} is a {type(part).__name__}; return numpy arrays (np.asarray)")
+            if not (np.issubdtype(part.dtype, np.number) or part.dtype == bool) or part.ndim == 0 or not len(part):
+                raise broken(
+                    f"data()'s {name} is a {part.dtype} array of shape {part.shape}; give numbers, one row a sample"
+                )
+            bad = int(part.size - np.count_nonzero(np.isfinite(part)))
+            if bad:
+                raise broken(
+                    f"data()'s {name} holds {bad} NaN or infinite values: a data bug, which no remedy can train "
+                    "through; clean or impute them in data()"
+                )
+        x_train, y_train, x_val, y_val = parts
+        for (a, b), (name_a, name_b) in (((x_train, y_train), names[:2]), ((x_val, y_val), names[2:])):
+            if len(a) != len(b):
+                raise broken(f"data()'s {name_a} has {len(a)} rows and {name_b} {len(b)}; they pair row by row")
+        for a, b, what in ((x_train, x_val, "inputs"), (y_train, y_val, "targets")):
+            if a.shape[1:] != b.shape[1:]:
+                raise broken(
+                    f"data()'s training and validation {what} differ in shape: {a.shape[1:]} and {b.shape[1:]}"
+                )
+        net = called("model")
+        if not isinstance(net, tf.keras.Model):
+            raise broken(f"model() returned {type(net).__name__}; it returns a keras Model (uncompiled, as written)")
+        tf.keras.backend.clear_session()
+        produced = ["loss", *map(_metric_name, self.compile.get("metrics", []))]
+        if self.module.METRIC[len("val_") :] not in produced:
+            valid = ", ".join(f"val_{name}" for name in produced)
+            raise broken(f"METRIC is {self.module.METRIC!r}, which COMPILE's metrics do not produce; valid: {valid}")
 
     def train(self, config: Any, report: Callable[[dict], None]) -> None:
         import numpy as np
@@ -312,6 +384,13 @@ class _Program:
             callbacks=[Reporter()],
             **fit_extras,
         )
+
+
+def _metric_name(metric: Any) -> str:
+    """The key Keras logs a compiled metric under: its string, or its object's or function's name."""
+    if isinstance(metric, str):
+        return metric
+    return str(getattr(metric, "name", None) or getattr(metric, "__name__", metric))
 
 
 # --- optimizer, inputs ---

@@ -65,6 +65,94 @@ def test_a_program_that_breaks_the_contract_gets_one_line_naming_file_and_key(tm
     assert fragment in refusal(program(tmp_path, change))
 
 
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        (
+            ("return x[:150], y[:150], x[150:], y[150:]", "return x[:150].tolist(), y[:150], x[150:], y[150:]"),
+            "data()'s x_train is a list; return numpy arrays",
+        ),
+        (
+            ("return x[:150], y[:150], x[150:], y[150:]", "return x[:150], y[:140], x[150:], y[150:]"),
+            "data()'s x_train has 150 rows and y_train 140",
+        ),
+        (
+            ("return x[:150], y[:150], x[150:], y[150:]", "return x[:150], y[:150], x[150:]"),
+            "data() returned a tuple of 3 values; it returns x_train, y_train, x_val, y_val",
+        ),
+        (
+            ("    return x[:150]", "    x[3, 1] = np.nan\n    return x[:150]"),
+            "data()'s x_train holds 1 NaN or infinite values: a data bug",
+        ),
+        (
+            ("return x[:150], y[:150], x[150:], y[150:]", "return x[:150], y[:150], x[150:, :2], y[150:]"),
+            "data()'s training and validation inputs differ in shape: (3,) and (2,)",
+        ),
+        (("def data(config):", "def data():"), "data() takes 0 arguments; it takes one: `def data(seed):`"),
+        (("def data(config):", "def load_data(config):"), "it does not define data; a Keras program defines"),
+        (
+            ('"metrics": ["accuracy"]', '"metrics": ["mae"]'),
+            "METRIC is 'val_accuracy', which COMPILE's metrics do not produce; valid: val_loss, val_mae",
+        ),
+        (
+            ("    if not config.functional:", "    return None\n    if not config.functional:"),
+            "model() returned NoneType; it returns a keras Model",
+        ),
+        (
+            ("    if not config.functional:", "    return [tf.keras.layers.Dense(1)]\n    if not config.functional:"),
+            "model() returned list; it returns a keras Model",
+        ),
+        (
+            ('activation="relu", input_shape', 'activation="relu", kernel_initializer="he_normall", input_shape'),
+            "model() raised ValueError: ",
+        ),
+    ],
+    ids=[
+        "list",
+        "lengths",
+        "three values",
+        "NaN",
+        "shapes",
+        "no argument",
+        "load_data",
+        "metric",
+        "None",
+        "a list model",
+        "mistyped initializer",
+    ],
+)
+def test_a_program_that_cannot_train_as_written_is_refused_before_any_trial(tmp_path, change, fragment):
+    """`data` and `model` are called once on the driver: each mistake is one line naming the function."""
+    try:
+        workload = load(str(program(tmp_path, change)))
+    except SweeperError as exc:  # the contract of the file itself
+        message = str(exc)
+    else:
+        with pytest.raises(SweeperError) as raised:
+            workload.check_remedies([{}])
+        message = str(raised.value)
+    assert fragment in message and "\n" not in message, message
+
+
+def test_validate_and_doctor_refuse_nan_data_with_exit_2_and_write_nothing(tmp_path):
+    from typer.testing import CliRunner
+
+    from sweeper.cli import app
+
+    program(tmp_path, ("    return x[:150]", "    y[0] = np.inf\n    return x[:150]"))
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("name: s\nworkload: ./prog.py\nseeds: 2\ndesign: fixed\ngrid:\n  learning_rate: [0.01, 0.001]\n")
+    for args in (
+        ["validate", str(spec)],
+        ["doctor", str(tmp_path / "prog.py"), "--spec-out", str(tmp_path / "d.yaml")],
+    ):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 2 and "data()'s y_train holds 1 NaN or infinite values" in result.output, (
+            result.output
+        )
+    assert not (tmp_path / "d.yaml").exists()
+
+
 # --- remedies, applied by rebuilding the model ---
 def built(tmp_path, *changes, **knobs):
     workload = load(str(program(tmp_path, *changes)))
