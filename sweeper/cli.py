@@ -14,12 +14,13 @@ import subprocess
 import sys
 import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.table import Table
 from typer import rich_utils
+from typer.core import TyperGroup, TyperOption
 
 from sweeper import stores
 from sweeper.doctor import DOCTOR_SEEDS
@@ -30,10 +31,32 @@ if TYPE_CHECKING:
     from sweeper.results import Ranking
     from sweeper.sweep import SweepOutcome
 
+WORKFLOW_ORDER = ("doctor", "validate", "run", "resume", "report", "compare", "ui", "list", "sync", "server")
+"""`--help` lists the commands in the order of the work: examine, check, run, read; then the tools."""
+
+
+class _InWorkflowOrder(TyperGroup):
+    def list_commands(self, ctx: Any) -> list[str]:
+        known = super().list_commands(ctx)
+        return [name for name in WORKFLOW_ORDER if name in known] + [n for n in known if n not in WORKFLOW_ORDER]
+
+
+_type_of = TyperOption.display_type_rich
+
+
+def _no_type_for_flags(option: TyperOption, ctx: Any) -> str | None:
+    """typer 0.29 under click 8.5 shows every flag as `--debug <bool>`, which reads as taking a value."""
+    return None if option.is_flag else _type_of(option, ctx)
+
+
+TyperOption.display_type_rich = _no_type_for_flags  # type: ignore[method-assign, assignment]
+
 app = typer.Typer(
+    cls=_InWorkflowOrder,
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
     help="Settle, with evidence, which remedy fixes a failing training run.",
 )
 OFF_TERMINAL_WIDTH = 160
@@ -93,12 +116,23 @@ def _specs(path: Path, seeds: int | None = None) -> list[SweepSpec]:
 
 
 @app.command()
-def validate(spec: SpecPath) -> None:
-    """Check a spec without running anything: exit 0 if valid, 2 with a one-line error if not. A Keras
-    program's data and model are called once, as written and with each grid point's model knobs."""
+def validate(
+    specs: Annotated[
+        list[Path], typer.Argument(help="Sweep spec YAML files (each one sweep, or several separated by ---).")
+    ],
+) -> None:
+    """Check specs without running anything: exit 0 if all are valid, 2 with a one-line error at the first that
+    is not. A Keras program's data and model are called once, as written and with each grid point's model knobs."""
     from sweeper.workload import load
 
-    for sweep in _specs(spec):
+    for program in (path for path in specs if path.suffix == ".py"):  # a workload file: its contract alone
+        try:
+            workload = load(str(program))
+            workload.check_remedies([{}])
+        except SweeperError as exc:
+            _fail(str(exc))
+        console.print(f"ok: {program}: workload {workload.name}, metric {workload.metric} ({workload.mode})")
+    for sweep in (sweep for spec in specs if spec.suffix != ".py" for sweep in _specs(spec)):
         workload = load(sweep.workload)
         base = sweep.base_overrides(workload)
         try:

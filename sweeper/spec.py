@@ -360,6 +360,13 @@ def _parse(path: Path, doc: Any, index: int | None) -> SweepSpec:
         raise fail("claims", f"expected a list of claims, got {claims_doc!r}")
     defaults = baseline_values(workload, grid, baseline)
     points = grid_points(workload, grid, baseline, vary)
+    if len(points) < 2:
+        swept = "has no knob" if not grid else "holds only the baseline's values"
+        raise fail(
+            "grid",
+            f"{swept}: there is nothing to compare with the baseline; list at least one other value, e.g. "
+            f"`grid: {{{next(iter(grid), 'KNOB')}: [...]}}` (`sweeper list {workload_ref}` shows the knobs)",
+        )
     claims = [_claim(workload, grid, defaults, points, f"claims[{i}]", item, fail) for i, item in enumerate(claims_doc)]
 
     spec = SweepSpec(

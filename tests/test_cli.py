@@ -5,7 +5,7 @@ import signal
 import subprocess
 import textwrap
 
-from conftest import SWEEPER, clean_env, run_python, run_sweeper, start_sweeper, wait_for
+from conftest import ROOT, SWEEPER, clean_env, run_python, run_sweeper, start_sweeper, wait_for
 
 
 def no_traceback(result: subprocess.CompletedProcess) -> bool:
@@ -194,3 +194,20 @@ def test_version_and_help_off_a_terminal(tmp_path):
     assert "…" not in helped.stdout and "MLFLOW_TRACKING_URI" in helped.stdout
     for option in ("--max-concurrent", "--no-early-stop", "--tracking-uri"):
         assert option in helped.stdout, option
+
+
+def test_the_conventions_of_common_tools(tmp_path):
+    """-h as --help; flags shown without a value placeholder; the commands in the order of the work;
+    `validate` takes several files, a Keras workload file among them."""
+    short = run_sweeper("-h", cwd=tmp_path)
+    assert short.returncode == 0 and "Usage" in short.stdout
+    assert "<bool>" not in short.stdout and "<bool>" not in run_sweeper("run", "-h", cwd=tmp_path).stdout
+    listed = [line.split()[1] for line in short.stdout.splitlines() if line.startswith("│ ") and len(line.split()) > 2]
+    commands = [name for name in listed if name in ("doctor", "validate", "run", "report", "list", "server")]
+    assert commands == ["doctor", "validate", "run", "report", "list", "server"], listed
+    specs = [str(ROOT / "configs" / name) for name in ("smoke.yaml", "listmle.yaml")]
+    program = str(ROOT / "examples" / "keras" / "sigmoid_regression.py")
+    checked = run_sweeper("validate", *specs, program, cwd=tmp_path)
+    assert checked.returncode == 0, checked.stderr
+    assert "ok: smoke-listmle" in checked.stdout and "ok: listmle-remedies" in checked.stdout
+    assert f"ok: {program}: workload sigmoid_regression" in checked.stdout

@@ -14,10 +14,9 @@ from conftest import SWEEPER, TEST_WORKLOADS, clean_env, free_port, ray_answer, 
 SPEC = f"""
 name: gpu-shares
 workload: {TEST_WORKLOADS / "gpu_probe.py"}
-seeds: 8
+seeds: 4
 design: fixed
-grid: {{}}
-fixed: {{hold_seconds: 6}}  # long enough that four workers, however slow to start, overlap
+grid: {{hold_seconds: [6.0, 6.5]}}  # long enough that four workers, however slow to start, overlap
 resources: {{cpu: 0.5, gpu: 0.25}}
 """
 

@@ -26,6 +26,13 @@ grid:
 """
 
 BAD = {
+    "an empty grid": ("workload: listmle\ngrid: {}\n", ["grid:", "has no knob: there is nothing to compare"]),
+    "a grid key with nothing after it": ("workload: listmle\ngrid:\n", ["grid:", "nothing to compare"]),
+    "no grid": ("workload: listmle\n", ["grid:", "nothing to compare", "sweeper list listmle"]),
+    "a grid of the defaults alone": (
+        "workload: listmle\ngrid: {list_shape: [flattened]}\n",
+        ["grid:", "holds only the baseline's values", "list_shape"],
+    ),
     "unknown knob": (
         "workload: listmle\ngrid: {hidden_activaton: [relu]}\n",
         ["grid.hidden_activaton", "unknown knob", "did you mean 'hidden_activation'", "valid: "],
@@ -238,7 +245,11 @@ def test_a_claim_source_keeps_the_quote_with_its_whitespace_folded(tmp_path):
 
 
 def test_several_documents_are_several_sweeps(tmp_path):
-    specs = load_specs(write(tmp_path, GOOD + "---\nname: u\nworkload: listmle\nsmoke: true\n"))
+    specs = load_specs(
+        write(
+            tmp_path, GOOD + "---\nname: u\nworkload: listmle\nsmoke: true\ngrid: {list_shape: [flattened, grouped]}\n"
+        )
+    )
     assert [s.name for s in specs] == ["t", "u"] and specs[1].smoke
 
 
@@ -284,7 +295,9 @@ def test_run_refuses_bad_seeds_from_the_command_line(tmp_path):
 
 def test_run_refuses_resources_the_cluster_lacks(tmp_path):
     """Checked against the real (local) Ray cluster before anything is written; Tune would wait forever."""
-    spec = write(tmp_path, "workload: listmle\nsmoke: true\nresources: {cpu: 1, gpu: 1000}\n")
+    spec = write(
+        tmp_path, "workload: listmle\nsmoke: true\nresources: {cpu: 1, gpu: 1000}\ngrid: {list_shape: [grouped]}\n"
+    )
     work = tmp_path / "work"
     work.mkdir()
     result = subprocess.run(
@@ -356,7 +369,7 @@ def test_a_workload_given_by_file_is_stored_by_its_absolute_path(tmp_path):
     path = tmp_path / "specs" / "spec.yaml"
     path.write_text(
         "workload: ../models/tiny.py\ngrid: {lr: [0.1, 0.5]}\n---\nworkload: ../models/tiny.py\n"
-        "name: other\nfixed: {steps: 100}\n"
+        "name: other\nfixed: {steps: 100}\ngrid: {lr: [0.5]}\n"
     )
     first, second = load_specs(path)
     absolute = str((tmp_path / "models" / "tiny.py").resolve())
