@@ -66,6 +66,7 @@ def outcomes_of(records: Sequence[TrialRecord], metric: str) -> list[ranking.Tri
                 final_loss=r.finite_final("loss"),
                 chance=r.finite_final("chance"),
                 oracle=r.finite_final("oracle"),
+                reason=r.reason,
                 knobs=r.point.knobs,
             )
             for r in records
@@ -264,9 +265,23 @@ def summarize_point(
             values, healthy == len(group), ranking.finite_median([o.oracle for o in group]), mode
         ),
         median_loss=ranking.finite_median([o.final_loss for o in group]),
+        error=_commonest_error(group),
         verdict=decision.verdict if decision is not None else "baseline" if is_baseline else "no_evidence",
         test=None if decision is None else point_test(decision, shift),
     )
+
+
+ERROR_SHOWN = 160
+"""Characters of an error message the answer and the ranking show (trials.csv keeps it whole)."""
+
+
+def _commonest_error(group: Sequence[ranking.TrialOutcome]) -> str | None:
+    """The message its errored trials raised most often, cut to ERROR_SHOWN; None where none raised."""
+    messages = [o.reason.strip().splitlines()[-1] for o in group if o.verdict == "error" and o.reason.strip()]
+    if not messages:
+        return None
+    message = max(set(messages), key=messages.count)
+    return message if len(message) <= ERROR_SHOWN else message[: ERROR_SHOWN - 1] + "…"
 
 
 def point_test(decision: evidence.Decision, shift: evidence.Shift | None) -> PointTest:

@@ -62,8 +62,9 @@ class SweepProgress:
         self._refresh()
 
     def trial_finished(
-        self, key: str, label: str, verdict: str, final_metric: float | None, metric: str, mode: str
+        self, key: str, label: str, verdict: str, final_metric: float | None, metric: str, mode: str, error: str = ""
     ) -> None:
+        """A trial ended; `error`: for a trial that raised, the exception's last line (always printed)."""
         self.running.discard(key)
         self.done += 1
         self.verdicts[verdict] += 1
@@ -76,9 +77,10 @@ class SweepProgress:
                 self.best = (final_metric, label)
         self._progress.advance(self._task)
         self._refresh()
-        if not self.console.is_terminal:  # no live bar in a log or a pipe: one line per finished trial
+        if not self.console.is_terminal or error:  # no live bar in a log or a pipe: one line per finished trial
             shown = "–" if final_metric is None else f"{final_metric:.4g}"
-            line = f"[{self.done}/{self.total}] {key}: {verdict}, {metric} {shown}"
+            raised = f" ({error})" if error else ""
+            line = f"[{self.done}/{self.total}] {key}: {verdict}, {metric} {shown}{raised}"
             self.console.print(line, markup=False, highlight=False, soft_wrap=True)
 
     def status_line(self) -> str:

@@ -62,6 +62,8 @@ class TrialOutcome:
     knobs: dict[str, Any] = field(default_factory=dict)
     oracle: float | None = None
     """The metric's best reachable value, where the workload reports one (`oracle`)."""
+    reason: str = ""
+    """Why the diagnosis gave its verdict (for an `error`, the exception's last line)."""
 
     @property
     def healthy(self) -> bool:

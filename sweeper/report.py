@@ -119,6 +119,15 @@ def answer_section(ranking: Ranking) -> Section:
             + (f"; the closest, {_evidence(closest[1], metric, baseline)}." if closest is not None else ".")
         )
     unclear = by_verdict.get("no_evidence", []) + by_verdict.get("pending", [])
+    crashed = [p for p in unclear if p.seeds and all(verdict == "error" for verdict in p.verdicts)]
+    unclear = [p for p in unclear if p not in crashed]
+    if crashed:
+        lines.append(
+            "Could not run: "
+            + "; ".join(f"{p.label} (every trial raised {p.error})" for p in crashed[:ANSWER_NAMES])
+            + (f"; and {len(crashed) - ANSWER_NAMES} more" if len(crashed) > ANSWER_NAMES else "")
+            + "."
+        )
     if unclear:
         lines.append(f"Not shown to change it: {_named(unclear)}.")
     harmful = by_verdict.get("harmful", [])
@@ -179,8 +188,15 @@ def _fresh_seeds(point: PointSummary, used: int, baseline: PointSummary | None, 
 
 
 def _named(points: list[PointSummary]) -> str:
-    named = ", ".join(f"{p.label} ({p.healthy}/{len(p.seeds)} healthy)" for p in points[:ANSWER_NAMES])
+    named = ", ".join(f"{p.label} ({_healthy_and_errors(p)})" for p in points[:ANSWER_NAMES])
     return named + (f", and {len(points) - ANSWER_NAMES} more" if len(points) > ANSWER_NAMES else "")
+
+
+def _healthy_and_errors(point: PointSummary) -> str:
+    """ "3/5 healthy", and where trials raised, how many and the commonest message."""
+    errors = sum(verdict == "error" for verdict in point.verdicts)
+    raised = f"; {errors} raised {point.error}" if errors else ""
+    return f"{point.healthy}/{len(point.seeds)} healthy{raised}"
 
 
 def _claims_line(claims: Sequence[ClaimResult]) -> str:
@@ -319,6 +335,8 @@ def ranking_section(ranking: Ranking) -> Section:
 
 def _verdict_cell(point: PointSummary) -> str:
     """The point's verdict, with the look it was dropped at."""
+    if point.seeds and all(verdict == "error" for verdict in point.verdicts):
+        return f"{point.verdict} (could not run: every trial raised)"
     if point.test is not None and point.test.status == "dropped":
         return f"{point.verdict} (not shown at {point.test.dropped_at} seeds: dropped)"
     return point.verdict

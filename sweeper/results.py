@@ -132,6 +132,8 @@ class PointSummary:
     score_centre_ci: tuple[float, float] | None
     """95%, where every seed is healthy (`ranking.centre_interval`)."""
     median_loss: float | None
+    error: str | None
+    """The message its errored trials raised most often (`analysis.ERROR_SHOWN` characters at most)."""
     verdict: str
     """baseline | fixes | harmful | no_evidence | pending"""
     test: PointTest | None = None
@@ -170,6 +172,7 @@ class PointSummary:
             score_centre_kind=data["score_centre_kind"],
             score_centre_ci=_pair(data.get("score_centre_ci")),  # absent from files written before it existed
             median_loss=data["median_loss"],
+            error=data.get("error"),  # absent from files written before it existed
             verdict=data["verdict"],
             test=PointTest.from_json(data) if "status" in data else None,
         )

@@ -245,7 +245,12 @@ class _SweepCallback(tune.Callback):
         mirror.trial_ended(record, workload.metric)
         if display is not None:
             shown, final = self._shown(sweep_id, record.key), record.final(workload.metric)
-            display.trial_finished(shown, record.point.label, record.verdict, final, workload.metric, workload.mode)
+            raised = (
+                record.reason.strip().splitlines()[-1] if record.verdict == "error" and record.reason.strip() else ""
+            )
+            display.trial_finished(
+                shown, record.point.label, record.verdict, final, workload.metric, workload.mode, error=raised
+            )
         if _ROUNDS is not None:
             _ROUNDS.trial_done(sweep_id, record.key)
 

@@ -325,6 +325,7 @@ def _point_entry(
         score_centre_kind="mean",
         score_centre_ci=None,
         median_loss=None,
+        error=None,
         verdict=verdict,
         test=test,
     )

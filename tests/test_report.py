@@ -31,6 +31,7 @@ def _point(label: str, verdict: str, healthy: int, seeds: int = 5, **tests) -> P
         score_centre_kind="mean",
         score_centre_ci=None,
         median_loss=None,
+        error=None,
         verdict=verdict,
         test=dataclasses.replace(UNTESTED, status="final", **tests) if tests else None,
     )
@@ -138,3 +139,19 @@ def test_the_answer_says_which_seeds_decided_and_which_confirmed():
     document = _document([fix, _point("baseline", "baseline", 0, seeds=10)])
     line = answer_section(document).paragraphs[1]
     assert "5 seeds against 5; not confirmed on fresh seeds 5-7 against the baseline's 5-9)" in line
+
+
+def test_trials_that_raised_show_their_error_and_a_point_that_never_ran_could_not_run():
+    raised = "ValueError: Invalid reduction dimension 1 for input with 1 dimensions."
+    crashed = dataclasses.replace(_point("list_shape=vector", "no_evidence", 0), verdicts=("error",) * 5, error=raised)
+    partly = dataclasses.replace(
+        _point("activation=tanh", "no_evidence", 2),
+        verdicts=("healthy", "healthy", "error", "stuck_zero", "stuck_zero"),
+        error="InvalidArgumentError: NaN in summary histogram",
+    )
+    lines = answer_section(_document([_point("baseline", "baseline", 0), crashed, partly])).paragraphs
+    assert f"Could not run: list_shape=vector (every trial raised {raised})." in lines
+    assert "Not shown to change it: activation=tanh (2/5 healthy; 1 raised InvalidArgumentError: NaN in" in "".join(
+        lines
+    )
+    assert not any("Not shown to change it" in line and "vector" in line for line in lines)
