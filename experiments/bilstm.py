@@ -150,6 +150,8 @@ CHANCE = 0.0
 # is imported, with the defaults' sequence lengths and feature scales so the
 # failure looks the same, only shorter.
 SMOKE = {"epochs": 3, "dataset_size": 500, "n_val": 200}
+LIMITS = [("min_len <= max_len", lambda config: config.min_len <= config.max_len)]
+"""Limits across knobs, checked for every grid point before any trial runs (`sweeper.workload`)."""
 
 # Feature scales of the three channels: a unit sensor, an amount around 1000
 # (std 300) and a rate around 0.01 (std 0.01), as raw tabular sensors come.

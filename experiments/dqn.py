@@ -171,6 +171,17 @@ CHANCE = "reported"
 # A tenth of the default budget with the defaults' network, batch and update ratio, so every failure mode
 # looks the same, only shorter; a few seconds on one CPU core once TensorFlow is imported.
 SMOKE = {"total_steps": 4_000, "learning_starts": 500, "report_every": 1_000, "eval_episodes": 3}
+LIMITS = [
+    (
+        "learning_starts + train_every <= report_every (the first report needs a training call)",
+        lambda config: config.learning_starts + config.train_every <= config.report_every,
+    ),
+    (
+        "a reward_shape runs on its own env (SHAPE_ENVS)",
+        lambda config: SHAPE_ENVS.get(config.reward_shape, config.env) == config.env,
+    ),
+]
+"""Limits across knobs, checked for every grid point before any trial runs (`sweeper.workload`)."""
 
 # The `chance` and `oracle` levels of the true episodic return. CartPole-v1 pays +1 per step up to its
 # 500-step limit, so 500 is the true ceiling. MountainCar-v0 has no closed-form ceiling (the best return
@@ -471,13 +482,9 @@ def train(config: Config, report: Callable[[dict], None]) -> None:
     tf.keras.backend.clear_session()
     tf.keras.utils.set_random_seed(config.seed)
 
-    shape_env = SHAPE_ENVS.get(config.reward_shape, config.env)
-    if shape_env != config.env:
-        raise ValueError(f"reward_shape={config.reward_shape} is defined on {shape_env} only, not on {config.env}")
-    if config.learning_starts + config.train_every > config.report_every:
-        raise ValueError(
-            "learning_starts + train_every must not exceed report_every: the first report needs a training call"
-        )
+    for text, holds in LIMITS:  # a sweep checks them before any trial; a direct call is told here
+        if not holds(config):
+            raise ValueError(f"Config breaks the limit {text}")
 
     envs = [gym.make(config.env) for _ in range(config.n_envs)]
     obs = np.stack([env.reset(seed=config.seed * 1000 + i)[0] for i, env in enumerate(envs)])

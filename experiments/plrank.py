@@ -163,6 +163,11 @@ CHANCE = "reported"
 # denser reports on the same data. The baseline's runaway starts within a few
 # hundred updates, so it still fails (and is stopped early) at this size.
 SMOKE = {"steps": 400, "eval_every": 25}
+LIMITS = [
+    ("cutoff <= min_docs", lambda config: config.cutoff <= config.min_docs),
+    ("min_docs <= max_docs", lambda config: config.min_docs <= config.max_docs),
+]
+"""Limits across knobs, checked for every grid point before any trial runs (`sweeper.workload`)."""
 
 # Grades 0..4 cut at these quantiles of the noisy relevance: about half the
 # documents irrelevant, few perfect, as in the web-search datasets the paper uses.

@@ -396,6 +396,12 @@ def _parse(path: Path, doc: Any, index: int | None) -> SweepSpec:
             f"{seeds} is too few for the adaptive design's first look: no point could ever go on; start at more "
             "seeds, or use design: fixed",
         )
+    base = spec.base_overrides(workload)
+    for point in points:  # limits across knobs (the workload's LIMITS), which no knob's own range can say
+        broken = workload.broken_limit(workload.make_config({**base, **point.knobs}))
+        if broken is not None:
+            key = "fixed" if point.is_baseline else "grid"
+            raise fail(key, f"the grid point {point.label} breaks the workload's limit {broken}")
     return spec
 
 

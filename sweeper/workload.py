@@ -25,6 +25,9 @@ A workload is one module (see DESIGN.md) exporting:
   All values are plain numbers.
   `Workload.train`, which every caller uses, adds a numeric CHANCE as `chance` to a report without one.
 - optionally `THRESHOLDS`: overrides of `sweeper.health.Thresholds` where the defaults do not fit.
+- optionally `LIMITS`: `[("cutoff <= min_docs", lambda config: config.cutoff <= config.min_docs), ...]`,
+  limits across knobs that no single knob's range can say; every grid point of a spec is checked against
+  them before any trial runs, and one that breaks a limit is refused naming the knobs and their values.
 - optionally `FIXED_OUTCOMES`: `[({knob: value, ...}, "why"), ...]`, the settings whose outcome is fixed by
   construction whatever the other knobs (one-item lists make ListMLE exactly 0; a rank-1 input raises). A
   claim compared only on twins that both lie in such a setting cannot differ there: it is `not testable
@@ -144,6 +147,16 @@ class Workload:
 
     def make_config(self, overrides: dict[str, Any]) -> Any:
         return self.module.Config(**overrides)
+
+    def broken_limit(self, config: Any) -> str | None:
+        """The first of the workload's LIMITS that `config` breaks, with the values of the knobs it names
+        ("cutoff <= min_docs (cutoff=10, min_docs=5)"); None where it keeps them all."""
+        for text, holds in getattr(self.module, "LIMITS", []):
+            if not holds(config):
+                named = [name for name in self.knobs if re.search(rf"\b{re.escape(name)}\b", text)]
+                values = ", ".join(f"{name}={getattr(config, name)!r}" for name in named)
+                return f"{text} ({values})" if values else text
+        return None
 
     def check_remedies(self, knob_sets: typing.Iterable[dict[str, Any]]) -> None:
         """Refuse, before any trial runs, knob settings the workload cannot apply (a Keras program's model
@@ -324,6 +337,9 @@ def _check_contract(name: str, module: ModuleType) -> dict[str, Knob]:
                 raise broken(f"SMOKE sets {key} = {value!r}; {key} expects {knob.kind.__name__}")
             if not knob.in_range(checked):
                 raise broken(f"SMOKE sets {key} = {value!r}, outside its range {knob.range}")
+    for index, entry in enumerate(getattr(module, "LIMITS", [])):
+        if not (isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[0], str) and callable(entry[1])):
+            raise broken(f"LIMITS[{index}] is {entry!r}, not ('what must hold', a function of the Config)")
     for index, entry in enumerate(getattr(module, "FIXED_OUTCOMES", [])):
         ok = isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[0], dict) and isinstance(entry[1], str)
         if not ok:

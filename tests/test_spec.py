@@ -26,6 +26,22 @@ grid:
 """
 
 BAD = {
+    "a limit across knobs (plrank)": (
+        "workload: plrank\ngrid: {cutoff: [5, 20]}\n",
+        ["grid:", "the grid point cutoff=20 breaks the workload's limit cutoff <= min_docs (cutoff=20, min_docs=10)"],
+    ),
+    "a limit across knobs (bilstm)": (
+        "workload: bilstm\ngrid: {max_len: [50, 4]}\n",
+        ["grid:", "max_len=4 breaks the workload's limit min_len <= max_len (min_len=5, max_len=4)"],
+    ),
+    "a limit across knobs (dqn)": (
+        "workload: dqn\ngrid: {train_every: [256, 5000]}\n",
+        ["grid:", "learning_starts + train_every <= report_every", "train_every=5000", "report_every=2500"],
+    ),
+    "a limit the baseline breaks": (
+        "workload: bilstm\nfixed: {min_len: 80}\ngrid: {max_len: [50, 100]}\n",
+        ["fixed:", "the grid point baseline breaks the workload's limit min_len <= max_len (min_len=80, max_len=50)"],
+    ),
     "an empty grid": ("workload: listmle\ngrid: {}\n", ["grid:", "has no knob: there is nothing to compare"]),
     "a grid key with nothing after it": ("workload: listmle\ngrid:\n", ["grid:", "nothing to compare"]),
     "no grid": ("workload: listmle\n", ["grid:", "nothing to compare", "sweeper list listmle"]),

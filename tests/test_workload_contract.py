@@ -33,6 +33,9 @@ def test_declarations(name):
     for key, value in workload.smoke.items():
         assert workload.knobs[key].check(value) is not None, f"{name}.SMOKE[{key!r}] = {value!r}"
     assert "seed" not in workload.smoke
+    # the defaults and the smoke sizes keep the workload's limits across knobs
+    assert workload.broken_limit(workload.make_config({})) is None
+    assert workload.broken_limit(workload.make_config(workload.smoke)) is None
 
 
 @pytest.mark.parametrize("name", WORKLOADS)
