@@ -53,7 +53,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
+from ruamel.yaml import YAML
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.events import AliasEvent
 
 from sweeper.errors import SweeperError, did_you_mean, one_of
 from sweeper.workload import Workload, is_workload_file, load
@@ -97,14 +99,19 @@ MAX_SEEDS = 300
 for calibrating workloads (no seed both tunes and judges)."""
 
 
-class _SpecLoader(yaml.SafeLoader):
-    """Safe YAML without aliases: a spec never needs them, and nested aliases can expand a few lines into
-    billions of values (the 'billion laughs')."""
-
-    def fetch_alias(self):
-        raise yaml.constructor.ConstructorError(
-            None, None, "anchors and aliases (*name) are not supported in a sweep spec", self.get_mark()
-        )
+def _yaml_documents(text: str) -> list[Any]:
+    """The spec file's documents, read as YAML 1.2 (ruamel.yaml, safe and pure-Python): `1e-3` is a float and
+    `off`, `no` are strings, as a reader of the file expects, where YAML 1.1 (PyYAML) reads `1e-3` as text
+    and `off` as False. Anchors and aliases are refused: a spec never needs them, and nested aliases can
+    expand a few lines into billions of values (the 'billion laughs'). Duplicate keys are refused too."""
+    reader = YAML(typ="safe", pure=True)
+    for event in reader.parse(text):
+        if isinstance(event, AliasEvent):
+            mark = event.start_mark
+            raise MarkedYAMLError(
+                problem="anchors and aliases (*name) are not supported in a sweep spec", problem_mark=mark
+            )
+    return [doc for doc in reader.load_all(text) if doc is not None]
 
 
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -234,8 +241,8 @@ def load_specs(path: str | Path) -> list[SweepSpec]:
     except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
         raise SweeperError(f"{path}: cannot read the spec file: {str(exc).splitlines()[0]}") from None
     try:
-        documents = [doc for doc in yaml.load_all(text, Loader=_SpecLoader) if doc is not None]
-    except yaml.YAMLError as exc:
+        documents = _yaml_documents(text)
+    except YAMLError as exc:
         where = ""
         mark = getattr(exc, "problem_mark", None)
         if mark is not None:

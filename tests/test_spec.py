@@ -26,6 +26,12 @@ grid:
 """
 
 BAD = {
+    "off, which YAML 1.2 reads as text": (
+        "workload: plrank\ngrid: {clip: [off, norm]}\n",
+        ["grid.clip[0]", "'off' is not a value of clip; did you mean 'none'?"],
+    ),
+    "an alias": ("workload: &w listmle\nname: *w\n", ["malformed YAML at line 2", "anchors and aliases"]),
+    "a key twice": ("workload: listmle\nworkload: plrank\n", ["malformed YAML", "duplicate key"]),
     "a limit across knobs (plrank)": (
         "workload: plrank\ngrid: {cutoff: [5, 20]}\n",
         ["grid:", "the grid point cutoff=20 breaks the workload's limit cutoff <= min_docs (cutoff=20, min_docs=10)"],
@@ -425,3 +431,9 @@ def test_a_missing_workload_file_is_one_line_naming_it_as_written(tmp_path):
     with pytest.raises(SweeperError) as raised:
         load_specs(path)
     assert str(raised.value) == f"{path}: workload: ./nope.py: no such workload file"
+
+
+def test_specs_read_as_yaml_1_2_where_1e_3_is_a_float_and_no_is_text(tmp_path):
+    """PyYAML's YAML 1.1 read `1e-3` as text (refused: expects float) and `no` as False (an invalid name)."""
+    (spec,) = load_specs(write(tmp_path, "name: no\nworkload: plrank\ngrid: {learning_rate: [1e-3, 1e-2]}\n"))
+    assert spec.name == "no" and spec.grid["learning_rate"] == [0.001, 0.01]
