@@ -231,6 +231,12 @@ def run(
         folders = plan_sweeps(specs, spec_file=spec, out_root=out, tracking_uri=uri, address=address, options=options)
     except (SweeperError, PermissionError) as exc:
         _fail(str(exc))
+    planned = "; ".join(f"{sweep.name}: {sweep.describe_seeds()}" for sweep in specs)
+    console.print(
+        f"plan: {len(specs)} sweep{'s' if len(specs) > 1 else ''} ({planned}); into {out}/; tracking: {uri}",
+        markup=False,
+        highlight=False,
+    )
     _run_all(folders, address=address, tracking_uri=uri, resume_from=out)
 
 

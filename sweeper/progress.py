@@ -14,6 +14,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.table import Column
 
 
 class SweepProgress:
@@ -28,14 +29,15 @@ class SweepProgress:
         self.metrics: set[str] = set()
         self.best: tuple[float, str] | None = None
         self.console = console or Console(stderr=True)
+        # A narrow terminal wraps the status between words and never cuts the title, one word.
         self._progress = Progress(
-            TextColumn("[bold]{task.description}"),
+            TextColumn("[bold]{task.description}", table_column=Column(no_wrap=True, min_width=len(title))),
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
             TextColumn("eta"),
             TimeRemainingColumn(),  # from the pace so far, over the trials planned so far
-            TextColumn("{task.fields[status]}"),
+            TextColumn("{task.fields[status]}", table_column=Column(no_wrap=False, overflow="fold")),
             console=self.console,
             transient=False,
         )

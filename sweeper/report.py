@@ -368,6 +368,8 @@ def _interval(estimate: float | None, interval: tuple[float | None, float | None
     if estimate is None:
         return "–"
     low, high = interval or (None, None)
+    if low is None and high is None:  # too few seeds for any interval: none is printed, not [–, –]
+        return number(estimate, 3)
     return f"{number(estimate, 3)} [{number(low, 3)}, {number(high, 3)}]"
 
 

@@ -39,6 +39,11 @@ def test_a_sweep_without_mlflow_makes_no_store_and_says_so(unmirrored):
     assert not made & {"mlflow.db", "mlruns", "mlartifacts"}, made
     assert "MLflow" not in result.stderr and "Traceback" not in result.stderr, result.stderr
     assert "ran without MLflow" in result.stdout and "parent run" not in result.stdout
+    # the plan first, before any trial: the sweeps, the trials planned, where they go
+    assert (
+        result.stdout.startswith("plan: 1 sweep (tiny-none: 2 grid points x 3 seeds = 6 trials")
+        and "into out/;" in result.stdout
+    )
     assert "tracking: none: this sweep ran without MLflow" in (sweep_dir / "report.md").read_text()
     assert all(row.endswith(",") for row in (sweep_dir / "trials.csv").read_text().splitlines()[1:])  # no run ids
 
