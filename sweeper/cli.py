@@ -535,6 +535,9 @@ def doctor(
     except SweeperError as exc:
         _fail(str(exc))
     loaded, chosen_seeds = examination.workload, examination.seeds
+    for finding in examination.findings:  # read before training: shown first, proposed first
+        remedy = f"{finding.why} ({finding.knob})" if finding.knob else finding.why
+        console.print(f"finding: {finding.what}: {remedy}", markup=False, highlight=False)
     table = Table(title=f"{loaded.name} as written, calibration seeds {chosen_seeds[0]}-{chosen_seeds[-1]}")
     for column in ("seed", "verdict", f"final {loaded.metric}", "chance", *rx.READINGS, "why"):
         table.add_column(column, overflow="fold")

@@ -23,6 +23,7 @@ from typing import Any
 
 from sweeper import health
 from sweeper.errors import SweeperError
+from sweeper.findings import Finding
 from sweeper.trial import run_trial
 from sweeper.workload import Knob, Workload, is_workload_file, load
 
@@ -127,18 +128,28 @@ def late_readings(history: Sequence[dict[str, Any]], share: float) -> dict[str, 
     return {key: median for key, median in medians.items() if median is not None}
 
 
-def proposals(found: Sequence[Symptom], workload: Workload, written_loss: str | None) -> dict[str, tuple[Any, ...]]:
-    """knob -> its values to sweep (its as-written value first) for every family that addresses a symptom and
-    whose knob the workload has; the commonest symptom's families first."""
+def proposals(
+    found: Sequence[Symptom],
+    workload: Workload,
+    written_loss: str | None,
+    findings: Sequence[Finding] = (),
+    as_written: dict[str, Any] | None = None,
+) -> dict[str, tuple[Any, ...]]:
+    """knob -> its values to sweep (its as-written value first) for every finding's knob, then every family
+    that addresses a symptom, that the workload has: the evidence read before training first, then the
+    commonest symptom's families. A value equal to the program as written (`as_written`: an output that is
+    already a sigmoid) is never proposed."""
     grid: dict[str, tuple[Any, ...]] = {}
-    for symptom in found:
-        for family in FAMILIES.get(symptom.verdict, ()):
-            knob = workload.knobs.get(family.knob)
-            if knob is None or knob.name in grid:
-                continue
-            values = _values(knob, written_loss)
-            if len(values) > 1:
-                grid[knob.name] = values
+    wanted = [finding.knob for finding in findings if finding.knob is not None]
+    wanted += [family.knob for symptom in found for family in FAMILIES.get(symptom.verdict, ())]
+    for name in wanted:
+        knob = workload.knobs.get(name)
+        if knob is None or knob.name in grid:
+            continue
+        same = (as_written or {}).get(knob.name)
+        values = tuple(v for i, v in enumerate(_values(knob, written_loss)) if i == 0 or v != same)
+        if len(values) > 1:
+            grid[knob.name] = values
     return grid
 
 
@@ -181,10 +192,16 @@ def doctor_spec(
     }
 
 
-def why_lines(found: Sequence[Symptom], grid: dict[str, tuple[Any, ...]]) -> list[str]:
-    """One comment line per proposed knob: which symptom brought it in, and why."""
+def why_lines(
+    found: Sequence[Symptom], grid: dict[str, tuple[Any, ...]], findings: Sequence[Finding] = ()
+) -> list[str]:
+    """One comment line per proposed knob: which finding or symptom brought it in, and why."""
     lines = []
     for knob in grid:
+        finding = next((f for f in findings if f.knob == knob), None)
+        if finding is not None:
+            lines.append(f"{knob}: for the finding '{finding.what}': {finding.why}")
+            continue
         for symptom in found:
             family = next((f for f in FAMILIES.get(symptom.verdict, ()) if f.knob == knob), None)
             if family is not None:
@@ -220,6 +237,10 @@ class Examination:
     smoke: bool
     rows: tuple[SeedResult, ...]
     """One per seed, in seed order."""
+    findings: tuple[Finding, ...] = ()
+    """What the data and structure show before training (`sweeper.findings`), shown first."""
+    as_written: dict[str, Any] | None = None
+    """The program's own values of the generic knobs it can read (its output and hidden activation)."""
 
     @property
     def symptoms(self) -> list[Symptom]:
@@ -255,6 +276,7 @@ def examine(workload_ref: str, seeds: int = len(DOCTOR_SEEDS), smoke: bool = Fal
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before the workload imports TensorFlow
     loaded = load(workload_ref)
     loaded.check_remedies([{}])  # the program as written checked before any trial (a Keras file's data and model)
+    reading = loaded.read_program()
     limits = loaded.thresholds
     rows = []
     for seed in calibration_seeds(seeds):
@@ -271,7 +293,8 @@ def examine(workload_ref: str, seeds: int = len(DOCTOR_SEEDS), smoke: bool = Fal
                 readings=late_readings(run.history, limits.stuck_tail),
             )
         )
-    return Examination(loaded, workload_ref, calibration_seeds(seeds), smoke, tuple(rows))
+    findings, written = (reading.findings, reading.as_written) if reading is not None else ((), None)
+    return Examination(loaded, workload_ref, calibration_seeds(seeds), smoke, tuple(rows), findings, written)
 
 
 def propose(examination: Examination, spec_out: Path | None = None) -> Proposal | None:
@@ -287,7 +310,8 @@ def propose(examination: Examination, spec_out: Path | None = None) -> Proposal 
     found = examination.symptoms
     if not found:
         return None
-    grid = proposals(found, loaded, getattr(loaded.module, "COMPILE", {}).get("loss"))
+    written_loss = getattr(loaded.module, "COMPILE", {}).get("loss")
+    grid = proposals(found, loaded, written_loss, examination.findings, examination.as_written)
     if not grid:
         raise SweeperError(
             f"{workload_ref}: symptoms {', '.join(s.verdict for s in found)}, but the workload has none of the "
@@ -302,7 +326,7 @@ def propose(examination: Examination, spec_out: Path | None = None) -> Proposal 
     document = doctor_spec(f"doctor-{loaded.name}", reference, found, grid)
     if examination.smoke:
         document["smoke"] = True
-    why = why_lines(found, grid)
+    why = why_lines(found, grid, examination.findings)
     header = [
         f"# Written by `sweeper doctor {workload_ref}`:",
         f"# the remedies for the symptoms seen on calibration seeds {chosen[0]}-{chosen[-1]} (the sweep",

@@ -29,6 +29,10 @@ TensorFlow is imported inside the functions: loading a spec stays light, except 
 calls `data` and `model` once as written (`check_program`: four finite numpy arrays, a Keras Model, a METRIC
 that COMPILE produces) and builds the model once per distinct set of model knobs, to refuse, before Ray
 starts, a program that cannot train or a remedy the model cannot take.
+
+Why this module is long: the Keras contract is one piece: reading the file, checking its data and model up
+front, reading its structure before training (for the doctor), rebuilding the model with each remedy and
+training it; every part reads the same program, and a second copy of how would drift from the first.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from types import ModuleType
 from typing import Annotated, Any, Literal
 
 from sweeper.errors import SweeperError
+from sweeper.findings import Layer, Reading, as_written, data_findings, structure_findings
 from sweeper.keras_levels import metric_on, reference_levels
 from sweeper.knobs import Range, attribute_docstrings
 from sweeper.no_skill import no_skill_level, shuffle_draws
@@ -202,6 +207,7 @@ def adapt(module: ModuleType) -> ModuleType:
     program = _Program(module, where, compile_, fit, takes_config=own is not None)
     adapted.train = program.train  # type: ignore[attr-defined]
     adapted.check_remedies = program.check_remedies  # type: ignore[attr-defined]
+    adapted.read_program = program.read  # type: ignore[attr-defined]
     return adapted
 
 
@@ -307,6 +313,49 @@ class _Program:
         if self.module.METRIC[len("val_") :] not in produced:
             valid = ", ".join(f"val_{name}" for name in produced)
             raise broken(f"METRIC is {self.module.METRIC!r}, which COMPILE's metrics do not produce; valid: {valid}")
+
+    def read(self, config: Any) -> Reading:
+        """What the program's data and structure show before it trains (`sweeper.findings`), as written:
+        the output activation's reach against the targets, the loss against the targets, the features'
+        scales, class balance, padding; hidden layers with no activation, kernels scaled far above their
+        fan-in. The program must have passed `check_program`."""
+        import numpy as np
+        import tensorflow as tf
+
+        tf.keras.utils.set_random_seed(config.seed)
+        x_train, y_train, _, _ = self.module.data(self._argument(config))
+        net = self.module.model(self._argument(config))
+        net(np.asarray(x_train[:1]))  # builds a Sequential given no input shape
+        layers: list[Layer] = []
+        activated = False
+        for layer in reversed(net.layers):  # an activation layer after a linear one gives it its activation
+            kernel = getattr(layer, "kernel", None)
+            if kernel is None:
+                activated = activated or type(layer).__name__ in _ACTIVATION_LAYERS
+                continue
+            name = getattr(getattr(layer, "activation", None), "__name__", "linear")
+            weights = np.asarray(kernel.numpy(), dtype=float)
+            layers.append(
+                Layer(
+                    name=layer.name,
+                    activation="nonlinear" if name == "linear" and activated else name,
+                    fan_in=int(np.prod(weights.shape[:-1])),
+                    kernel_variance=float(weights.var()),
+                    is_output=not layers,
+                )
+            )
+            activated = False
+        layers.reverse()
+        output = net.layers[-1]
+        output_activation = getattr(getattr(output, "activation", None), "__name__", "linear")
+        if type(output).__name__ == "Softmax":
+            output_activation = "softmax"
+        tf.keras.backend.clear_session()
+        found = data_findings(
+            np.asarray(x_train), np.asarray(y_train), output_activation, int(net.output_shape[-1]), self.compile["loss"]
+        )
+        written = as_written(layers) | {"output_activation": output_activation}
+        return Reading(tuple(found + structure_findings(layers)), written)
 
     def train(self, config: Any, report: Callable[[dict], None]) -> None:
         import numpy as np

@@ -4,7 +4,7 @@ One Tune trial per grid point x seed that a sweep folder does not hold yet: a ne
 resumed one the rest, and the sweeps of one run share one Tuner (a fresh one each run, so no stale Tune
 snapshot can run a finished trial again or forget one that never started). Tune is handed the trials one at
 a time (`_TrialList`), and a sweep's next round joins the queue as soon as its own round has ended
-(`_Rounds`). The trainable wraps the workload's `train`: it stops a trial as soon
+(`RoundQueue`). The trainable wraps the workload's `train`: it stops a trial as soon
 as a report is non-finite or exploding (unless the sweep runs with `early_stop=False`), and turns an
 exception into an `error` outcome so one broken trial never stops the sweep; Tune's own retries
 (`max_retries`) are kept for lost workers and nodes. A driver-side callback keeps every trial's reports,
@@ -127,7 +127,7 @@ class _TrialList(Searcher):
         return {"trial": rounds.queue.popleft()} if rounds.queue else None
 
     def on_trial_complete(self, trial_id: str, result: dict[str, object] | None = None, error: bool = False) -> None:
-        pass  # nothing to learn: the rounds are planned from the sweep folders (`_Rounds.trial_done`)
+        pass  # nothing to learn: the rounds are planned from the sweep folders (`RoundQueue.trial_done`)
 
 
 NextRound = Callable[[str, list[tuple[GridPoint, int]]], list[tuple[GridPoint, int]] | None]
@@ -135,7 +135,7 @@ NextRound = Callable[[str, list[tuple[GridPoint, int]]], list[tuple[GridPoint, i
 next round: [] when the sweep is done, None to plan no more rounds for any sweep (trials were lost)."""
 
 
-class _Rounds:
+class RoundQueue:
     """The run's queue of trials, round by round per sweep: when the last trial of a sweep's round has been
     saved (`trial_done`), that sweep's next round is planned (`next_round`) and queued at once, whatever the
     other sweeps are doing, so no sweep waits for another's stragglers."""
@@ -178,7 +178,7 @@ class _Rounds:
         )
 
 
-_ROUNDS: _Rounds | None = None
+_ROUNDS: RoundQueue | None = None
 """The queue of the run this process drives; a module global for the reason `_LIVE` is one."""
 
 
@@ -371,7 +371,7 @@ def run_trials(
     )
     for batch in batches:
         _LIVE[batch.sweep_id] = (batch.mirror, display)
-    _ROUNDS = _Rounds(batches, next_round, display)
+    _ROUNDS = RoundQueue(batches, next_round, display)
     try:
         # Tune's own console output (the experiment table, "View detailed results here", a box per errored
         # trial) is print()ed to stdout; the progress display and the report replace it. Its legacy engine

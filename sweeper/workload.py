@@ -148,6 +148,12 @@ class Workload:
     def make_config(self, overrides: dict[str, Any]) -> Any:
         return self.module.Config(**overrides)
 
+    def read_program(self) -> Any:
+        """What the program's data and structure show before it trains, as written (`sweeper.findings.Reading`):
+        a Keras program's; None for a workload with its own `train`."""
+        read = getattr(self.module, "read_program", None)
+        return None if read is None else read(self.make_config({}))
+
     def broken_limit(self, config: Any) -> str | None:
         """The first of the workload's LIMITS that `config` breaks, with the values of the knobs it names
         ("cutoff <= min_docs (cutoff=10, min_docs=5)"); None where it keeps them all."""

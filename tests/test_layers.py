@@ -11,7 +11,7 @@ PACKAGE = ROOT / "sweeper"
 
 LAYERS = (
     # pure foundations
-    ("errors", "stores", "progress", "no_skill", "health", "knobs", "instruments", "results", "evidence"),
+    ("errors", "stores", "progress", "no_skill", "health", "knobs", "instruments", "results", "evidence", "findings"),
     ("keras_levels", "keras_model", "workload", "trial"),  # the workload contract and one trial in process
     ("spec", "records"),  # what a sweep is and what it keeps
     ("ranking", "analysis"),  # the analysis, pure

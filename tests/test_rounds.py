@@ -1,4 +1,4 @@
-"""The run's queue of rounds (`runner._Rounds`), without Ray's scheduler: a sweep's next round is queued as
+"""The run's queue of rounds (`runner.RoundQueue`), without Ray's scheduler: a sweep's next round is queued as
 soon as its own round has ended, whatever the other sweeps are doing, and trials lost stop all planning."""
 
 from pathlib import Path
@@ -21,7 +21,7 @@ def test_a_sweep_whose_round_ends_queues_its_next_round_while_another_still_runs
         asked.append((sweep_id, [seed for _, seed in ran]))
         return [(POINT, 3), (POINT, 4)] if sweep_id == "short" and len(asked) == 1 else []
 
-    rounds = runner._Rounds([batch("short", range(2)), batch("long", range(2))], next_round, display=None)
+    rounds = runner.RoundQueue([batch("short", range(2)), batch("long", range(2))], next_round, display=None)
     queued = [(t["sweep"], t["seed"]) for t in rounds.queue]
     assert queued == [("short", 0), ("short", 1), ("long", 0), ("long", 1)]
     rounds.queue.clear()  # all four handed to Tune
@@ -40,7 +40,7 @@ def test_a_sweep_whose_round_ends_queues_its_next_round_while_another_still_runs
 
 
 def test_a_round_that_lost_trials_stops_every_sweep_planning():
-    rounds = runner._Rounds([batch("a", range(1)), batch("b", range(2))], lambda sweep_id, ran: None, display=None)
+    rounds = runner.RoundQueue([batch("a", range(1)), batch("b", range(2))], lambda sweep_id, ran: None, display=None)
     rounds.queue.clear()
     rounds.trial_done("a", trial_key(POINT.label, 0))
     assert rounds.stopped and not rounds.waiting()
@@ -50,5 +50,5 @@ def test_a_round_that_lost_trials_stops_every_sweep_planning():
 
 
 def test_a_fixed_list_is_never_waited_on():
-    rounds = runner._Rounds([batch("a", range(2))], None, display=None)
+    rounds = runner.RoundQueue([batch("a", range(2))], None, display=None)
     assert not rounds.waiting() and len(rounds.queue) == 2
