@@ -556,7 +556,10 @@ def doctor(
         console.print(f"symptom: {symptom.verdict} in {symptom.seeds}/{seeds} seeds")
     for line in proposal.why:
         console.print(f"  proposed: {line}")
-    console.print(f"wrote {proposal.spec}; run it with `sweeper run {proposal.spec}`")
+    console.print(
+        f"wrote {proposal.spec} (and {rx.report_path(proposal.spec)}, this report for tools); run it with "
+        f"`sweeper run {proposal.spec}`"
+    )
     if run_it:
         run(spec=proposal.spec, out=out, tracking_uri=tracking_uri)
 

@@ -14,6 +14,9 @@ looking at them, so the sweep that judges it runs on other seeds (0 and up), and
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import math
 import os
 from collections import Counter
 from collections.abc import Sequence
@@ -334,4 +337,43 @@ def propose(examination: Examination, spec_out: Path | None = None) -> Proposal 
         *(f"#   {line}" for line in why),
     ]
     write_atomically(target, "\n".join(header) + "\n" + yaml.safe_dump(document, sort_keys=False))
-    return Proposal(tuple(found), grid, tuple(why), target, document)
+    proposal = Proposal(tuple(found), grid, tuple(why), target, document)
+    report = doctor_json(examination, proposal)
+    write_atomically(report_path(target), json.dumps(report, indent=1, allow_nan=False, default=str) + "\n")
+    return proposal
+
+
+def report_path(spec: Path) -> Path:
+    """Where `propose` writes the doctor's report for tools: beside the spec, `<spec stem>.json`."""
+    return spec.with_suffix(".json")
+
+
+def doctor_json(examination: Examination, proposal: Proposal | None) -> dict[str, Any]:
+    """What the doctor printed, for tools and tests to read: the findings, each calibration seed's verdict,
+    reason and readings, the symptoms, and the proposals with why (the same values the console shows)."""
+    return {
+        "workload": examination.workload_ref,
+        "calibration_seeds": list(examination.seeds),
+        "findings": [dataclasses.asdict(finding) for finding in examination.findings],
+        "as_written": examination.as_written or {},
+        "seeds": [
+            {
+                "seed": row.seed,
+                "verdict": row.verdict,
+                "reason": row.reason,
+                "final": _finite(row.final),
+                "chance": _finite(row.chance),
+                "readings": {key: _finite(value) for key, value in row.readings.items()},
+            }
+            for row in examination.rows
+        ],
+        "symptoms": [{"verdict": s.verdict, "seeds": s.seeds} for s in examination.symptoms],
+        "proposals": {knob: list(values) for knob, values in proposal.grid.items()} if proposal else {},
+        "why": list(proposal.why) if proposal else [],
+        "spec": str(proposal.spec) if proposal else None,
+    }
+
+
+def _finite(value: Any) -> Any:
+    """A number as JSON holds it: None for NaN or an infinity (JSON has neither)."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value

@@ -1,5 +1,7 @@
 """`sweeper doctor`: symptoms -> remedy families -> a spec (pure functions), and the command on a real program."""
 
+import json
+
 import pytest
 import yaml
 
@@ -143,3 +145,11 @@ def test_the_doctor_runs_a_failing_program_and_writes_a_spec_that_loads(tmp_path
     (loaded,) = load_specs(spec)
     assert loaded.workload == str(program)
     assert doctor_spec("x", "./prog.py", [], {})["grid"] == {}
+    # doctor.json holds what the console showed: the finding first, each seed's verdict, the proposals
+    report = json.loads(spec.with_suffix(".json").read_text())
+    (finding,) = report["findings"]
+    assert finding["knob"] == "output_activation" and f"finding: {finding['what']}" in result.output
+    assert [row["seed"] for row in report["seeds"]] == list(DOCTOR_SEEDS[:2])
+    assert all(f"│ {row['seed']} │ {row['verdict']}" in result.output for row in report["seeds"])
+    assert report["proposals"] == document["grid"] and report["as_written"]["output_activation"] == "softmax"
+    assert "softmax" not in report["proposals"]["output_activation"]
