@@ -1,4 +1,4 @@
-"""The package's shape, checked: every import goes down the layer order the README's Layout writes down, no
+"""The package's shape, checked: every import goes down the layer order docs/layout.md writes down, no
 file uses another module's private names, and a module past about 500 lines says why in its docstring."""
 
 import ast
@@ -101,8 +101,7 @@ def test_a_long_module_says_why_in_its_docstring():
             assert LONG_MODULE_REASON in docstring, f"{path.name}: {len(text.splitlines())} lines, no reason given"
 
 
-def test_the_readme_writes_the_layers_down():
-    readme = (ROOT / "README.md").read_text()
-    layout = readme[readme.index("## Layout") :]
+def test_the_docs_write_the_layers_down():
+    layout = (ROOT / "docs" / "layout.md").read_text()
     for layer in LAYERS:
-        assert " < ".join(layer) in layout, f"README's Layout lacks the layer {' < '.join(layer)}"
+        assert " < ".join(layer) in layout, f"docs/layout.md lacks the layer {' < '.join(layer)}"
