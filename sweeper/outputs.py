@@ -49,7 +49,7 @@ def write_report(
     write_atomically(sweep_dir / TRIALS_CSV, trials_csv(trial_rows(spec, workload.metric, records)))
     write_atomically(sweep_dir / RANKING_FILE, ranking.dumps())
     write_atomically(sweep_dir / REPORT_MD, report.render_markdown(parts))
-    write_atomically(sweep_dir / REPORT_HTML, report.render_html(parts, images))
+    write_atomically(sweep_dir / REPORT_HTML, report.render_html(parts, images, spec.description or None))
     return ranking
 
 

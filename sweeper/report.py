@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sweeper.evidence import MONTE_CARLO_FLOOR, MONTE_CARLO_RESAMPLES
+from sweeper.health import COLOURS
 from sweeper.records import TrialRecord
 from sweeper.results import ClaimResult, PointSummary, PointTest, Ranking
 from sweeper.spec import PROJECT_SOURCE
@@ -236,6 +237,10 @@ def baseline_section(ranking: Ranking, records: Sequence[TrialRecord]) -> Sectio
 
 def claims_section(ranking: Ranking) -> Section:
     metric = ranking.metric
+    if not ranking.claims:
+        return Section(
+            "The question's claims, measured", ["This sweep judges no claims (a spec lists them under `claims`)."]
+        )
     section = Section(
         "The question's claims, measured",
         [ranking.claims_rule],
@@ -410,24 +415,34 @@ def render_markdown(parts: list[Section]) -> str:
     return "\n".join(lines)
 
 
-def render_html(parts: list[Section], images: dict[str, bytes]) -> str:
-    """One self-contained page: the plots are embedded as base64 PNGs."""
+def render_html(parts: list[Section], images: dict[str, bytes], question: str | None = None) -> str:
+    """One self-contained page: the plots are embedded as base64 PNGs. Its title is the sweep's question
+    (the spec's description) where it has one, the sweep id beneath it; `code` reads as code, and each
+    verdict word has the colour the plots give it."""
+    title = question or parts[0].title
     out = [
         "<!doctype html><html><head><meta charset='utf-8'>",
-        f"<title>{html.escape(parts[0].title)}</title><style>",
+        f"<title>{html.escape(title)}</title><style>",
         "body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;padding:0 1em;color:#222}",
         "table{border-collapse:collapse;font-size:13px;margin:1em 0}",
         "td,th{border:1px solid #ccc;padding:3px 6px;text-align:left}",
         "th{background:#f3f3f3}img{max-width:100%;border:1px solid #eee}",
+        "code{background:#f4f4f4;padding:0 3px;border-radius:3px}.verdict{font-weight:600}",
         "</style></head><body>",
     ]
     for index, part in enumerate(parts):
-        tag = "h1" if index == 0 else "h2"
-        out.append(f"<{tag}>{html.escape(part.title)}</{tag}>")
-        out += [f"<p>{_linked(html.escape(p))}</p>" for p in part.paragraphs]
+        if index == 0:
+            out.append(f"<h1>{_marked(title)}</h1>")
+            paragraphs = [p for p in part.paragraphs if p != question]
+            if question:
+                paragraphs.insert(0, f"sweep {part.title}")
+        else:
+            out.append(f"<h2>{html.escape(part.title)}</h2>")
+            paragraphs = part.paragraphs
+        out += [f"<p>{_marked(p)}</p>" for p in paragraphs]
         if part.rows:
             out.append("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in part.header) + "</tr>")
-            out += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in part.rows]
+            out += ["<tr>" + "".join(f"<td>{_marked(c)}</td>" for c in row) + "</tr>" for row in part.rows]
             out.append("</table>")
         if part.image and part.image in images:
             data = base64.b64encode(images[part.image]).decode("ascii")
@@ -439,3 +454,26 @@ def render_html(parts: list[Section], images: dict[str, bytes]) -> str:
 def _linked(escaped: str) -> str:
     """Escaped HTML text with its web addresses as links."""
     return re.sub(r"(https?://[^\s<]+)", r"<a href='\1'>\1</a>", escaped)
+
+
+_VERDICT_WORD = re.compile(r"\b(" + "|".join(sorted(COLOURS, key=len, reverse=True)) + r")\b")
+
+
+def _marked(text: str) -> str:
+    """Report text as HTML: escaped, `code` as code, web addresses as links, each trial verdict word in its
+    plot colour."""
+    escaped = _linked(html.escape(text))
+    escaped = re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped)
+
+    def coloured(match: re.Match[str]) -> str:
+        return f"<span class='verdict' style='color:{COLOURS[match.group(1)]}'>{match.group(1)}</span>"
+
+    # words outside tags and links only: an address may hold a verdict's word
+    pieces, in_link = [], False
+    for piece in re.split(r"(<[^>]+>)", escaped):
+        if piece.startswith("<"):
+            in_link = piece.startswith("<a ") or (in_link and piece != "</a>")
+            pieces.append(piece)
+        else:
+            pieces.append(piece if in_link else _VERDICT_WORD.sub(coloured, piece))
+    return "".join(pieces)

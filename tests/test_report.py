@@ -113,6 +113,19 @@ def test_web_addresses_in_the_html_report_are_links():
     assert "<a href='http://127.0.0.1:5000/#/experiments/1/runs?a=1&amp;b=2'>" in page
 
 
+def test_the_html_page_is_titled_by_the_question_with_code_as_code_and_verdicts_in_their_colours():
+    from sweeper.health import COLOURS
+
+    question = "Why does `ListMLELoss()` read 0.0?"
+    parts = [Section("sweep-1", [question, "spec: x"]), Section("Ranking", ["3 `stuck_zero`, see http://h/error"])]
+    page = render_html(parts, {}, question)
+    assert "<title>Why does `ListMLELoss()` read 0.0?</title>" in page and "<h1>Why does <code>ListMLELoss()" in page
+    assert "<p>sweep sweep-1</p>" in page and page.count("Why does") == 2  # not repeated as a paragraph
+    assert f"<code><span class='verdict' style='color:{COLOURS['stuck_zero']}'>stuck_zero</span></code>" in page
+    assert "<a href='http://h/error'>" in page  # a verdict's word inside an address is left alone
+    assert render_html([Section("sweep-2", ["spec: y"])], {}).count("<h1>sweep-2</h1>") == 1
+
+
 def test_a_monte_carlo_p_value_says_so_and_one_at_its_floor_reads_as_at_most():
     from sweeper.evidence import MONTE_CARLO_FLOOR
     from sweeper.report import p_cell
