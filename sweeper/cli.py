@@ -554,6 +554,11 @@ def doctor(
         return
     for symptom in proposal.symptoms:
         console.print(f"symptom: {symptom.verdict} in {symptom.seeds}/{seeds} seeds")
+    for line in proposal.advice:
+        console.print(f"  no knob: {line}", markup=False, highlight=False)
+    if proposal.spec is None:
+        console.print("nothing to sweep: no knob of this program addresses what it shows", markup=False)
+        return
     for line in proposal.why:
         console.print(f"  proposed: {line}")
     console.print(

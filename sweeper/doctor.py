@@ -92,8 +92,18 @@ FAMILIES: dict[str, tuple[Family, ...]] = {
         Family("optimizer", "an adaptive optimizer"),
         Family("learning_rate", "a step of another size"),
     ),
+    "memorising": (),
 }
 """Symptom (an unhealthy verdict) -> the remedy families that address it, in the order worth trying."""
+NO_KNOB = {
+    "memorising": (
+        "the training split is learned while validation stays where a model that learned nothing would: the "
+        "labels may carry no signal the inputs can show, which no knob fixes; check how the labels are made, "
+        "then regularise or add data"
+    ),
+}
+"""Symptoms no knob of the generic remedies reaches, and what to do instead: the doctor says so rather than
+proposing at random."""
 
 _ALTERNATIVES: dict[str, tuple[Any, ...]] = {
     "output_activation": ("linear", "sigmoid"),
@@ -258,10 +268,12 @@ class Proposal:
     grid: dict[str, tuple[Any, ...]]
     why: tuple[str, ...]
     """`why_lines`: one per proposed knob."""
-    spec: Path
-    """The spec file written."""
+    spec: Path | None
+    """The spec file written; None where no knob addresses the symptoms (`advice` says what to do)."""
     document: dict[str, Any]
     """The spec document (the file holds it after a comment header)."""
+    advice: tuple[str, ...] = ()
+    """For each symptom no knob reaches (`NO_KNOB`): what to do instead."""
 
 
 def calibration_seeds(count: int) -> tuple[int, ...]:
@@ -315,6 +327,12 @@ def propose(examination: Examination, spec_out: Path | None = None) -> Proposal 
         return None
     written_loss = getattr(loaded.module, "COMPILE", {}).get("loss")
     grid = proposals(found, loaded, written_loss, examination.findings, examination.as_written)
+    advice = tuple(f"{s.verdict}: {NO_KNOB[s.verdict]}" for s in found if s.verdict in NO_KNOB)
+    if not grid and advice:  # nothing to sweep: said plainly rather than proposed at random
+        proposal = Proposal(tuple(found), {}, (), None, {}, advice)
+        target = spec_out or Path(f"doctor-{loaded.name}.yaml")
+        write_atomically(report_path(target), json.dumps(doctor_json(examination, proposal), indent=1) + "\n")
+        return proposal
     if not grid:
         raise SweeperError(
             f"{workload_ref}: symptoms {', '.join(s.verdict for s in found)}, but the workload has none of the "
@@ -337,7 +355,7 @@ def propose(examination: Examination, spec_out: Path | None = None) -> Proposal 
         *(f"#   {line}" for line in why),
     ]
     write_atomically(target, "\n".join(header) + "\n" + yaml.safe_dump(document, sort_keys=False))
-    proposal = Proposal(tuple(found), grid, tuple(why), target, document)
+    proposal = Proposal(tuple(found), grid, tuple(why), target, document, advice)
     report = doctor_json(examination, proposal)
     write_atomically(report_path(target), json.dumps(report, indent=1, allow_nan=False, default=str) + "\n")
     return proposal
@@ -370,7 +388,8 @@ def doctor_json(examination: Examination, proposal: Proposal | None) -> dict[str
         "symptoms": [{"verdict": s.verdict, "seeds": s.seeds} for s in examination.symptoms],
         "proposals": {knob: list(values) for knob, values in proposal.grid.items()} if proposal else {},
         "why": list(proposal.why) if proposal else [],
-        "spec": str(proposal.spec) if proposal else None,
+        "advice": list(proposal.advice) if proposal else [],
+        "spec": str(proposal.spec) if proposal and proposal.spec else None,
     }
 
 

@@ -298,6 +298,24 @@ def _no_signal(trial: Trial) -> str | None:
     return None
 
 
+def _memorising(trial: Trial) -> str | None:
+    """Training learns while validation does not: the training split's own metric (the METRIC's key without
+    `val_`, which a Keras program reports) ends past chance by the practical margin and past the no-skill
+    level, and better than its first report by the margin, while the validation metric collapsed."""
+    if not (trial.collapse and trial.metric.startswith("val_")):
+        return None
+    key = trial.metric[len("val_") :]
+    values = [r[key] for r in trial.history if is_number(r.get(key))]
+    final = trial.history[-1]
+    bars = [level for level in (final.get("chance"), final.get("no_skill")) if is_number(level)]
+    if len(values) < 2 or not bars:
+        return None
+    margin = trial.margin
+    if all(trial.passes(values[-1], bar, margin) for bar in bars) and trial.passes(values[-1], values[0], margin):
+        return f"training {key} {values[0]:.4g} -> {values[-1]:.4g} learns while {trial.collapse}"
+    return None
+
+
 def _vanishing_gradient(trial: Trial) -> str | None:
     ratio = trial.late_median("grad_norm_ratio")
     if trial.collapse and ratio is not None and ratio < trial.limits.vanishing_ratio:
@@ -390,6 +408,7 @@ DETECTORS = (
     Detector("exploding", "#c62828", True, live=_exploding),
     Detector("stuck_zero", "#1565c0", False, _stuck_zero),
     Detector("no_signal", "#6a1b9a", False, _no_signal),
+    Detector("memorising", "#ad1457", False, _memorising),
     Detector("dead_units", "#5d4037", False, _dead_units),
     Detector("vanishing_gradient", "#8d6e63", False, _vanishing_gradient),
     Detector("saturated", "#f9a825", False, _saturated),

@@ -153,3 +153,14 @@ def test_the_doctor_runs_a_failing_program_and_writes_a_spec_that_loads(tmp_path
     assert all(f"│ {row['seed']} │ {row['verdict']}" in result.output for row in report["seeds"])
     assert report["proposals"] == document["grid"] and report["as_written"]["output_activation"] == "softmax"
     assert "softmax" not in report["proposals"]["output_activation"]
+
+
+def test_a_symptom_no_knob_reaches_is_said_plainly_and_nothing_is_proposed(tmp_path, keras_tiny):
+    """Memorising (training learns, validation stays at no skill): no knob fixes labels that carry no signal;
+    the doctor says so, writes no spec, and its report for tools holds the advice."""
+    row = SeedResult(1000, "memorising", "training accuracy 0.5 -> 0.9 learns while ...", 0.5, 0.5, {})
+    examination = Examination(keras_tiny, "prog.py", (1000,), False, (row,))
+    proposal = propose(examination, tmp_path / "out.yaml")
+    assert proposal.spec is None and proposal.grid == {} and not (tmp_path / "out.yaml").exists()
+    assert "no knob fixes" in proposal.advice[0] and proposal.advice[0].startswith("memorising: ")
+    assert json.loads((tmp_path / "out.json").read_text())["advice"] == list(proposal.advice)

@@ -283,3 +283,28 @@ def test_a_metric_the_untrained_model_already_had_does_not_overrule_a_detector()
     assert verdict([{**r, "untrained": 0.47} for r in frozen]) == "stuck_zero"
     assert verdict([{**r, "untrained": 0.45} for r in frozen]) == "stuck_zero"  # 0.02 past it: within the margin
     assert verdict([{**r, "untrained": 0.44} for r in frozen]) == "healthy"  # 0.03 past it
+
+
+def test_training_that_learns_while_validation_does_not_is_memorising():
+    """Labels the inputs cannot show: the training accuracy climbs from 0.52 to 0.9 (chance 0.5, oracle 1:
+    margin 0.025), the validation accuracy stays at 0.5, under its no-skill level 0.56."""
+    history = [
+        {
+            "step": s,
+            "loss": 0.7 - 0.1 * s,
+            "grad_norm": 1.0,
+            "accuracy": a,
+            "val_accuracy": 0.5,
+            "chance": 0.5,
+            "oracle": 1.0,
+            "no_skill": 0.56,
+        }
+        for s, a in ((1, 0.52), (2, 0.7), (3, 0.9))
+    ]
+    diagnosis = diagnose(history, "val_accuracy", "max")
+    assert diagnosis.verdict == "memorising" and diagnosis.reason.startswith("training accuracy 0.52 -> 0.9 learns")
+    # training that stays at chance too is a plain collapse
+    flat = [dict(report, accuracy=0.51) for report in history]
+    assert diagnose(flat, "val_accuracy", "max").verdict == "collapsed"
+    # so is a metric with no training counterpart
+    assert diagnose(history, "accuracy", "max").verdict != "memorising"
