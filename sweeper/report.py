@@ -442,7 +442,7 @@ def render_html(parts: list[Section], images: dict[str, bytes], question: str | 
         out += [f"<p>{_marked(p)}</p>" for p in paragraphs]
         if part.rows:
             out.append("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in part.header) + "</tr>")
-            out += ["<tr>" + "".join(f"<td>{_marked(c)}</td>" for c in row) + "</tr>" for row in part.rows]
+            out += ["<tr>" + "".join(f"<td>{_cell(c)}</td>" for c in row) + "</tr>" for row in part.rows]
             out.append("</table>")
         if part.image and part.image in images:
             data = base64.b64encode(images[part.image]).decode("ascii")
@@ -456,24 +456,15 @@ def _linked(escaped: str) -> str:
     return re.sub(r"(https?://[^\s<]+)", r"<a href='\1'>\1</a>", escaped)
 
 
-_VERDICT_WORD = re.compile(r"\b(" + "|".join(sorted(COLOURS, key=len, reverse=True)) + r")\b")
-
-
 def _marked(text: str) -> str:
-    """Report text as HTML: escaped, `code` as code, web addresses as links, each trial verdict word in its
-    plot colour."""
-    escaped = _linked(html.escape(text))
-    escaped = re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped)
+    """Report text as HTML: escaped, `code` as code, web addresses as links."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", _linked(html.escape(text)))
 
-    def coloured(match: re.Match[str]) -> str:
-        return f"<span class='verdict' style='color:{COLOURS[match.group(1)]}'>{match.group(1)}</span>"
 
-    # words outside tags and links only: an address may hold a verdict's word
-    pieces, in_link = [], False
-    for piece in re.split(r"(<[^>]+>)", escaped):
-        if piece.startswith("<"):
-            in_link = piece.startswith("<a ") or (in_link and piece != "</a>")
-            pieces.append(piece)
-        else:
-            pieces.append(piece if in_link else _VERDICT_WORD.sub(coloured, piece))
-    return "".join(pieces)
+def _cell(text: str) -> str:
+    """A table cell; one that is a trial's verdict (the failure table's) in that verdict's plot colour."""
+    word = text.split(" ", 1)[0]
+    if word in COLOURS:
+        rest = html.escape(text[len(word) :])
+        return f"<span class='verdict' style='color:{COLOURS[word]}'>{word}</span>{rest}"
+    return _marked(text)

@@ -117,12 +117,14 @@ def test_the_html_page_is_titled_by_the_question_with_code_as_code_and_verdicts_
     from sweeper.health import COLOURS
 
     question = "Why does `ListMLELoss()` read 0.0?"
-    parts = [Section("sweep-1", [question, "spec: x"]), Section("Ranking", ["3 `stuck_zero`, see http://h/error"])]
-    page = render_html(parts, {}, question)
+    failure = Section(
+        "Failure", ["a family-wise error rate, see http://h/x"], ["seed", "verdict"], [["0", "stuck_zero"]]
+    )
+    page = render_html([Section("sweep-1", [question, "spec: x"]), failure], {}, question)
     assert "<title>Why does `ListMLELoss()` read 0.0?</title>" in page and "<h1>Why does <code>ListMLELoss()" in page
     assert "<p>sweep sweep-1</p>" in page and page.count("Why does") == 2  # not repeated as a paragraph
-    assert f"<code><span class='verdict' style='color:{COLOURS['stuck_zero']}'>stuck_zero</span></code>" in page
-    assert "<a href='http://h/error'>" in page  # a verdict's word inside an address is left alone
+    assert f"<td><span class='verdict' style='color:{COLOURS['stuck_zero']}'>stuck_zero</span></td>" in page
+    assert "a family-wise error rate" in page and "<a href='http://h/x'>" in page  # prose is not coloured
     assert render_html([Section("sweep-2", ["spec: y"])], {}).count("<h1>sweep-2</h1>") == 1
 
 
