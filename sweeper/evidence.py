@@ -423,9 +423,10 @@ class Design:
                 f"it is confirmed where that test alone holds at alpha, Holm over the points called `fixes`."
             )
         return (
-            f"Each of the {points} grid points is tested against the baseline: whether P(a seed of the point "
-            f"beats a seed of the baseline) is above or below 1/2, by the studentized permutation Brunner-Munzel "
-            f"test on the final metric (unhealthy seeds tied below every healthy one; exact up to "
+            f"{'The grid point is' if points == 1 else f'Each of the {points} grid points is'} tested against the "
+            "baseline: whether P(a seed of the point beats a seed of the baseline) is above or below 1/2, by the "
+            "studentized permutation Brunner-Munzel test (on the logit scale) on the final metric (unhealthy "
+            "seeds tied below every healthy one; exact up to "
             f"{EXACT_LIMIT:,} splits of the seeds, else {MONTE_CARLO_RESAMPLES:,} seeded random splits), unpaired, "
             f"one-sided each way, the family's p-value twice the smaller; {family} at alpha = {self.alpha}. {seeds}"
         )
