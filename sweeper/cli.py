@@ -151,23 +151,36 @@ def list_workloads(
         ),
     ] = None,
 ) -> None:
-    """The workloads, their metric and their knobs with allowed values and defaults."""
+    """The workloads, one line each (their failure, metric and knobs); with WORKLOAD, its knobs with allowed
+    values and defaults."""
     from sweeper.workload import available, load
 
-    for name in [only] if only else available():
-        try:
-            workload = load(name)
-            if only:  # one workload asked for: a Keras file's data and model are checked as written
-                workload.check_remedies([{}])
-        except SweeperError as exc:
-            _fail(str(exc))
-        table = Table(title=f"{name}  (metric: {workload.metric}, {workload.mode})", title_justify="left")
-        for column in ("knob", "default", "values", "what it is"):
-            table.add_column(column, overflow="fold")
-        for knob in workload.knobs.values():
-            if knob.name != "seed":
-                table.add_row(knob.name, str(knob.default), knob.describe_values(), knob.doc)
-        console.print(table)
+    if not only:
+        summary = Table(title="workloads (`sweeper list NAME` shows one's knobs)", title_justify="left")
+        for column in ("workload", "metric", "knobs", "the failure as written"):
+            summary.add_column(column, overflow="fold")
+        for name in available():
+            try:
+                workload = load(name)
+            except SweeperError as exc:
+                _fail(str(exc))
+            failure = (workload.module.__doc__ or "").strip().splitlines()[0] if workload.module.__doc__ else ""
+            knobs = sum(knob.name != "seed" for knob in workload.knobs.values())
+            summary.add_row(name, f"{workload.metric} ({workload.mode})", str(knobs), failure)
+        console.print(summary)
+        return
+    try:
+        workload = load(only)
+        workload.check_remedies([{}])  # a Keras file's data and model are checked as written
+    except SweeperError as exc:
+        _fail(str(exc))
+    table = Table(title=f"{only}  (metric: {workload.metric}, {workload.mode})", title_justify="left")
+    for column in ("knob", "default", "values", "what it is"):
+        table.add_column(column, overflow="fold")
+    for knob in workload.knobs.values():
+        if knob.name != "seed":
+            table.add_row(knob.name, str(knob.default), knob.describe_values(), knob.doc)
+    console.print(table)
 
 
 TrackingUri = Annotated[

@@ -211,3 +211,9 @@ def test_the_conventions_of_common_tools(tmp_path):
     assert checked.returncode == 0, checked.stderr
     assert "ok: smoke-listmle" in checked.stdout and "ok: listmle-remedies" in checked.stdout
     assert f"ok: {program}: workload sigmoid_regression" in checked.stdout
+    # `list`: one line per workload, its failure and metric; `list NAME` keeps the knobs
+    summary = run_sweeper("list", cwd=tmp_path).stdout
+    rows = [line for line in summary.splitlines() if line.startswith("│ ")]
+    assert [row.split()[1] for row in rows] == ["bilstm", "dqn", "listmle", "plrank"], summary
+    assert 'ListMLE "returns zero" workload.' in summary and "ndcg5 (max)" in summary
+    assert "list_shape" in run_sweeper("list", "listmle", cwd=tmp_path).stdout

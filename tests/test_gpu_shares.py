@@ -16,6 +16,7 @@ name: gpu-shares
 workload: {TEST_WORKLOADS / "gpu_probe.py"}
 seeds: 4
 design: fixed
+baseline: {{hold_seconds: 6.0}}
 grid: {{hold_seconds: [6.0, 6.5]}}  # long enough that four workers, however slow to start, overlap
 resources: {{cpu: 0.5, gpu: 0.25}}
 """
