@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from sweeper import evidence, ranking
+from sweeper import evidence, health, ranking
 from sweeper.health import DIVERGED
 from sweeper.records import UNFINISHED, TrialRecord
 from sweeper.results import (
@@ -277,7 +277,7 @@ ERROR_SHOWN = 160
 
 def _commonest_error(group: Sequence[ranking.TrialOutcome]) -> str | None:
     """The message its errored trials raised most often, cut to ERROR_SHOWN; None where none raised."""
-    messages = [o.reason.strip().splitlines()[-1] for o in group if o.verdict == "error" and o.reason.strip()]
+    messages = [line for o in group if o.verdict == "error" and (line := health.error_line(o.reason))]
     if not messages:
         return None
     message = max(set(messages), key=messages.count)

@@ -330,8 +330,7 @@ def propose(examination: Examination, spec_out: Path | None = None) -> Proposal 
     advice = tuple(f"{s.verdict}: {NO_KNOB[s.verdict]}" for s in found if s.verdict in NO_KNOB)
     if not grid and advice:  # nothing to sweep: said plainly rather than proposed at random
         proposal = Proposal(tuple(found), {}, (), None, {}, advice)
-        target = spec_out or Path(f"doctor-{loaded.name}.yaml")
-        write_atomically(report_path(target), json.dumps(doctor_json(examination, proposal), indent=1) + "\n")
+        _write_report(spec_out or Path(f"doctor-{loaded.name}.yaml"), examination, proposal)
         return proposal
     if not grid:
         raise SweeperError(
@@ -356,14 +355,20 @@ def propose(examination: Examination, spec_out: Path | None = None) -> Proposal 
     ]
     write_atomically(target, "\n".join(header) + "\n" + yaml.safe_dump(document, sort_keys=False))
     proposal = Proposal(tuple(found), grid, tuple(why), target, document, advice)
-    report = doctor_json(examination, proposal)
-    write_atomically(report_path(target), json.dumps(report, indent=1, allow_nan=False, default=str) + "\n")
+    _write_report(target, examination, proposal)
     return proposal
 
 
 def report_path(spec: Path) -> Path:
     """Where `propose` writes the doctor's report for tools: beside the spec, `<spec stem>.json`."""
     return spec.with_suffix(".json")
+
+
+def _write_report(spec: Path, examination: Examination, proposal: Proposal) -> None:
+    from sweeper.records import write_atomically
+
+    report = doctor_json(examination, proposal)
+    write_atomically(report_path(spec), json.dumps(report, indent=1, allow_nan=False, default=str) + "\n")
 
 
 def doctor_json(examination: Examination, proposal: Proposal | None) -> dict[str, Any]:

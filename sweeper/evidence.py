@@ -133,7 +133,7 @@ def rank_test(point: Sequence[float] | Array, baseline: Sequence[float] | Array)
     for group, taken in zip(*np.unique(np.searchsorted(levels, x), return_counts=True), strict=True):
         start = int(np.searchsorted(pooled, group))
         observed[0, start : start + taken] = True
-    w_observed, theta = (float(v[0]) for v in _studentized(pooled, observed))
+    w_observed, theta, variance = (float(v[0]) for v in _studentized(pooled, observed))
     null, exact = _null_w(n, m, tuple(int(c) for c in counts))
     # The same splits give the same W bit for bit; the tolerance only guards against a reordered sum.
     tolerance = 1e-9 * max(1.0, abs(w_observed)) if math.isfinite(w_observed) else 0.0
@@ -148,14 +148,15 @@ def rank_test(point: Sequence[float] | Array, baseline: Sequence[float] | Array)
         p_harmful=p_harmful,
         p_value=min(1.0, 2 * min(p_fixes, p_harmful)),
         prob_superiority=theta,
-        prob_superiority_ci=beats_interval(x, y, null),
+        prob_superiority_ci=beats_interval(theta, variance, n, m, null),
         exact=exact,
     )
 
 
-def beats_interval(point: Array, baseline: Array, null: Array) -> tuple[float, float]:
-    """The 95% interval of P(a point seed beats a baseline seed) that matches the rank test: the test inverted
-    on the logit scale with the quantiles of its own permutation null of W (`null`, sorted), which Pauly,
+def beats_interval(theta: float, variance: float, n: int, m: int, null: Array) -> tuple[float, float]:
+    """The 95% interval of P(a point seed beats a baseline seed) that matches the rank test, from the
+    observed split's estimate `theta` and its variance (`_studentized`), n point and m baseline seeds: the
+    test inverted on the logit scale with the quantiles of its own permutation null of W (`null`, sorted), which Pauly,
     Asendorf and Konietschke (2016) show holds away from 1/2 as well: logit(theta) - W's 97.5% and 2.5%
     quantiles times its standard error, mapped back, so the ends stay inside [0, 1] and the interval leaves
     out 1/2 where the two-sided test at 0.05 rejects. Where the standard error reads 0 (every point seed
@@ -165,11 +166,6 @@ def beats_interval(point: Array, baseline: Array, null: Array) -> tuple[float, f
     10 seeds against 10 or 30 and agreed with the test in every sample there; at 3-5 seeds a side (interim
     looks, which call nothing) it held it in 90-98% and disagreed with the test mostly where no seed
     overlaps, as Wilson's interval on 3 trials cannot leave out 1/2."""
-    n, m = point.size, baseline.size
-    beats = (point[:, None] > baseline[None, :]) + 0.5 * (point[:, None] == baseline[None, :])
-    placed_x, placed_y = beats.sum(axis=1), m - beats.sum(axis=0)  # seeds of the other side each one beats
-    theta = placed_x.sum() / (n * m)
-    variance = float(_placement_variance(placed_x, placed_y))
     if variance <= 1e-12:
         if theta == 0.5:
             return 0.0, 1.0
@@ -184,28 +180,19 @@ def beats_interval(point: Array, baseline: Array, null: Array) -> tuple[float, f
     return low, high
 
 
-def _placement_variance(placed_x: Array, placed_y: Array) -> Array:
-    """The variance of the estimate of P(beats) from each side's placements, a split a row (Brunner and
-    Munzel, 2000)."""
-    n, m = placed_x.shape[-1], placed_y.shape[-1]
-    spread_x = placed_x.var(axis=-1, ddof=1) if n > 1 else np.zeros(placed_x.shape[:-1])
-    spread_y = placed_y.var(axis=-1, ddof=1) if m > 1 else np.zeros(placed_y.shape[:-1])
-    return np.asarray(spread_x / (n * m * m) + spread_y / (m * n * n), dtype=float)
-
-
-def _studentized(pooled: npt.NDArray[np.int64], point_rows: npt.NDArray[np.bool_]) -> tuple[Array, Array]:
-    """The Brunner-Munzel statistic W, on the logit scale, and the estimate of P(a point seed beats a baseline
-    seed), ties one half, of each split (a row of `point_rows`: True where the pooled seed is the point's) of
-    the `pooled` seeds (their tie groups, sorted). A seed's placement is how many seeds of the other side it
-    beats (ties one half); theta is the point's mean placement over m, its standard error comes from the
-    placements' variances over each side (Brunner and Munzel, 2000), and W = logit(theta) / the standard error
-    of logit(theta), theta (1 - theta) times the logit's slope: the range-preserving form of Pauly, Asendorf
-    and Konietschke (2016). Why the logit: on the plain scale the estimate and its standard error move
-    together where one side is a mixture (a risky remedy that fails most seeds: the fewer seeds work, the
-    lower theta and the smaller its error), so the plain W's tails are lopsided and the permutation test of
-    it was called at 5.8-6.5% at alpha 0.05 with 10 seeds against 30 (calibration seeds 1007-1008); the logit
-    evens them out (4.3%). Where the error is 0 (no overlap, or every seed tied), W is +-inf by the sign of
-    theta - 1/2, or 0."""
+def _studentized(pooled: npt.NDArray[np.int64], point_rows: npt.NDArray[np.bool_]) -> tuple[Array, Array, Array]:
+    """The Brunner-Munzel statistic W, on the logit scale, the estimate of P(a point seed beats a baseline
+    seed), ties one half, and that estimate's variance, of each split (a row of `point_rows`: True where the
+    pooled seed is the point's) of the `pooled` seeds (their tie groups, sorted). A seed's placement is how
+    many seeds of the other side it beats (ties one half); theta is the point's mean placement over m, its
+    variance comes from the placements' variances over each side (Brunner and Munzel, 2000), and W =
+    logit(theta) / the standard error of logit(theta), theta (1 - theta) times the logit's slope: the
+    range-preserving form of Pauly, Asendorf and Konietschke (2016). Why the logit: on the plain scale the
+    estimate and its standard error move together where one side is a mixture (a risky remedy that fails most
+    seeds: the fewer seeds work, the lower theta and the smaller its error), so the plain W's tails are
+    lopsided and the permutation test of it was called at 5.8-6.5% at alpha 0.05 with 10 seeds against 30
+    (calibration seeds 1007-1008); the logit evens them out (4.3%). Where the error is 0 (no overlap, or
+    every seed tied), W is +-inf by the sign of theta - 1/2, or 0."""
     beats = np.sign(pooled[:, None] - pooled[None, :]) * 0.5 + 0.5  # 1, 1/2 or 0: seed a against seed b
     n = int(point_rows[0].sum())
     m = pooled.size - n
@@ -214,12 +201,14 @@ def _studentized(pooled: npt.NDArray[np.int64], point_rows: npt.NDArray[np.bool_
     placed_x = against_baseline[point_rows].reshape(-1, n)
     placed_y = against_point[~point_rows].reshape(-1, m)
     theta = placed_x.sum(axis=1) / (n * m)
-    variance = _placement_variance(placed_x, placed_y)
+    spread_x = placed_x.var(axis=1, ddof=1) if n > 1 else np.zeros(len(placed_x))
+    spread_y = placed_y.var(axis=1, ddof=1) if m > 1 else np.zeros(len(placed_y))
+    variance = spread_x / (n * m * m) + spread_y / (m * n * n)
     with np.errstate(divide="ignore", invalid="ignore"):
         # On the logit scale (delta method: the standard error of logit theta is theirs over theta (1 - theta)).
         w = np.log(theta / (1 - theta)) * theta * (1 - theta) / np.sqrt(variance)
         w = np.where(variance > 1e-12, w, np.sign(theta - 0.5) * np.inf)
-    return np.nan_to_num(w, nan=0.0, posinf=np.inf, neginf=-np.inf), theta
+    return np.nan_to_num(w, nan=0.0, posinf=np.inf, neginf=-np.inf), theta, variance
 
 
 @functools.lru_cache(maxsize=256)  # an enumerated null holds up to EXACT_LIMIT values

@@ -135,6 +135,12 @@ def trial_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {lines[-1] if lines else ''}"[:500]
 
 
+def error_line(reason: str) -> str:
+    """The last line of an `error` verdict's reason, the one a person reads (console, answer); "" if empty."""
+    lines = reason.strip().splitlines()
+    return lines[-1] if lines else ""
+
+
 def late_values(history: Sequence[dict[str, Any]], key: str, share: float) -> list[float]:
     """A report key's finite values over the last `share` of the reports that carry it."""
     values = [r[key] for r in history if is_number(r.get(key)) and math.isfinite(r[key])]

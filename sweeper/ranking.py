@@ -170,8 +170,8 @@ def centre_interval(
     Tukey-McLaughlin interval, the trimmed mean plus or minus Student's t on n - 2g - 1 degrees of freedom
     times the winsorized standard deviation over (1 - 2g/n) sqrt(n) (g = the seeds trimmed a side; Wilcox,
     "Introduction to Robust Estimation", 4.4), and below IQM_FROM seeds the plain t interval of the mean. It
-    held the centre in 94-98% at 3-10 seeds (87% at 3 lognormal seeds), where the percentile bootstrap held
-    it in 67-78% at 3 seeds and 89-91% at 5: resampling 3-5 values cannot show the spread it has not seen.
+    held the centre in 93-98% at 3-10 seeds (87% at 3 lognormal seeds), where the percentile bootstrap held
+    it in 67-78% at 3 seeds and 91% at 5: resampling 3-5 values cannot show the spread it has not seen.
     Where seeds mix unhealthy ones (scored at the chance level) with healthy ones, no interval of the centre
     held its level at 3-10 seeds (30% unhealthy: Tukey-McLaughlin 63-70%, bootstrap 64-91%), so none is
     given: the healthy count and P(beats baseline) carry the evidence there."""
@@ -182,7 +182,7 @@ def centre_interval(
     trimmed = int(0.25 * n) if n >= IQM_FROM else 0
     ordered = np.sort(finite)
     winsorized = np.clip(ordered, ordered[trimmed], ordered[n - trimmed - 1])
-    centre_value, kind = centre(finite)
+    centre_value, _ = centre(finite)
     spread = float(scaled_statistic(lambda v: np.std(v, ddof=1), winsorized))
     error = spread / ((1 - 2 * trimmed / n) * math.sqrt(n))
     half_width = float(stats.t.ppf(0.975, n - 2 * trimmed - 1)) * error

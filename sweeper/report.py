@@ -120,8 +120,8 @@ def answer_section(ranking: Ranking) -> Section:
             + (f"; the closest, {_evidence(closest[1], metric, baseline)}." if closest is not None else ".")
         )
     unclear = by_verdict.get("no_evidence", []) + by_verdict.get("pending", [])
-    crashed = [p for p in unclear if p.seeds and all(verdict == "error" for verdict in p.verdicts)]
-    unclear = [p for p in unclear if p not in crashed]
+    crashed = [p for p in unclear if p.could_not_run]
+    unclear = [p for p in unclear if not p.could_not_run]
     if crashed:
         lines.append(
             "Could not run: "
@@ -195,8 +195,7 @@ def _named(points: list[PointSummary]) -> str:
 
 def _healthy_and_errors(point: PointSummary) -> str:
     """ "3/5 healthy", and where trials raised, how many and the commonest message."""
-    errors = sum(verdict == "error" for verdict in point.verdicts)
-    raised = f"; {errors} raised {point.error}" if errors else ""
+    raised = f"; {point.raised} raised {point.error}" if point.raised else ""
     return f"{point.healthy}/{len(point.seeds)} healthy{raised}"
 
 
@@ -340,7 +339,7 @@ def ranking_section(ranking: Ranking) -> Section:
 
 def _verdict_cell(point: PointSummary) -> str:
     """The point's verdict, with the look it was dropped at."""
-    if point.seeds and all(verdict == "error" for verdict in point.verdicts):
+    if point.could_not_run:
         return f"{point.verdict} (could not run: every trial raised)"
     if point.test is not None and point.test.status == "dropped":
         return f"{point.verdict} (not shown at {point.test.dropped_at} seeds: dropped)"

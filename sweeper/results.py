@@ -143,6 +143,16 @@ class PointSummary:
         return None if self.test is None else self.test.p_adjusted
 
     @property
+    def raised(self) -> int:
+        """How many of its seeds' trials raised (verdict `error`)."""
+        return sum(verdict == "error" for verdict in self.verdicts)
+
+    @property
+    def could_not_run(self) -> bool:
+        """Every trial it ran raised: it was never tried, so it is no evidence of anything."""
+        return bool(self.seeds) and self.raised == len(self.seeds)
+
+    @property
     def dropped(self) -> bool:
         return self.test is not None and self.test.status == "dropped"
 

@@ -245,9 +245,7 @@ class _SweepCallback(tune.Callback):
         mirror.trial_ended(record, workload.metric)
         if display is not None:
             shown, final = self._shown(sweep_id, record.key), record.final(workload.metric)
-            raised = (
-                record.reason.strip().splitlines()[-1] if record.verdict == "error" and record.reason.strip() else ""
-            )
+            raised = health.error_line(record.reason) if record.verdict == "error" else ""
             display.trial_finished(
                 shown, record.point.label, record.verdict, final, workload.metric, workload.mode, error=raised
             )

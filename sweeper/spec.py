@@ -200,6 +200,17 @@ class SweepSpec:
             f"at most {self.trial_count} trials"
         )
 
+    def check_remedies(self) -> None:
+        """Refuse, before anything runs, a point whose knobs its workload cannot apply (a Keras program's data
+        and model as written, then its model rebuilt with each point's model knobs: `Workload.check_remedies`),
+        on one line naming the spec and the sweep."""
+        workload = load(self.workload)
+        base = self.base_overrides(workload)
+        try:
+            workload.check_remedies({**base, **point.knobs} for point in self.points)
+        except SweeperError as exc:
+            raise SweeperError(f"{self.path}: {self.name}: {exc}") from None
+
     def base_overrides(self, workload: Workload) -> dict[str, Any]:
         """What every trial's Config starts from: SMOKE (if asked for), the baseline's values of knobs that
         are not swept, then `fixed`."""

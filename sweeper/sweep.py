@@ -98,12 +98,7 @@ def plan_sweeps(
     so a killed run can be resumed from `out_root`, sweeps never started included. Nothing is written when a
     check fails."""
     for spec in specs:
-        workload = load(spec.workload)
-        base = spec.base_overrides(workload)
-        try:
-            workload.check_remedies({**base, **point.knobs} for point in spec.points)
-        except SweeperError as exc:
-            raise SweeperError(f"{spec.path}: {spec.name}: {exc}") from None
+        spec.check_remedies()
     runner = start_ray(address)
     for spec in specs:
         runner.check_cluster(spec, local_store=tracking_uri if is_local_store(tracking_uri) else None)
