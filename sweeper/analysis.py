@@ -91,11 +91,12 @@ INTERIM_NAMES = 3
 
 
 def interim_answer(spec: SweepSpec, workload: Workload, found: dict[str, TrialRecord]) -> str | None:
-    """What the looks so far show, marked provisional, for the console between rounds: the points going on,
-    by the direction their test leans (the strongest first), with their healthy seeds and P(beats baseline),
-    and how many were dropped; after the final look, the points called `fixes` that the
-    confirmation round is about to re-test. None before the first look, where nothing goes on, and for a fixed
-    design (one look). A lean is no verdict: only the final look's test, adjusted over the family, is one."""
+    """What the looks so far show, for the console between rounds: the points already called (a look's test,
+    adjusted over the family, held: they stop there), then, marked provisional, the points going on, by the
+    direction their test leans (the strongest first), with their healthy seeds and P(beats baseline), and how
+    many were dropped; after the last look, the points called `fixes` that the confirmation round is about
+    to re-test. None before the first look, where nothing goes on, and for a fixed design (one look). A lean
+    is no verdict."""
     if spec.design.kind != "adaptive" or not found:
         return None
     groups = ranking.by_seed(outcomes_of(list(found.values()), workload.metric), [p.label for p in spec.points])
@@ -106,12 +107,9 @@ def interim_answer(spec: SweepSpec, workload: Workload, found: dict[str, TrialRe
     )
     if not going:
         called = [label for label, d in decided.items() if d.verdict == "fixes" and d.confirmed is None]
-        if not called:
+        if not called or not any(spec.design.confirm):
             return None
-        return (
-            f"{spec.name}: called fixes at the final look: {', '.join(called)}; confirming on fresh seeds that "
-            "no look used."
-        )
+        return f"{spec.name}: called fixes: {', '.join(called)}; confirming on fresh seeds that no look used."
 
     def healthy(label: str, seeds: int) -> str:
         return f"{sum(o.healthy for o in groups[label][:seeds])}/{seeds} healthy"
@@ -128,7 +126,13 @@ def interim_answer(spec: SweepSpec, workload: Workload, found: dict[str, TrialRe
     seeds = max(d.seeds_used for _, d, _ in going)
     baseline_seeds = max(d.baseline_seeds_used for _, d, _ in going)
     dropped = sum(d.status == "dropped" for d in decided.values())
-    parts = [
+    called = [
+        f"{label} {d.verdict} at {d.seeds_used} seeds ({healthy(label, d.seeds_used)})"
+        for label, d in decided.items()
+        if d.verdict in ("fixes", "harmful")
+    ]
+    parts = [f"called: {', '.join(called)}"] if called else []
+    parts += [
         f"going on, leaning to {word}: {named}"
         for word, named in (("fix", leaning(True)), ("harm", leaning(False)))
         if named is not None
@@ -137,9 +141,9 @@ def interim_answer(spec: SweepSpec, workload: Workload, found: dict[str, TrialRe
         parts.append(f"dropped, not shown: {dropped} points")
     return (
         f"{spec.name}, after {seeds} seeds a point (the baseline "
-        f"{healthy(ranking.baseline_label(groups), baseline_seeds)}), provisional: "
+        f"{healthy(ranking.baseline_label(groups), baseline_seeds)}): "
         + "; ".join(parts)
-        + ". Only the final look gives a verdict."
+        + ". A lean is no verdict: the points going on are provisional."
     )
 
 
@@ -164,6 +168,7 @@ def analyze(spec: SweepSpec, workload: Workload, records: Sequence[TrialRecord],
             correction=design.correction,
             futility_p=evidence.FUTILITY_P if design.kind == "adaptive" else None,
             confirm=design.confirm,
+            spend=design.spend,
         ),
         grid=spec.grid,
         fixed=spec.fixed,
@@ -290,6 +295,7 @@ def point_test(decision: evidence.Decision, shift: evidence.Shift | None) -> Poi
     return PointTest(
         status=decision.status,
         dropped_at=decision.dropped_at,
+        stopped_at=decision.stopped_at,
         seeds_used=decision.seeds_used,
         baseline_seeds_used=decision.baseline_seeds_used,
         p_fixes=test.p_fixes if test else None,

@@ -13,10 +13,10 @@ at 2-3x alpha. Its
 p-value comes from the permutation null, conditional on the tie pattern (`rank_test`; Neubert and Brunner's
 studentized permutation test, 2007): exact where the point and the baseline are exchangeable, every split
 of the pooled seeds enumerated up to EXACT_LIMIT splits, beyond that from seeded random splits.
-The test is unpaired: the point and the baseline may run different numbers of seeds. Seeds are shared
-(seed s draws the same data in every point), so under "the knob does nothing" a point's outcome on seed s is
-positively correlated with the baseline's, which narrows the spread of the estimate: the unpaired test is
-then conservative. A point gets two one-sided p-values (`fixes`: it ranks above the baseline;
+The test is unpaired (why: below): the point and the baseline may run different numbers of seeds. Seeds are
+shared (seed s draws the same data in every point), so under "the knob does nothing" a point's outcome on
+seed s is positively correlated with the baseline's, which narrows the spread of the estimate: the unpaired
+test is then conservative. A point gets two one-sided p-values (`fixes`: it ranks above the baseline;
 `harmful`: below) and one p-value for the family, twice the smaller one (capped at 1), so that picking the
 direction after looking costs what it should.
 
@@ -31,30 +31,46 @@ guarantee). A spec's claims form a second family, adjusted the same way (`analys
 
 The design: where seeds go (`seeds_wanted`)
 --------------------------------------------
-Adaptive (the default): every point starts at `seeds` seeds and the baseline, compared with every point, at
-min(sqrt(points), BASELINE_SHARE_CAP) times as many (Dunnett's square root of the number of points, capped).
-At each interim look a point whose two one-sided p-values are both above `FUTILITY_P` is dropped: it shows no
-sign of moving either way. The others go on (seeds doubling) to `max_seeds`, where the single efficacy test
-is made. Dropping is futility only and non-binding, so the final test at its fixed sample size keeps its
-level: a point is called only if it reached the final look, and then its p-value is exactly the fixed-design
-one. A dropped point stays in the family with p-value 1 (it is not tested), so Holm's count of points does
-not shrink by looking.
+Adaptive (the default): looks at `seeds`, then LOOK_GROWTH times as many each time, up to `max_seeds`
+(3, 5, 8, 10); the baseline, compared with every point, runs BASELINE_SHARE x sqrt(points) times a point's
+seeds at each look (Dunnett's square root, scaled by simulation; at most BASELINE_SHARE_CAP times).
+At every look each running point is tested.
+Efficacy: alpha is spent over the looks (`spending`: a Hwang-Shih-DeCani function of the seeds, a look where
+no p-value could reach its share giving it to the next), and a point's look-adjusted p-value is the smallest,
+over its looks so far, of the look's p-value over the look's share. That is a Bonferroni test over the looks:
+valid whatever the dependence between looks, which permutation p-values leave unknown. Holm (or BH) over the
+points' look-adjusted values calls a point as soon as it holds, and a called point stops there. This is the
+graphical Holm procedure with group-sequential tests of Maurer and Bretz (2013): a call passes its level on
+to the rest, and since the values only fall as looks are added, a call is never taken back. Futility: at an
+interim look a point not called whose two one-sided p-values are both above `FUTILITY_P` is dropped (it
+shows no sign of moving either way; non-binding, so it costs no level); it stays in the family.
+A look is taken when every trial it needs has finished (the runner plans a sweep's next round from its
+finished trials), so no trial is running when a look decides; seeds beyond a point's last look (left by an
+earlier run or another design) are reported but never tested. An estimate from a point called at an
+interim look is biased away from no effect (it stopped because it looked large): the report says so.
 Fixed (`--seeds N`): every point and the baseline run N seeds, one look.
 
-Confirmation: after the final look, every point called `fixes` runs a confirmation round on fresh seeds
-that no look used (`Design.confirm`: half its final look's seeds, against as many fresh baseline seeds as a
-point's final look), and is re-tested on them alone (`_confirmation`). "Confirmed" means that test's
-Holm-adjusted one-sided p-value, over the points called `fixes`, is at most alpha. The fresh seeds are
-independent of every seed that decided the verdict, so a false `fixes` call is confirmed with probability at
-most alpha, whatever selected it. The verdict itself stays the final look's: the confirmation seeds never
-enter it. A fixed design (one look) has no confirmation round.
+Why unpaired, although seed s draws the same data in every point: the only exact test that uses the pairing
+permutes within a seed, and n shared seeds give it 2^n splits, so its smallest one-sided p-value is 2^-n
+(1/32 at 5 seeds, 1/1024 at 10), far above what Holm over a family asks at the looks where a point could
+stop (alpha x a look's share / points, halved for one side: 0.00125 for 10 points at half of alpha). The
+unpaired test's splits number C(n + m, n) (3003 at 5 against 10) and it stays valid, conservatively, when the
+seeds correlate.
+
+Confirmation (`confirm: true` in the spec): after the looks, every point called `fixes` runs a confirmation
+round on fresh seeds (`Design.confirm`: half its design's last look's seeds past its own last look, against
+as many baseline seeds past the baseline's last look as a point's last look), and is re-tested on them alone
+(`_confirmation`). "Confirmed" means that test's Holm-adjusted one-sided p-value, over the points called
+`fixes`, is at most alpha. The verdict itself stays the looks': the confirmation seeds never enter it. A fixed
+design (one look) has no confirmation round.
 
 Why this module is long: the tests, the design that plans seeds around them, the confirmation round and the
 simulation that runs all three are one rule; the simulation must call the real decision code, and a design
 read apart from the tests it stops on would not say why it stops.
 
-Calibration: FUTILITY_P and BASELINE_SHARE_CAP were chosen with the simulation in `bench/design_sim.py` on
-random-number seeds 1000 and up; the tests check the error rate and the power on seeds below 1000.
+Calibration: FUTILITY_P, BASELINE_SHARE, LOOK_GROWTH and SPENDING_GAMMA were chosen with the simulation in
+`bench/design_sim.py` on random-number seeds 1000 and up; the tests check the error rate and the power on
+seeds below 1000.
 """
 
 from __future__ import annotations
@@ -74,9 +90,24 @@ Array = npt.NDArray[np.float64]
 """A float array (scores, metrics); a 0/1 or label array where the name says so."""
 
 FUTILITY_P = 0.2
-"""An interim look drops a point whose one-sided p-values, in both directions, are above this."""
+"""An interim look drops a point whose one-sided p-value towards `fixes` is above this and whose p-value
+towards `harmful` is above FUTILITY_P_HARMFUL."""
+FUTILITY_P_HARMFUL = 0.05
+"""The futility bound towards `harmful`: a point leaning to harm goes on only where its lean is this strong
+(a `harmful` verdict is worth fewer seeds than a fix: the user drops such a setting either way)."""
+BASELINE_SHARE = 0.65
+"""At every look the baseline runs this times sqrt(points) times a point's seeds (at least as many): a
+baseline compared with more points is worth more seeds (Dunnett's square root), by a factor chosen by
+simulation (bench/design_sim.py) for the fewest trials at the design's power; at most BASELINE_SHARE_CAP."""
 BASELINE_SHARE_CAP = 3.0
-"""The baseline runs min(sqrt(points), this) times a point's seeds at every look."""
+"""The baseline's share stops here (107 points would ask 6.7): at `MAX_SEEDS` (300) a point, the baseline stays
+below seed 1000, where the calibration seeds begin."""
+LOOK_GROWTH = 1.5
+"""Each look runs this many times the previous look's seeds (rounded, at least one more), up to max_seeds:
+3, 5, 8, 10 by default."""
+SPENDING_GAMMA = -2.0
+"""The Hwang-Shih-DeCani spending function's shape (`spending`): 0 spends alpha in proportion to the seeds,
+below 0 saves it for the last look (O'Brien-Fleming-like), above 0 spends it early (Pocock-like)."""
 DETECTABLE_POWER = 0.8
 """A dropped point's report states the smallest effect its look carries on with this probability
 (`carried_on_at`)."""
@@ -347,16 +378,19 @@ class Design:
     """The baseline's seeds at each look."""
     alpha: float
     correction: str
+    spend: tuple[float, ...] = (1.0,)
+    """The share of alpha each look may spend (summing to 1; `spending`): a point's look-adjusted p-value is
+    the smallest of its looks' p-values, each over its look's share."""
     confirm: tuple[int, int] = (0, 0)
-    """Fresh seeds of the confirmation round after the final look, for each point called `fixes` and for the
-    baseline; (0, 0): no confirmation round (a fixed design)."""
+    """Fresh seeds of the confirmation round after the looks, for each point called `fixes` and for the
+    baseline; (0, 0): no confirmation round (the default, and a fixed design)."""
 
     def smallest_adjusted_p(self, points: int) -> float:
         """The smallest adjusted p-value a point can reach: every seed of it above (or below) every seed of the
         baseline at the final look; Holm's first step multiplies it by the number of points, Benjamini-
         Hochberg's by 1 when every point is that extreme."""
         n, m = self.looks[-1], self.baseline_looks[-1]
-        return min(1.0, 2 / math.comb(n + m, n) * (max(points, 1) if self.correction == "holm" else 1))
+        return min(1.0, 2 / math.comb(n + m, n) / self.spend[-1] * (max(points, 1) if self.correction == "holm" else 1))
 
     def first_look_can_go_on(self) -> bool:
         """Whether a point can pass the first interim look at all: its smallest one-sided p-value there (every
@@ -365,10 +399,10 @@ class Design:
             self.kind == "fixed" or 1 / math.comb(self.looks[0] + self.baseline_looks[0], self.looks[0]) <= FUTILITY_P
         )
 
-    @property
-    def confirmed_through(self) -> tuple[int, int]:
-        """The seeds a point called `fixes` and the baseline have run once the confirmation round is done."""
-        return self.looks[-1] + self.confirm[0], self.baseline_looks[-1] + self.confirm[1]
+    def confirmation_seeds(self, baseline_seeds: int) -> tuple[int, int]:
+        """The confirmation round's seeds: how many more a point called `fixes` runs past its last look, and the
+        seeds the baseline has run once the round is done, where the looks left it at `baseline_seeds`."""
+        return self.confirm[0], baseline_seeds + self.confirm[1]
 
     def _dropped_misses(self) -> str:
         """What a point dropped at each interim look could still have been (`carried_on_at`)."""
@@ -398,19 +432,29 @@ class Design:
                 + (f", so no verdict can reach alpha = {self.alpha}." if floor > self.alpha else ".")
             )
         else:
+            shares = ", ".join(f"{share:.2f}" for share in self.spend)
             seeds = (
                 f"Adaptive design: each point runs {', then '.join(map(str, self.looks))} seeds and the baseline "
-                f"{', then '.join(map(str, self.baseline_looks))}; at each interim look a point whose one-sided "
-                f"p-values are both above {FUTILITY_P} is dropped (futility only, non-binding), and the one "
-                f"efficacy test is made at {final} seeds. The default design (3 to 10 seeds) is built for a remedy "
+                f"{', then '.join(map(str, self.baseline_looks))}. At every look a point is tested, and its "
+                f"look-adjusted p-value is the smallest of its looks' p-values, each over its look's share of "
+                f"alpha ({shares}; Bonferroni over the looks, so the looks' dependence cannot raise the error "
+                f"rate); {family.split(' (')[0]} over those values calls a point as soon as it holds, and a called "
+                f"point stops there (Maurer and Bretz, 2013). At an interim look a point not called whose one-sided "
+                f"p-value is above {FUTILITY_P} towards fixing and above {FUTILITY_P_HARMFUL} towards harm is "
+                f"dropped (futility, non-binding). A point that stops early shows "
+                f"estimates biased away from no effect (it stopped because they looked large). A look is taken "
+                f"when every trial it needs has finished; seeds beyond a point's last look (from an earlier run) "
+                f"are shown but never tested. The default design (3 to 10 seeds) is built for a remedy "
                 f"that makes every seed healthy where the baseline fails half of them, its healthy metric one "
                 f"standard deviation better: in a simulated sweep of 20 points it finds it with power "
-                f"{DESIGN_POWER} (bench/design_sim.py). {self._dropped_misses()} "
-                f"A point called `fixes` then runs {self.confirm[0]} fresh "
-                f"seeds ({final}-{self.confirmed_through[0] - 1}) against {self.confirm[1]} fresh baseline seeds "
-                f"({self.baseline_looks[-1]}-{self.confirmed_through[1] - 1}), which no look used: "
-                f"it is confirmed where that test alone holds at alpha, Holm over the points called `fixes`."
+                f"{DESIGN_POWER} (bench/design_sim.py). {self._dropped_misses()}"
             )
+            if any(self.confirm):
+                seeds += (
+                    f" A point called `fixes` then runs {self.confirm[0]} fresh seeds against {self.confirm[1]} "
+                    "fresh baseline seeds, which no look used: it is confirmed where that test alone holds at "
+                    "alpha, Holm over the points called `fixes`."
+                )
         return (
             f"{'The grid point is' if points == 1 else f'Each of the {points} grid points is'} tested against the "
             "baseline: whether P(a seed of the point beats a seed of the baseline) is above or below 1/2, by the "
@@ -421,48 +465,102 @@ class Design:
         )
 
 
+def spending(looks: Sequence[int], baseline_looks: Sequence[int], points: int, alpha: float) -> tuple[float, ...]:
+    """Each look's share of alpha: the Hwang-Shih-DeCani spending function with SPENDING_GAMMA at the looks'
+    information fractions (a point's seeds over its last look's), except that a look where no p-value can
+    reach its share under Holm's first step (every seed beyond every seed of the baseline: 2 / C(n + m, n)
+    against alpha x share / points) gives its share to the next look: it is fixed by the design's seeds and
+    the number of points, never by a result."""
+    fractions = [n / looks[-1] for n in looks]
+    gamma = SPENDING_GAMMA
+    cumulative = [t if abs(gamma) < 1e-9 else (1 - math.exp(-gamma * t)) / (1 - math.exp(-gamma)) for t in fractions]
+    shares = [round(b - a, 9) for a, b in zip([0.0, *cumulative[:-1]], cumulative, strict=True)]
+    carried = 0.0
+    spend = []
+    for index, (n, m, share) in enumerate(zip(looks, baseline_looks, shares, strict=True)):
+        share += carried
+        reachable = 2 / math.comb(n + m, n) <= alpha * share / max(points, 1)
+        if reachable or index == len(looks) - 1:
+            spend.append(share)
+            carried = 0.0
+        else:
+            spend.append(0.0)
+            carried = share
+    return tuple(spend)
+
+
 def make_design(
-    kind: str, points: int, seeds: int, max_seeds: int, alpha: float = 0.05, correction: str = "holm"
+    kind: str,
+    points: int,
+    seeds: int,
+    max_seeds: int,
+    alpha: float = 0.05,
+    correction: str = "holm",
+    confirm: bool = False,
 ) -> Design:
-    """The looks of a sweep with `points` grid points besides the baseline."""
+    """The looks of a sweep with `points` grid points besides the baseline; `confirm`: a confirmation round
+    on fresh seeds after the looks for every point called `fixes` (`Design.confirm`)."""
     if kind == "fixed" or max_seeds <= seeds:
         return Design("fixed", (seeds,), (seeds,), alpha, correction)
     looks = [seeds]
     while looks[-1] < max_seeds:
-        looks.append(min(max_seeds, 2 * looks[-1]))
-    share = min(math.sqrt(max(points, 1)), BASELINE_SHARE_CAP)
-    baseline = tuple(max(look, math.ceil(share * look)) for look in looks)
-    confirm = (math.ceil(CONFIRM_SHARE * looks[-1]), looks[-1])
-    return Design("adaptive", tuple(looks), baseline, alpha, correction, confirm)
+        looks.append(min(max_seeds, max(looks[-1] + 1, _rounded(LOOK_GROWTH * looks[-1]))))
+    share = min(BASELINE_SHARE * math.sqrt(max(points, 1)), BASELINE_SHARE_CAP)
+    baseline = tuple(max(look, _rounded(share * look)) for look in looks)
+    spend = spending(looks, baseline, points, alpha)
+    rounds = (math.ceil(CONFIRM_SHARE * looks[-1]), looks[-1]) if confirm else (0, 0)
+    return Design("adaptive", tuple(looks), baseline, alpha, correction, spend, rounds)
+
+
+def _rounded(value: float) -> int:
+    """Half up (Python's round() goes to even: 4.5 -> 4)."""
+    return math.floor(value + 0.5)
 
 
 @dataclass(frozen=True)
 class PointState:
     seeds_wanted: int
     status: str
-    """running | dropped | final"""
+    """running | dropped | final (its last look is done: the design's last, or an earlier one that called it)"""
     dropped_at: int | None = None
+    stopped_at: int | None = None
+    """The interim look (a point's seeds) at which it was called and stopped; None if it was not."""
+    look_p: float = 1.0
+    """Its look-adjusted p-value so far: min over its looks of the look's p-value over the look's share."""
+    deciding: RankTest | None = None
+    """The test at the look that gave `look_p` (its direction is the verdict's)."""
 
 
 def seeds_wanted(design: Design, scores: Scores, baseline: str) -> tuple[dict[str, PointState], int, bool]:
     """Where the seeds go next, from the scores so far of every point (by label, in seed order 0, 1, ...):
     each point's state and the seeds it needs now, the seeds the baseline needs now, and whether the design
-    is done (every point dropped or at its final look, with the seeds that look needs)."""
+    is done (every point dropped, called or at its final look, with the seeds that look needs)."""
     states = {label: PointState(design.looks[0], "running") for label in scores if label != baseline}
     base = scores.get(baseline, ())
     for index, (look, base_look) in enumerate(zip(design.looks, design.baseline_looks, strict=True)):
         active = [label for label, state in states.items() if state.status == "running"]
         final = index == len(design.looks) - 1
-        for label in active:
-            states[label] = PointState(look, "final" if final else "running")
         short = len(base) < base_look or any(len(scores[label]) < look for label in active)
-        if short or final:
-            return states, base_look, not short
-        for label in active:
-            test = rank_test(scores[label][:look], base[:base_look])
-            if test is not None and min(test.p_fixes, test.p_harmful) > FUTILITY_P:
-                states[label] = PointState(look, "dropped", dropped_at=look)
-        if all(state.status == "dropped" for state in states.values()):
+        if short:
+            for label in active:
+                states[label] = dataclasses.replace(states[label], seeds_wanted=look)
+            return states, base_look, False
+        tests = {label: rank_test(scores[label][:look], base[:base_look]) for label in active}
+        for label, test in tests.items():
+            state = dataclasses.replace(states[label], seeds_wanted=look)
+            look_p = test.p_value / design.spend[index] if test is not None and design.spend[index] > 0 else 1.0
+            if state.deciding is None or look_p < state.look_p:
+                state = dataclasses.replace(state, look_p=min(1.0, look_p), deciding=test)
+            states[label] = state
+        adjusted = dict(zip(states, adjust([s.look_p for s in states.values()], design.correction), strict=True))
+        for label, test in tests.items():
+            if adjusted[label] <= design.alpha:  # called: it stops here
+                states[label] = dataclasses.replace(states[label], status="final", stopped_at=None if final else look)
+            elif final:
+                states[label] = dataclasses.replace(states[label], status="final")
+            elif test is not None and test.p_fixes > FUTILITY_P and test.p_harmful > FUTILITY_P_HARMFUL:
+                states[label] = dataclasses.replace(states[label], status="dropped", dropped_at=look)
+        if all(state.status != "running" for state in states.values()):
             return states, base_look, True
     raise AssertionError("unreachable: the last look returns")
 
@@ -479,9 +577,10 @@ def seeds_to_run(design: Design, scores: Scores, baseline: str) -> tuple[dict[st
     called = [label for label, decision in decisions.items() if decision.verdict == "fixes"]
     if not called:
         return wanted, baseline_seeds, True
-    point_seeds, baseline_seeds = design.confirmed_through
-    wanted.update(dict.fromkeys(called, point_seeds))
-    return wanted, baseline_seeds, _round_has_run(design, scores, baseline, called)
+    extra, through = design.confirmation_seeds(baseline_seeds)
+    for label in called:
+        wanted[label] += extra
+    return wanted, through, _round_has_run(scores, baseline, wanted, through, called)
 
 
 # --- decisions ---
@@ -490,19 +589,22 @@ class Decision:
     """One point's tests and verdict, from the seeds the design asked for."""
 
     status: str
-    """running | dropped | final"""
+    """running | dropped | final (its last look is done)"""
     dropped_at: int | None
     """The interim look (a point's seeds) at which it was dropped; None if it was not."""
     seeds_used: int
     baseline_seeds_used: int
     test: RankTest | None
-    """The primary test on the seeds used; None when a side has no seed yet."""
+    """The primary test on the seeds used (its last look); None when a side has no seed yet."""
     rate: RateTest | None
     """The secondary readout (healthy rates), which decides nothing; None where left out or a side is empty."""
     p_adjusted: float | None = None
-    """Over the family; None unless the point reached its final look."""
+    """The look-adjusted p-value adjusted over the family; None until the point's last look is done."""
     verdict: str = "pending"
     """fixes | harmful | no_evidence | pending"""
+    stopped_at: int | None = None
+    """The interim look (a point's seeds) at which it was called and stopped early: its estimates are biased
+    away from no effect. None if it ran to the design's last look, or was not called."""
     confirmation_p: float | None = None
     """`fixes` only: the one-sided p-value on the confirmation round's fresh seeds (`_confirmation`); None
     until they have all run, or where there is no such round."""
@@ -518,65 +620,62 @@ def decide(
     readouts: bool = True,
 ) -> dict[str, Decision]:
     """Every point's tests and verdict (fixes | harmful | no_evidence | pending), from the scores the design
-    asked for. A point is decided only at its final look; a dropped point is `no_evidence`. `readouts=False`
-    leaves out the secondary readout (`rate_test`), which decides nothing."""
-    states, _, done = seeds_wanted(design, scores, baseline)
+    asked for: the family adjustment of the look-adjusted p-values (`seeds_wanted`), the direction from the
+    look that gave a point its value. A point is decided once its last look is done; a dropped point is
+    `no_evidence`. `readouts=False` leaves out the secondary readout (`rate_test`), which decides nothing."""
+    states, baseline_seeds, done = seeds_wanted(design, scores, baseline)
     base = list(scores.get(baseline, ()))
     base_ok = list(healthy.get(baseline, ()))
-    tested: dict[str, Decision] = {}
-    for label, state in states.items():
+    adjusted = adjust([state.look_p for state in states.values()], design.correction)
+    results = {}
+    for (label, state), p_adjusted in zip(states.items(), adjusted, strict=True):
         n = min(len(scores[label]), state.seeds_wanted)
-        m = _baseline_seeds_for(design, state, len(base))
-        tested[label] = Decision(
-            status=state.status if done or state.status == "dropped" else "running",
+        m = min(len(base), design.baseline_looks[design.looks.index(state.seeds_wanted)])
+        status = state.status if done or state.status != "running" else "running"
+        decided = status != "running"
+        results[label] = Decision(
+            status=status,
             dropped_at=state.dropped_at,
             seeds_used=n,
             baseline_seeds_used=m,
             test=rank_test(scores[label][:n], base[:m]),
             rate=rate_test(int(sum(healthy[label][:n])), n, int(sum(base_ok[:m])), m) if readouts else None,
+            p_adjusted=p_adjusted if decided else None,
+            verdict=_verdict(state, p_adjusted, design.alpha) if decided else "pending",
+            stopped_at=state.stopped_at,
         )
-    family = [d.test.p_value if d.status == "final" and d.test is not None else 1.0 for d in tested.values()]
-    results = {}
-    for (label, d), adjusted in zip(tested.items(), adjust(family, design.correction), strict=True):
-        p_adjusted = adjusted if d.status == "final" else None
-        results[label] = dataclasses.replace(d, p_adjusted=p_adjusted, verdict=_verdict(d, p_adjusted, design.alpha))
-    return _confirmation(design, scores, baseline, results)
+    return _confirmation(design, scores, baseline, baseline_seeds, results)
 
 
-def _baseline_seeds_for(design: Design, state: PointState, available: int) -> int:
-    look = design.looks.index(state.seeds_wanted)
-    return min(available, design.baseline_looks[look])
-
-
-def _verdict(decision: Decision, p_adjusted: float | None, alpha: float) -> str:
-    test = decision.test
-    if decision.status == "running":
-        return "pending"
-    if decision.status != "final" or test is None or p_adjusted is None or p_adjusted > alpha:
+def _verdict(state: PointState, p_adjusted: float, alpha: float) -> str:
+    test = state.deciding
+    if state.status == "dropped" or test is None or p_adjusted > alpha:
         return "no_evidence"
     return "fixes" if test.p_fixes <= test.p_harmful else "harmful"
 
 
-def _round_has_run(design: Design, scores: Scores, baseline: str, called: list[str]) -> bool:
+def _round_has_run(scores: Scores, baseline: str, wanted: Mapping[str, int], through: int, called: list[str]) -> bool:
     """Whether every seed of the confirmation round of the points `called` (and of the baseline) has run."""
-    point_seeds, baseline_seeds = design.confirmed_through
-    return len(scores.get(baseline, ())) >= baseline_seeds and all(
-        len(scores[label]) >= point_seeds for label in called
-    )
+    return len(scores.get(baseline, ())) >= through and all(len(scores[label]) >= wanted[label] for label in called)
 
 
-def _confirmation(design: Design, scores: Scores, baseline: str, results: dict[str, Decision]) -> dict[str, Decision]:
+def _confirmation(
+    design: Design, scores: Scores, baseline: str, baseline_seeds: int, results: dict[str, Decision]
+) -> dict[str, Decision]:
     """Re-test each `fixes` point on its confirmation round's fresh seeds against the baseline's, Holm over the
     points called `fixes`; fills `confirmation_p`, `confirmation_p_adjusted` and `confirmed` once every seed of
-    the round has run (None before, and where there is no round: not `fixes`, or a fixed design)."""
+    the round has run (None before, and where there is no round: not `fixes`, or no round asked for)."""
     called = [label for label, d in results.items() if d.verdict == "fixes"]
-    if not any(design.confirm) or not _round_has_run(design, scores, baseline, called):
+    if not any(design.confirm) or not called:
         return results
-    n, m = design.looks[-1], design.baseline_looks[-1]
-    point_seeds, baseline_seeds = design.confirmed_through
+    extra, through = design.confirmation_seeds(baseline_seeds)
+    wanted = {label: results[label].seeds_used + extra for label in called}
+    if not _round_has_run(scores, baseline, wanted, through, called):
+        return results
     p_values = []
     for label in called:
-        test = rank_test(scores[label][n:point_seeds], scores[baseline][m:baseline_seeds])
+        fresh = scores[label][results[label].seeds_used : wanted[label]]
+        test = rank_test(fresh, scores[baseline][baseline_seeds:through])
         p_values.append(test.p_fixes if test is not None else 1.0)
     confirmed = dict(results)
     for label, p, adjusted in zip(called, p_values, adjust(p_values, "holm"), strict=True):
@@ -621,12 +720,7 @@ def simulate_sweep(
 
     # The looks' seeds first, then the confirmation round's, so its draws leave the looks' as they were.
     looks = max(design.looks[-1], design.baseline_looks[-1])
-    scores = np.hstack(
-        [
-            outcomes(looks),
-            outcomes(max(design.confirmed_through) - looks),
-        ]
-    )
+    scores = np.hstack([outcomes(looks), outcomes(max(design.confirm))])
     unhealthy = np.isneginf(scores)
     labels = ["baseline", *map(str, range(len(points)))]
     revealed = dict.fromkeys(labels, 0)

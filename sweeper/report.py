@@ -172,6 +172,8 @@ def _evidence(point: PointSummary, metric: str, baseline: PointSummary | None) -
         sampled = " (Monte Carlo)" if test.exact is False else ""
         parts.append(f"p {at_most}{number(test.p_value, 2)}, adjusted {at_most}{number(test.p_adjusted, 2)}{sampled}")
     parts.append(f"{used} seeds against {base_used if base_used is not None else '–'}")
+    if test is not None and test.stopped_at is not None:
+        parts.append("called and stopped at that look: its estimates are biased away from no effect")
     if test is not None and test.confirmed is not None:
         fresh = _fresh_seeds(point, used, baseline, base_used)
         parts.append(f"{'' if test.confirmed else 'not '}confirmed on fresh seeds{fresh}")
@@ -281,6 +283,7 @@ def _source_cell(source: dict[str, str] | str | None) -> str:
 
 def ranking_section(ranking: Ranking) -> Section:
     metric = ranking.metric
+    confirming = any(ranking.design.confirm)  # the confirmed column, where the design has that round
     section = Section(
         "Ranking",
         [
@@ -295,8 +298,14 @@ def ranking_section(ranking: Ranking) -> Section:
                 "seed is healthy (with unhealthy seeds mixed in, no interval of the centre holds its level at "
                 f"3-10 seeds). p: MC marks a Monte Carlo p-value ({MONTE_CARLO_RESAMPLES:,} seeded random "
                 f"splits of the seeds), which resolves down to {MONTE_CARLO_FLOOR:.0e}; one there is printed as at "
-                "most. Confirmed: a `fixes` point beat the baseline again (one-sided, Holm over the `fixes` "
-                "points) on fresh seeds that no look used, against fresh baseline seeds."
+                "most. Called at N seeds, stopped: a look before the last settled it; its estimates are biased away "
+                "from no effect."
+                + (
+                    " Confirmed: a `fixes` point beat the baseline again (one-sided, Holm over the `fixes` points) on "
+                    "fresh seeds that no look used, against fresh baseline seeds."
+                    if confirming
+                    else ""
+                )
             ),
         ],
         [
@@ -311,8 +320,8 @@ def ranking_section(ranking: Ranking) -> Section:
             "p (adjusted)",
             "healthy-rate difference",
             "metric shift",
-            "confirmed",
-        ],
+        ]
+        + (["confirmed"] if confirming else []),
         image="ranking.png",
     )
     for rank, p in enumerate(ranking.points, 1):
@@ -331,18 +340,20 @@ def ranking_section(ranking: Ranking) -> Section:
                 p_cell(test),
                 _interval(test.healthy_rate_difference, test.healthy_rate_difference_ci) if test else "–",
                 _interval(test.metric_shift, test.metric_shift_ci) if test else "–",
-                {True: "yes", False: "no", None: "–"}[test.confirmed if test else None],
             ]
+            + ([{True: "yes", False: "no", None: "–"}[test.confirmed if test else None]] if confirming else [])
         )
     return section
 
 
 def _verdict_cell(point: PointSummary) -> str:
-    """The point's verdict, with the look it was dropped at."""
+    """The point's verdict, with the look it was dropped at or called and stopped at."""
     if point.could_not_run:
         return f"{point.verdict} (could not run: every trial raised)"
     if point.test is not None and point.test.status == "dropped":
         return f"{point.verdict} (not shown at {point.test.dropped_at} seeds: dropped)"
+    if point.test is not None and point.test.stopped_at is not None:
+        return f"{point.verdict} (called at {point.test.stopped_at} seeds, stopped: estimates biased away from 0)"
     return point.verdict
 
 

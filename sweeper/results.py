@@ -27,7 +27,7 @@ def _plain(value: object) -> Any:
     return value
 
 
-_ADDED = frozenset({"prob_superiority_ci"})
+_ADDED = frozenset({"prob_superiority_ci", "stopped_at"})
 """PointTest fields that ranking.json files of earlier versions lack."""
 
 
@@ -49,6 +49,8 @@ class DesignSummary:
     """The interim looks' futility bound; None for a fixed design."""
     confirm: tuple[int, int]
     """The confirmation round's fresh seeds for a point called `fixes` and for the baseline; (0, 0): none."""
+    spend: tuple[float, ...] = (1.0,)
+    """Each look's share of alpha (`evidence.spending`); files written before efficacy stopping: (1.0,)."""
 
     def to_json(self) -> JsonDict:
         return _fields(self)
@@ -63,6 +65,7 @@ class DesignSummary:
             data["correction"],
             data["futility_p"],
             tuple(data["confirm"]),
+            tuple(data.get("spend", (1.0,))),
         )
 
 
@@ -73,6 +76,9 @@ class PointTest:
     status: str
     """running | dropped | final"""
     dropped_at: int | None
+    stopped_at: int | None
+    """The interim look (the point's seeds) at which it was called and stopped early: its estimates are biased
+    away from no effect. None if it ran to the last look or was not called."""
     seeds_used: int
     baseline_seeds_used: int
     p_fixes: float | None

@@ -10,6 +10,7 @@ small sweep per workload). Each document:
     design: adaptive           # adaptive | fixed (every point and the baseline run `seeds`; --seeds N too)
     alpha: 0.05                # the error rate the verdicts keep: family-wise (holm) or false-discovery (bh)
     correction: holm           # holm | bh, over the sweep's grid points; the claims are a second family
+    confirm: false             # adaptive design: true re-tests every `fixes` point on fresh seeds after the looks
     smoke: false               # true: start from the workload's SMOKE overrides (tiny, fast trials)
     baseline: {loss: td}       # this sweep's failing setup where it is not the workload's defaults: the
                                # baseline point's value of a swept knob, every trial's value of another
@@ -72,6 +73,7 @@ TOP_LEVEL_KEYS = (
     "design",
     "alpha",
     "correction",
+    "confirm",
     "smoke",
     "baseline",
     "fixed",
@@ -95,8 +97,8 @@ MAX_SPEC_BYTES = 1_000_000
 MAX_GRID_POINTS = 100_000
 """Hard limits on what a spec may ask for; `sweeper run --max-trials` is the softer, per-run one."""
 MAX_SEEDS = 300
-"""Per point: the baseline may run up to BASELINE_SHARE_CAP (3) times as many, and seeds 1000 and up are kept
-for calibrating workloads (no seed both tunes and judges)."""
+"""Per point: the baseline may run up to BASELINE_SHARE_CAP (3, `sweeper.evidence`) times as many, and seeds
+1000 and up are kept for calibrating workloads (no seed both tunes and judges)."""
 
 
 def _yaml_documents(text: str) -> list[Any]:
@@ -169,6 +171,8 @@ class SweepSpec:
     design_kind: str = "adaptive"
     alpha: float = 0.05
     correction: str = "holm"
+    confirm: bool = False
+    """Adaptive design: a confirmation round on fresh seeds for every point called `fixes` (`Design.confirm`)."""
     points: list[GridPoint] = field(default_factory=list)
     claims: list[Claim] = field(default_factory=list)
     document: dict[str, Any] = field(default_factory=dict)
@@ -179,14 +183,21 @@ class SweepSpec:
         from sweeper.evidence import make_design  # numpy and scipy: not needed to validate a spec
 
         return make_design(
-            self.design_kind, len(self.points) - 1, self.seeds, self.max_seeds, self.alpha, self.correction
+            self.design_kind,
+            len(self.points) - 1,
+            self.seeds,
+            self.max_seeds,
+            self.alpha,
+            self.correction,
+            self.confirm,
         )
 
     @property
     def trial_count(self) -> int:
         """The most trials the design may run (an adaptive design usually stops points earlier)."""
         design = self.design
-        return (len(self.points) - 1) * design.looks[-1] + design.baseline_looks[-1]
+        baseline_through = design.confirmation_seeds(design.baseline_looks[-1])[1]
+        return (len(self.points) - 1) * (design.looks[-1] + design.confirm[0]) + baseline_through
 
     def describe_seeds(self) -> str:
         design = self.design
@@ -324,6 +335,10 @@ def _parse(path: Path, doc: Any, index: int | None) -> SweepSpec:
             f"{correction!r} is not a correction{did_you_mean(correction, CORRECTIONS)}; {one_of(CORRECTIONS)}",
         )
 
+    confirm = doc.get("confirm", False)
+    if not isinstance(confirm, bool):
+        raise fail("confirm", f"expected true or false, got {confirm!r}")
+
     smoke = doc.get("smoke", False)
     if not isinstance(smoke, bool):
         raise fail("smoke", f"expected true or false, got {smoke!r}")
@@ -404,6 +419,7 @@ def _parse(path: Path, doc: Any, index: int | None) -> SweepSpec:
         design_kind=design_kind,
         alpha=float(alpha),
         correction=correction,
+        confirm=confirm,
         points=points,
         claims=claims,
         document={**doc, "workload": workload_ref},

@@ -712,6 +712,8 @@ def point_statistics(point: PointSummary, metric: str, rank: int) -> tuple[dict[
     tags = {TAG_VERDICT: point.verdict}
     if test is not None:
         tags["sweeper.status"] = test.status  # final, or dropped at an interim look
+        if test.stopped_at is not None:
+            tags["sweeper.stopped_at"] = str(test.stopped_at)  # called at an interim look
         if test.confirmed is not None:
             tags["sweeper.confirmed"] = str(test.confirmed)
     return metrics, tags

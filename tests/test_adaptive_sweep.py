@@ -1,5 +1,6 @@
-"""A real sweep (Ray, MLflow) with the adaptive design, on a workload whose trials fail at random
-(tests/workloads/coin_flip.py): 19 settings that change nothing, one real remedy, started at 3 seeds."""
+"""A real sweep (Ray, MLflow) with the adaptive design and its confirmation round, on a workload whose trials
+fail at random (tests/workloads/coin_flip.py): 19 settings that change nothing, one real remedy, started at
+3 seeds."""
 
 import json
 import shutil
@@ -13,6 +14,7 @@ name: coin-flip
 workload: {TEST_WORKLOADS / "coin_flip.py"}
 seeds: 3
 max_seeds: 10
+confirm: true
 grid:
   variant: {list(range(21))}
 """
@@ -31,12 +33,15 @@ def sweep(tmp_path_factory):
 
 def test_each_look_says_what_it_shows_so_far_marked_provisional(sweep):
     """Between rounds the console gives the answer's shape: after the first look the remedy leads those
-    leaning to fix, and before the confirmation round the point called `fixes` is named."""
+    leaning to fix, once a look calls it it is named as called, and before the confirmation round it is
+    named again."""
     said = (sweep.parent.parent / "driver-stderr.txt").read_text()
     first = next(line for line in said.splitlines() if line.startswith("coin-flip, after 3 seeds a point"))
-    assert "provisional: going on, leaning to fix: variant=20 (3/3 healthy" in first
-    assert "dropped, not shown: " in first and first.endswith("Only the final look gives a verdict.")
-    assert "coin-flip: called fixes at the final look: variant=20; confirming on fresh seeds" in said
+    assert "going on, leaning to fix: variant=20 (3/3 healthy" in first
+    assert "dropped, not shown: " in first
+    assert first.endswith("A lean is no verdict: the points going on are provisional.")
+    assert "called: variant=20 fixes at " in said
+    assert "coin-flip: called fixes: variant=20; confirming on fresh seeds" in said
 
 
 def test_no_do_nothing_setting_is_called_and_the_real_remedy_is(sweep):
@@ -47,16 +52,17 @@ def test_no_do_nothing_setting_is_called_and_the_real_remedy_is(sweep):
     verdicts = {label: p["verdict"] for label, p in points.items() if label not in ("baseline", "variant=20")}
     assert set(verdicts.values()) == {"no_evidence"}, verdicts
     remedy = points["variant=20"]
-    assert remedy["verdict"] == "fixes" and remedy["seeds_used"] == 10 and remedy["confirmed"]
+    design = document["design"]
+    assert remedy["verdict"] == "fixes" and remedy["seeds_used"] in design["looks"] and remedy["confirmed"]
     assert remedy["p_adjusted"] <= 0.05 and remedy["healthy_rate_difference"] > 0
     # Seeds went where the answer was unclear: the baseline ran the most, hopeless settings stopped early,
-    # and the remedy's confirmation round ran fresh seeds of it (10-14) and of the baseline (30-39).
-    design = document["design"]
-    assert len(points["baseline"]["seeds"]) == design["baseline_looks"][-1] + design["confirm"][1] == 40
-    assert remedy["seeds"] == list(range(15)) and design["confirm"] == [5, 10]
+    # and the remedy's confirmation round ran fresh seeds of it and of the baseline, past their last looks.
+    assert design["confirm"] == [5, 10]
+    assert remedy["seeds"] == list(range(remedy["seeds_used"] + 5))
+    assert len(points["baseline"]["seeds"]) - 10 in design["baseline_looks"]
     assert any(p.get("status") == "dropped" and len(p["seeds"]) == 3 for p in points.values())
     trials = len(list((sweep_dir / "trials").glob("*.json")))
-    assert trials == sum(len(p["seeds"]) for p in points.values()) < 20 * 10 + 30
+    assert trials == sum(len(p["seeds"]) for p in points.values()) < 21 * 10  # the fixed 10-seed design's
     report = (sweep_dir / "report.md").read_text()
     assert "Adaptive design" in report and "Holm" in report
 

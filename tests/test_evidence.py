@@ -114,48 +114,90 @@ def test_the_metric_shift_is_hodges_lehmann_with_the_moses_interval():
     assert metric_shift([1.0], [0.0]).low == -math.inf  # one seed a side: no interval at 95%
 
 
-def test_the_adaptive_design_doubles_seeds_and_gives_the_baseline_more():
+def test_the_adaptive_design_grows_its_looks_and_gives_a_shared_baseline_more_seeds():
     design = make_design("adaptive", 20, 3, 10)
-    assert design.looks == (3, 6, 10) and design.baseline_looks == (9, 18, 30)
+    assert design.looks == (3, 5, 8, 10)
+    share = evidence.BASELINE_SHARE * math.sqrt(20)
+    assert design.baseline_looks == tuple(math.floor(share * n + 0.5) for n in design.looks)
+    assert make_design("adaptive", 1, 3, 10).baseline_looks == design.looks  # never fewer than a point's
     assert make_design("fixed", 20, 3, 10).looks == (3,)
     assert make_design("adaptive", 4, 3, 3).kind == "fixed"  # nothing to adapt
     # 3 seeds a side: 2 / C(6, 3) = 0.1 at best, x3 points: no verdict can reach 0.05
     assert make_design("fixed", 3, 3, 3).smallest_adjusted_p(3) == pytest.approx(0.3)
-    assert design.smallest_adjusted_p(20) < 1e-6
+    assert design.smallest_adjusted_p(20) < 1e-3
+
+
+def test_alpha_is_spent_over_the_looks_and_a_look_that_cannot_call_gives_its_share_on():
+    design = make_design("adaptive", 20, 3, 10)
+    assert sum(design.spend) == pytest.approx(1.0) and len(design.spend) == len(design.looks)
+    # 3 seeds against 9: 2 / C(12, 3) = 0.009 at best, above 0.05 x any share / 20 points: its share moves on
+    assert design.spend[0] == 0.0 and design.spend[1] > 0.2
+    # gamma 0 spends in proportion to the seeds: 3/10, then 2/10, 3/10 and 2/10 of alpha
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(evidence, "SPENDING_GAMMA", 0.0)
+        spent = evidence.spending((3, 5, 8, 10), (30, 50, 80, 100), 1, 0.05)
+    assert spent == pytest.approx((0.3, 0.2, 0.3, 0.2))
+    # below 0, more of it is saved for the last looks
+    assert evidence.spending((3, 5, 8, 10), (30, 50, 80, 100), 1, 0.05)[-1] > 0.3
+    assert make_design("fixed", 20, 10, 10).spend == (1.0,)
 
 
 def test_a_hopeless_point_is_dropped_at_the_first_look_and_a_promising_one_goes_on():
     design = make_design("adaptive", 2, 3, 10)
-    scores = {"baseline": [INF] * 6, "same": [INF] * 3, "fix": [1.0] * 3}
+    base = design.baseline_looks[0]
+    scores = {"baseline": [INF] * base, "same": [INF] * 3, "fix": [1.0] * 3}
     states, baseline_seeds, done = seeds_wanted(design, scores, "baseline")
     assert states["same"].status == "dropped" and states["same"].dropped_at == 3
-    assert states["fix"].seeds_wanted == 6 and baseline_seeds == design.baseline_looks[1] and not done
+    assert states["fix"].seeds_wanted == 5 and baseline_seeds == design.baseline_looks[1] and not done
 
 
-def test_a_point_is_decided_only_at_its_final_look():
-    design = make_design("adaptive", 1, 3, 6)
-    scores = {"baseline": [INF] * design.baseline_looks[0], "fix": [1.0] * 3}
-    decided = evidence.decide(design, scores, {k: [v > INF for v in s] for k, s in scores.items()}, "baseline")
-    assert decided["fix"].verdict == "pending"
-    scores = {"baseline": [INF] * design.baseline_looks[-1], "fix": [1.0] * 6}
-    decided = evidence.decide(design, scores, {k: [v > INF for v in s] for k, s in scores.items()}, "baseline")
-    assert decided["fix"].verdict == "fixes" and decided["fix"].confirmed is None  # its confirmation is to come
+def test_a_point_settled_at_an_interim_look_is_called_and_stops_there():
+    """Every seed of `fix` beats every baseline seed at the second look (5 against 5): one-sided p 1/252, the
+    family's p 2/252 over that look's share 0.5 = 0.016, Holm over 2 points 0.032 <= 0.05: called at 5 seeds,
+    while `lean`, healthy in 4 of 5, goes on."""
+    design = evidence.Design("adaptive", (3, 5, 10), (3, 5, 10), 0.05, "holm", (0.0, 0.5, 0.5))
+    scores = {"baseline": [INF] * 5, "fix": [1.0] * 5, "lean": [1.0] * 4 + [INF]}
+    states, baseline_seeds, done = seeds_wanted(design, scores, "baseline")
+    assert states["fix"].status == "final" and states["fix"].stopped_at == 5
+    assert states["fix"].look_p == pytest.approx(2 / 252 / 0.5)
+    assert states["lean"].status == "running" and states["lean"].seeds_wanted == 10 and not done
+    healthy = {k: [v > INF for v in s] for k, s in scores.items()}
+    decided = evidence.decide(design, scores, healthy, "baseline")
+    assert decided["fix"].verdict == "fixes" and decided["fix"].stopped_at == 5
+    assert decided["fix"].p_adjusted == pytest.approx(2 * 2 / 252 / 0.5)
+    assert decided["lean"].verdict == "pending"
+
+
+def test_a_call_passes_its_level_on_holm_over_the_looks():
+    """Holm over look-adjusted p-values: once `a` is called at alpha / 2, `b` needs only alpha, and its
+    earlier looks count too (Maurer and Bretz)."""
+    design = evidence.Design("adaptive", (5, 10), (5, 10), 0.05, "holm", (0.5, 0.5))
+    baseline = [0.0, 0.1, 0.2, 0.3, 0.4]
+    a = [2.0, 2.1, 2.2, 2.3, 2.4]  # beats every baseline seed: 2 / C(10, 5) = 0.0079, over its share 0.016
+    b = [1.0, 1.1, 1.2, 1.3, 0.35]  # one seed loses to one baseline seed
+    alone = rank_test(b, baseline).p_value / 0.5
+    assert 0.025 < alone <= 0.05  # not called at alpha / 2 ...
+    states, _, done = seeds_wanted(design, {"baseline": baseline, "a": a, "b": b}, "baseline")
+    assert states["a"].look_p == pytest.approx(2 / math.comb(10, 5) / 0.5)
+    assert states["b"].look_p == pytest.approx(alone)
+    assert states["a"].stopped_at == 5 and states["b"].stopped_at == 5 and done  # ... but at alpha, after a's call
 
 
 def test_a_fixes_point_is_confirmed_on_fresh_seeds_that_never_decide_its_verdict():
-    design = make_design("adaptive", 2, 3, 6)
-    assert design.looks == (3, 6) and design.baseline_looks == (5, 9) and design.confirm == (3, 6)
-    decided = {"baseline": [INF] * 9, "fix": [1.0] * 6, "same": [INF] * 3}
+    design = make_design("adaptive", 2, 3, 5, confirm=True)
+    assert design.looks == (3, 5) and design.baseline_looks == (3, 5) and design.confirm == (3, 5)
+    decided = {"baseline": [INF] * 5, "fix": [1.0] * 5, "same": [INF] * 3}
     wanted, baseline_seeds, done = evidence.seeds_to_run(design, decided, "baseline")
-    assert wanted == {"fix": 6 + 3, "same": 3} and baseline_seeds == 9 + 6 and not done  # only `fixes` confirms
+    assert wanted == {"fix": 5 + 3, "same": 3} and baseline_seeds == 5 + 5 and not done  # only `fixes` confirms
     for fresh, confirmed in (([2.0] * 3, True), ([INF] * 3, False)):
-        scores = {**decided, "fix": [1.0] * 6 + fresh, "baseline": [INF] * 15}
+        scores = {**decided, "fix": [1.0] * 5 + fresh, "baseline": [INF] * 10}
         assert evidence.seeds_to_run(design, scores, "baseline")[2]  # done
         healthy = {k: [v > INF for v in s] for k, s in scores.items()}
         fix = evidence.decide(design, scores, healthy, "baseline")["fix"]
-        assert fix.verdict == "fixes" and fix.seeds_used == 6 and fix.baseline_seeds_used == 9  # the looks' seeds
-        assert fix.confirmed is confirmed and fix.confirmation_p == pytest.approx(1 / 84 if confirmed else 1.0)
-    fixed = make_design("fixed", 2, 5, 5)
+        assert fix.verdict == "fixes" and fix.seeds_used == 5 and fix.baseline_seeds_used == 5  # the looks' seeds
+        assert fix.confirmed is confirmed and fix.confirmation_p == pytest.approx(1 / 56 if confirmed else 1.0)
+    assert make_design("adaptive", 2, 3, 10).confirm == (0, 0)  # the default: no round
+    fixed = make_design("fixed", 2, 5, 5, confirm=True)
     assert (
         fixed.confirm == (0, 0)
         and evidence.seeds_to_run(fixed, {"baseline": [INF] * 5, "fix": [1.0] * 5}, "baseline")[2]
@@ -179,7 +221,7 @@ def test_a_small_simulation_of_the_measured_failure_calls_no_do_nothing_setting(
     # Holm keeps the rate of sweeps with any false call within alpha: at most 2 of 40 (0 or 1 is typical)
     sweeps_with_a_false_call = sum(any(r[str(i)].verdict != "no_evidence" for i in range(1, 20)) for r, _ in runs)
     assert sweeps_with_a_false_call <= 2
-    assert sum(r["0"].verdict == "fixes" for r, _ in runs) >= 30
+    assert sum(r["0"].verdict == "fixes" for r, _ in runs) >= 28
 
 
 @pytest.mark.slow
@@ -218,28 +260,50 @@ def test_the_stated_error_rate_holds_and_a_real_remedy_is_found_over_1000_sweeps
 
 
 @pytest.mark.slow
+def test_five_strong_remedies_among_ten_cost_at_most_six_tenths_of_a_fixed_design():
+    """Issue 25's case: 10 points, 5 strong remedies (every seed healthy where the baseline fails half of them,
+    the healthy metric 2 SD better) and 5 that change nothing, 1000 sweeps (random-number seed 51). The
+    default design spends at most 0.6 x the fixed 10-seed design's 110 trials on average (the simulated mean
+    is not above 66 at the 1% level: it sits at the bound, 65.0 on calibration seed 1000 with
+    `bench/design_sim.py`, 66.0 here), finds the remedies (at least 98% of them), and the upper 95% bound of
+    the rate of sweeps calling a do-nothing point is within alpha + 0.01."""
+    sweeps = 1000
+    design = make_design("adaptive", 10, 3, 10)
+    points = [SimulatedPoint(0.0, 2.0)] * 5 + [SimulatedPoint(0.5)] * 5
+    runs = simulate(design, SimulatedPoint(0.5), points, sweeps, 51)
+    spent = np.array([trials for _, trials in runs], dtype=float)
+    trials = spent.mean()
+    found = np.mean([sum(r[str(i)].verdict == "fixes" for i in range(5)) / 5 for r, _ in runs])
+    false = sum(any(r[str(i)].verdict != "no_evidence" for i in range(5, 10)) for r, _ in runs)
+    print(f"\n5 strong + 5 null: {trials:.1f} trials ({trials / 110:.2f}x fixed), found {found:.3f}, false {false}")
+    assert stats.ttest_1samp(spent, 0.6 * 110, alternative="greater").pvalue > 0.01, trials
+    assert found >= 0.98, found
+    assert upper_95(false, sweeps) <= design.alpha + 0.01, false
+
+
+@pytest.mark.slow
 def test_a_false_fixes_call_is_confirmed_at_most_alpha_of_the_time_and_a_real_one_mostly():
-    """The confirmation round (`Design.confirm`), simulated on random-number seeds below 1000. A false `fixes`
-    call was selected by its seeds' luck; the fresh seeds owe it nothing, so it is confirmed at most alpha of
-    the time, whatever selected it (the old "replicated", which re-tested seeds of the final test, held for
-    61-66% of false calls). One point that changes nothing, a small design (3 then 6 seeds) at alpha 0.2 so
-    that false calls are common enough to count, 15000 sweeps; on calibration seed 1001 that gave 443 false
-    calls, 14% confirmed. A remedy of the design's size (every seed healthy where the baseline fails half,
-    1 SD better; 20 points) is confirmed in at least 80% of its calls (88% on calibration seed 1002)."""
-    small = make_design("adaptive", 1, 3, 6, alpha=0.2)
+    """The confirmation round (`confirm: true`, `Design.confirm`), simulated on random-number seeds below
+    1000. A false `fixes` call was selected by its seeds' luck; the fresh seeds owe it nothing, so it is
+    confirmed at most alpha of the time, whatever selected it (the old "replicated", which re-tested seeds of
+    the final test, held for 61-66% of false calls). One point that changes nothing, a small design (3 to 6
+    seeds) at alpha 0.2 so that false calls are common enough to count, 15000 sweeps. A remedy of the
+    design's size (every seed healthy where the baseline fails half, 1 SD better; 20 points) is confirmed in
+    at least 75% of its calls."""
+    small = make_design("adaptive", 1, 3, 6, alpha=0.2, confirm=True)
     null = simulate(small, SimulatedPoint(0.5), [SimulatedPoint(0.5)], 15000, 21)
     calls = [r["0"] for r, _ in null if r["0"].verdict == "fixes"]
     confirmed = sum(bool(d.confirmed) for d in calls)
-    assert len(calls) >= 300 and all(d.confirmed is not None for d in calls)
+    assert len(calls) >= 200 and all(d.confirmed is not None for d in calls)  # enough false calls to count
     assert stats.binomtest(confirmed, len(calls), small.alpha, alternative="greater").pvalue > 0.001, (
         confirmed,
         len(calls),
     )
 
-    design = make_design("adaptive", 20, 3, 10)
+    design = make_design("adaptive", 20, 3, 10, confirm=True)
     found = simulate(design, SimulatedPoint(0.5), [SimulatedPoint(0.0, 1.0)] + [SimulatedPoint(0.5)] * 19, 200, 22)
     called = [r["0"] for r, _ in found if r["0"].verdict == "fixes"]
-    assert sum(bool(d.confirmed) for d in called) / len(called) >= 0.8, len(called)
+    assert sum(bool(d.confirmed) for d in called) / len(called) >= 0.75, len(called)
     print(
         f"\nfalse fixes calls confirmed: {confirmed}/{len(calls)}; real remedy confirmed: "
         f"{sum(bool(d.confirmed) for d in called)}/{len(called)} calls"

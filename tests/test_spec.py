@@ -185,7 +185,7 @@ BAD = {
 
 def test_the_default_design_is_adaptive_and_seeds_on_the_command_line_fix_it(tmp_path):
     (spec,) = load_specs(write(tmp_path, "workload: listmle\ngrid: {labels: [graded, constant]}\n"))
-    assert spec.design.kind == "adaptive" and spec.design.looks == (3, 6, 10) and spec.alpha == 0.05
+    assert spec.design.kind == "adaptive" and spec.design.looks == (3, 5, 8, 10) and spec.alpha == 0.05
     assert spec.trial_count == 10 + 10  # one point at 10 seeds, the baseline at max(1, sqrt(1)) x 10
     fixed = spec.with_seeds(4)
     assert fixed.design.kind == "fixed" and fixed.trial_count == 8 and fixed.document["design"] == "fixed"
