@@ -1,7 +1,7 @@
 """Trial-seconds to every verdict: the design at b2f8376, the design now and a fixed 10-seed design.
 
     python bench/time_to_verdict.py SWEEP_DIR [SWEEP_DIR ...] [--work DIR] [--report-only]
-    python bench/time_to_verdict.py --live SPEC [--work DIR]
+    python bench/time_to_verdict.py --live SPEC [--only SWEEP ...] [--work DIR]
 
 Replay. Each SWEEP_DIR is a finished sweep (any design). Its trials are copied to `<work>/<sweep>` and
 completed to the superset every design draws from (a sweep run with a fixed design is replayed with the
@@ -13,10 +13,10 @@ point): it is shown the seeds it asks for, round by round, until it is done, and
 training seconds. Prints per sweep and in all the trials and trial-seconds of each design, and every grid
 point whose verdict differs from the fixed design's. `--report-only` replays what the work folders hold.
 
-Live. `--live SPEC` runs the spec's sweeps with `sweeper run` (the design now, every trial on Ray with its
-diagnosis, MLflow and report) and then the same spec as a fixed 10-seed grid through bare Ray Tune
-(`bench/bare_tune.py`: no diagnosis, no MLflow), one after the other in this one run on this machine, and
-prints both wall times and their ratio.
+Live. `--live SPEC` runs the spec's sweeps (those named by `--only`, else all) with `sweeper run` (the
+design now, every trial on Ray with its diagnosis, MLflow and report) and then the same sweeps as a fixed
+10-seed grid through bare Ray Tune (`bench/bare_tune.py`: no diagnosis, no MLflow), one after the other in
+this one run on this machine, and prints both wall times and their ratio.
 """
 
 from __future__ import annotations
@@ -142,12 +142,12 @@ def replay(copy: Path) -> tuple[str, dict[str, tuple[int, float, dict[str, str]]
     return spec.name, results, missing
 
 
-def live(spec_path: Path, work: Path) -> None:
+def live(spec_path: Path, only: list[str], work: Path) -> None:
     """`sweeper run SPEC` against bare Ray Tune's fixed 10-seed grid of it, one after the other."""
     from ruamel.yaml import YAML
 
     yaml = YAML(typ="safe", pure=True)
-    documents = list(yaml.load_all(spec_path.read_text()))
+    documents = [d for d in yaml.load_all(spec_path.read_text()) if not only or d.get("name") in only]
     fixed_spec = work / f"{spec_path.stem}-fixed-{FIXED_SEEDS}.yaml"
     for document in documents:
         document.update(seeds=FIXED_SEEDS, design="fixed")
@@ -157,7 +157,8 @@ def live(spec_path: Path, work: Path) -> None:
     with fixed_spec.open("w") as stream:
         yaml.dump_all(documents, stream)
     runs = {
-        "sweeper run (now)": [sys.executable, "-m", "sweeper", "run", str(spec_path), "--out", str(work), "--yes"],
+        "sweeper run (now)": [sys.executable, "-m", "sweeper", "run", str(spec_path), "--out", str(work), "--yes"]
+        + [argument for name in only for argument in ("--only", name)],
         f"bare Ray Tune, fixed {FIXED_SEEDS}": [sys.executable, str(ROOT / "bench" / "bare_tune.py"), str(fixed_spec)],
     }
     walls = {}
@@ -176,10 +177,11 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("bench-verdict"))
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--live", type=Path, metavar="SPEC")
+    parser.add_argument("--only", action="append", default=[], metavar="SWEEP", help="with --live: this sweep")
     args = parser.parse_args()
     args.work.mkdir(exist_ok=True)
     if args.live:
-        live(args.live.resolve(), args.work.resolve())
+        live(args.live.resolve(), args.only, args.work.resolve())
         return
     totals = {name: [0, 0.0] for name in DESIGNS}
     print(f"{'sweep':24} " + " ".join(f"{name + ' trials / s':>22}" for name in DESIGNS) + "  verdicts that differ")

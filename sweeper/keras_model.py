@@ -7,7 +7,12 @@ A workload file may, instead of `Config` and `train`, define plain Keras parts (
     FIT = {"epochs": 1000, "batch_size": 150}   # and other `Model.fit` arguments: FIT_EXTRAS
     SMOKE = {"epochs": 100}              # optional: overrides of the knobs below for a seconds-long trial
     def data(seed): return x_train, y_train, x_val, y_val      # numpy arrays, generated, nothing downloaded
-    def model(seed): return keras.Model(...)                   # uncompiled, as the user wrote it (failing)
+    def model(seed): return keras.Model(...)                   # as the user wrote it (failing)
+
+`model()` may compile the model instead of COMPILE (as KerasTuner's builders do): where COMPILE is left out or
+lacks the optimizer or the loss, `model()` is called once when the file is loaded and its compile is read
+(`compiled_settings`: optimizer, learning rate, loss, metrics), each setting where COMPILE does not give it.
+The remedies recompile the model either way. `data()` returns numpy arrays, not `tf.data` datasets.
 
 A file that needs knobs of its own also declares a frozen `Config` dataclass (with `seed: int`) as any
 workload does; `data(config)` and `model(config)` then receive it, and the generic knobs (`Remedies`) are
@@ -119,8 +124,8 @@ class Remedies:
 
 
 # --- adapting a module ---
-KERAS_PARTS = ("METRIC", "MODE", "COMPILE", "FIT", "data", "model")
-"""What a Keras program defines (see the module's docstring)."""
+KERAS_PARTS = ("METRIC", "MODE", "FIT", "data", "model")
+"""What a Keras program defines (see the module's docstring); COMPILE too, unless `model()` compiles."""
 
 
 def is_keras_file(module: ModuleType) -> bool:
@@ -155,10 +160,16 @@ def adapt(module: ModuleType) -> ModuleType:
             )
     if not (isinstance(module.METRIC, str) and module.METRIC.startswith("val_")):
         raise broken(f"METRIC is {module.METRIC!r}; it is a validation key of the Keras History, such as 'val_loss'")
-    compile_, fit = dict(module.COMPILE), dict(module.FIT)
+    own = getattr(module, "Config", None)
+    if own is not None and not (isinstance(own, type) and dataclasses.is_dataclass(own)):
+        raise broken("Config is not a dataclass")
+    compile_, fit = dict(getattr(module, "COMPILE", {})), dict(module.FIT)
     for key in compile_:
         if key not in COMPILE_KEYS:
             raise broken(f"COMPILE[{key!r}] is not a key it takes; valid: {', '.join(COMPILE_KEYS)}")
+    if "optimizer" not in compile_ or "loss" not in compile_:
+        # The model's own compile, where COMPILE leaves a setting out (as KerasTuner's builders compile).
+        compile_ = {**compiled_settings(module, own, broken), **compile_}
     if compile_.get("optimizer") not in OPTIMIZERS:
         raise broken(f"COMPILE['optimizer'] is {compile_.get('optimizer')!r}; valid: {', '.join(OPTIMIZERS)}")
     if not isinstance(compile_.get("loss"), str):
@@ -168,9 +179,6 @@ def adapt(module: ModuleType) -> ModuleType:
             valid = ", ".join(("epochs", "batch_size", *FIT_EXTRAS))
             raise broken(f"FIT[{key!r}] is not a key it takes (validation comes from data()); valid: {valid}")
 
-    own = getattr(module, "Config", None)
-    if own is not None and not (isinstance(own, type) and dataclasses.is_dataclass(own)):
-        raise broken("Config is not a dataclass")
     own_fields = {f.name: f for f in dataclasses.fields(own)} if own is not None else {}
     generic = {f.name: f for f in dataclasses.fields(Remedies)}
     for name in own_fields.keys() & generic.keys() - {"seed"}:
@@ -209,6 +217,38 @@ def adapt(module: ModuleType) -> ModuleType:
     adapted.check_remedies = program.check_remedies  # type: ignore[attr-defined]
     adapted.read_program = program.read  # type: ignore[attr-defined]
     return adapted
+
+
+def compiled_settings(module: ModuleType, own: Any, broken: Callable[[str], SweeperError]) -> dict[str, Any]:
+    """The optimizer (its name among OPTIMIZERS and its learning rate), loss and metrics that `model()` compiles
+    with, as COMPILE spells them; {} where it does not compile. `model()` is called once, with the Config's
+    defaults (or seed 0), so a file that leaves COMPILE out costs a TensorFlow import when it is loaded."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import tensorflow as tf
+
+    try:
+        net = module.model(own() if own is not None else 0)
+    except Exception as exc:  # noqa: BLE001 - whatever the user's code raises, one line names it
+        first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+        raise broken(f"model() raised {type(exc).__name__}: {first}") from None
+    if not isinstance(net, tf.keras.Model) or not getattr(net, "_is_compiled", False):
+        raise broken("it does not define COMPILE, and model() does not compile; define COMPILE or compile the model")
+    written = net.get_compile_config()
+    tf.keras.backend.clear_session()
+    optimizer = written["optimizer"]
+    settings: dict[str, Any] = {}
+    if isinstance(optimizer, dict):
+        settings["optimizer"] = str(optimizer["class_name"]).lower()
+        rate = optimizer["config"].get("learning_rate")
+        if isinstance(rate, int | float):
+            settings["learning_rate"] = float(rate)
+    else:
+        settings["optimizer"] = str(optimizer).lower()
+    loss = written["loss"]
+    settings["loss"] = loss["config"].get("name", loss["class_name"]) if isinstance(loss, dict) else loss
+    # A metric object keeps state, so its class name is kept, and each trial's compile makes a fresh one.
+    settings["metrics"] = [m["class_name"] if isinstance(m, dict) else m for m in written["metrics"] or []]
+    return settings
 
 
 _KERAS_DEFAULT_RATE = {"sgd": 0.01, "adagrad": 0.001, "adam": 0.001, "rmsprop": 0.001}
@@ -307,7 +347,7 @@ class _Program:
                 )
         net = called("model")
         if not isinstance(net, tf.keras.Model):
-            raise broken(f"model() returned {type(net).__name__}; it returns a keras Model (uncompiled, as written)")
+            raise broken(f"model() returned {type(net).__name__}; it returns a keras Model (as written)")
         tf.keras.backend.clear_session()
         produced = ["loss", *map(_metric_name, self.compile.get("metrics", []))]
         if self.module.METRIC[len("val_") :] not in produced:

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import io
 import math
+import textwrap
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
-from sweeper.health import COLOURS, is_number
+from sweeper.health import COLOURS, error_line, is_number
 from sweeper.ranking import finite_median, scaled_statistic
 from sweeper.records import TrialRecord
 from sweeper.report import number, p_cell
@@ -49,6 +50,17 @@ def figures(ranking: Ranking, records: Sequence[TrialRecord]) -> dict[str, bytes
     if ranking.main_effects:
         drawn["main_effects.png"] = main_effects_figure
     return {name: draw(ranking, records) for name, draw in drawn.items()}
+
+
+def _plain_numbers(axis: Any) -> None:
+    """Tick labels as plain numbers with 4 significant digits (0.0003713, 1362, 1.5e+06), never matplotlib's
+    offset or multiplier text (`3.71289×10⁻⁵` above the axis), on the axes of a linear scale."""
+    from matplotlib.ticker import FuncFormatter
+
+    plain = FuncFormatter(lambda value, _: f"{value:.4g}")
+    for side, scale in ((axis.xaxis, axis.get_xscale()), (axis.yaxis, axis.get_yscale())):
+        if scale == "linear":
+            side.set_major_formatter(plain)
 
 
 def _png(figure: Any) -> bytes:
@@ -91,6 +103,7 @@ def ranking_figure(ranking: Ranking, records: Sequence[TrialRecord]) -> bytes:
     axis.set_yticks(range(len(shown)), [p.label for p in shown], fontsize=8)
     axis.invert_yaxis()
     axis.set_xlabel(f"final {ranking.metric} per seed (filled: healthy; hollow: unhealthy, drawn at chance)")
+    _plain_numbers(axis)
     return _png(figure)
 
 
@@ -107,8 +120,8 @@ def failure_modes_figure(ranking: Ranking, records: Sequence[TrialRecord]) -> by
     axis.set_yticks(range(len(shown)), [p.label for p in shown], fontsize=8)
     axis.invert_yaxis()
     axis.set_xlabel("seeds")
-    if shown:
-        axis.legend(fontsize=8, loc="lower right")
+    if shown:  # beside the bars, never over them
+        axis.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _png(figure)
 
 
@@ -127,7 +140,9 @@ def main_effects_figure(ranking: Ranking, records: Sequence[TrialRecord]) -> byt
 
 
 def learning_curves_figure(ranking: Ranking, records: Sequence[TrialRecord]) -> bytes:
-    """The baseline beside the best remedies, the metric above the loss; one line per seed."""
+    """The baseline beside the best remedies, the metric above the loss; one line per seed, coloured by its
+    verdict (one legend for the figure, below the panels). A panel with nothing to draw (every trial of the
+    point raised before its first report) says so instead of showing empty axes."""
     metric, points = ranking.metric, ranking.points
     by_label: dict[str, list[TrialRecord]] = {}
     for record in records:
@@ -135,7 +150,11 @@ def learning_curves_figure(ranking: Ranking, records: Sequence[TrialRecord]) -> 
     curve_labels = [p.label for p in points if p.is_baseline]
     curve_labels += [p.label for p in points if not p.is_baseline][:CURVE_POINTS]
     columns = max(1, len(curve_labels))  # a sweep without a single trial gets one empty panel
+    from matplotlib.ticker import MaxNLocator
+
     figure, axes = pyplot().subplots(2, columns, figsize=(3.6 * columns, 5.5), squeeze=False)
+    verdicts_drawn: dict[str, str] = {}
+    with_data: set[tuple[int, int]] = set()  # (row, column) of the panels a value was drawn on
     for column, label in enumerate(curve_labels):
         group = sorted(by_label.get(label, []), key=lambda r: r.seed)
         for record in group:
@@ -143,9 +162,10 @@ def learning_curves_figure(ranking: Ranking, records: Sequence[TrialRecord]) -> 
             colour = COLOURS.get(record.verdict, "#000")
             for row, key in enumerate((metric, "loss")):
                 values = plottable([r.get(key) for r in record.history])
-                axes[row][column].plot(
-                    steps, values, color=colour, alpha=0.8, label=f"seed {record.seed}: {record.verdict}"
-                )
+                if np.isfinite(values).any():
+                    axes[row][column].plot(steps, values, color=colour, alpha=0.8)
+                    verdicts_drawn[record.verdict] = colour
+                    with_data.add((row, column))
         axes[0][column].set_title(label, fontsize=9)
         _reference_lines(axes[0][column], group, vertical=False)
         losses = np.abs(plottable([r.get("loss") for rec in group for r in rec.history]))
@@ -153,11 +173,44 @@ def learning_curves_figure(ranking: Ranking, records: Sequence[TrialRecord]) -> 
         if losses.size and (losses.min() == 0.0 or losses.max() > 100 * losses.min()):
             axes[1][column].set_yscale("symlog", linthresh=1e-3)  # zero, or orders of magnitude apart
         axes[1][column].set_xlabel("step")
-        if group:
-            axes[0][column].legend(fontsize=7)
+        for row in (0, 1):
+            if (row, column) in with_data:
+                _plain_numbers(axes[row][column])
+                axes[row][column].xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
+            else:
+                _nothing_drawn(axes[row][column], group)
     axes[0][0].set_ylabel(metric)
     axes[1][0].set_ylabel("loss")
+    _figure_legend(figure, verdicts_drawn, axes)
     return _png(figure)
+
+
+def _nothing_drawn(axis: Any, group: Sequence[TrialRecord]) -> None:
+    """An empty panel says why: no trial, or every trial raised (with the commonest last line, wrapped)."""
+    raised = [r for r in group if r.verdict == "error"]
+    why = "no finished trial" if not group else "no value reported"
+    if group and len(raised) == len(group):
+        messages = [line for r in raised if (line := error_line(r.reason))]
+        commonest = max(set(messages), key=messages.count) if messages else ""
+        why = "\n".join(["every trial raised:", *textwrap.wrap(commonest, 34, max_lines=3, placeholder=" …")])
+    axis.text(0.5, 0.5, why, ha="center", va="center", fontsize=8, transform=axis.transAxes)
+    axis.set_xticks([])
+    axis.set_yticks([])
+
+
+def _figure_legend(figure: Any, verdicts: dict[str, str], axes: Any) -> None:
+    """One legend below the panels: the verdicts' colours and the reference lines drawn."""
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=colour, label=verdict) for verdict, colour in verdicts.items()]
+    styles = {line.get_label(): line.get_linestyle() for axis in axes.flat for line in axis.lines}
+    handles += [
+        Line2D([], [], color="#555", linestyle=styles[key], linewidth=1, label=key)
+        for key in ("chance", "oracle")
+        if key in styles
+    ]
+    if handles:
+        figure.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(len(handles), 6))
 
 
 def grad_norms_figure(ranking: Ranking, records: Sequence[TrialRecord]) -> bytes:

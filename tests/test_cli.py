@@ -183,7 +183,9 @@ def test_the_console_fits_columns_without_breaking_a_grid_point_name(tmp_path):
     assert "`sweeper --wide` shows them" in result.stdout
     (sweep,) = (tmp_path / "out").glob("long-*")
     wide = run_sweeper("--wide", "report", str(sweep), cwd=tmp_path, COLUMNS="100")
-    assert "confirmed" in wide.stdout and "score" in wide.stdout and max(map(len, wide.stdout.splitlines())) > 100
+    assert (
+        "P(beats baseline)" in wide.stdout and "score" in wide.stdout and max(map(len, wide.stdout.splitlines())) > 100
+    )
 
 
 def test_version_and_help_off_a_terminal(tmp_path):

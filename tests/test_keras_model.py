@@ -47,6 +47,45 @@ def test_without_a_learning_rate_the_optimizers_keras_default_is_the_default(tmp
     assert load(str(path)).knobs["learning_rate"].default == 0.001
 
 
+COMPILED = (
+    (TINY.splitlines()[6] + "\n", ""),  # the COMPILE line
+    (
+        "    if not config.functional:\n        return tf.keras.Sequential(",
+        "    if not config.functional:\n        net = tf.keras.Sequential(",
+    ),
+    (
+        '                tf.keras.layers.Dense(1, activation="sigmoid"),\n            ]\n        )',
+        '                tf.keras.layers.Dense(1, activation="sigmoid"),\n            ]\n        )\n'
+        "        net.compile(optimizer=tf.keras.optimizers.SGD(learning_rate=0.3), "
+        'loss=tf.keras.losses.BinaryCrossentropy(), metrics=["accuracy", tf.keras.metrics.AUC()])\n'
+        "        return net",
+    ),
+)
+"""keras_tiny.py without COMPILE, its model() compiling itself (SGD at 0.3, a loss object, a metric object)."""
+
+
+def test_a_model_that_compiles_is_read_where_compile_is_left_out(tmp_path):
+    workload = load(str(program(tmp_path, *COMPILED)))
+    assert workload.knobs["learning_rate"].default == pytest.approx(0.3)  # the model's optimizer's rate
+    assert workload.module.COMPILE == {
+        "optimizer": "sgd",
+        "learning_rate": pytest.approx(0.3),
+        "loss": "binary_crossentropy",
+        "metrics": ["accuracy", "AUC"],
+    }
+    workload.check_remedies([{}, {"learning_rate": 0.01}])  # its METRIC is produced; the remedies recompile it
+    # COMPILE's settings come first where both give one
+    partial = program(tmp_path, *COMPILED[1:], ('"learning_rate": 0.01, ', ""), name="partial.py")
+    partial.write_text(partial.read_text().replace('"optimizer": "adam", ', ""))
+    assert load(str(partial)).module.COMPILE["optimizer"] == "sgd"  # read: COMPILE gave no optimizer
+    assert load(str(partial)).module.COMPILE["metrics"] == ["accuracy"]  # COMPILE's
+
+
+def test_a_model_that_neither_compiles_nor_has_compile_is_told_so(tmp_path):
+    message = refusal(program(tmp_path, COMPILED[0]))
+    assert "it does not define COMPILE, and model() does not compile" in message
+
+
 @pytest.mark.parametrize(
     ("change", "fragment"),
     [
