@@ -14,9 +14,10 @@ training seconds. Prints per sweep and in all the trials and trial-seconds of ea
 point whose verdict differs from the fixed design's. `--report-only` replays what the work folders hold.
 
 Live. `--live SPEC` runs the spec's sweeps (those named by `--only`, else all) with `sweeper run` (the
-design now, every trial on Ray with its diagnosis, MLflow and report) and then the same sweeps as a fixed
-10-seed grid through bare Ray Tune (`bench/bare_tune.py`: no diagnosis, no MLflow), one after the other in
-this one run on this machine, and prints both wall times and their ratio.
+design now, adaptive where the spec says fixed; every trial on Ray with its diagnosis, MLflow and report)
+and then the same sweeps as a fixed 10-seed grid through bare Ray Tune (`bench/bare_tune.py`: no
+diagnosis, no MLflow), one after the other in this one run on this machine, and prints both wall times and
+their ratio.
 """
 
 from __future__ import annotations
@@ -148,17 +149,21 @@ def live(spec_path: Path, only: list[str], work: Path) -> None:
 
     yaml = YAML(typ="safe", pure=True)
     documents = [d for d in yaml.load_all(spec_path.read_text()) if not only or d.get("name") in only]
-    fixed_spec = work / f"{spec_path.stem}-fixed-{FIXED_SEEDS}.yaml"
+    for document in documents:
+        if str(document.get("workload", "")).endswith(".py"):
+            document["workload"] = str((spec_path.parent / document["workload"]).resolve())
+        if document.get("design") == "fixed":  # the design now is the default adaptive one: 3 to 10 seeds
+            document.update(seeds=3, design="adaptive")
+    adaptive_spec, fixed_spec = work / f"{spec_path.stem}-now.yaml", work / f"{spec_path.stem}-fixed.yaml"
+    with adaptive_spec.open("w") as stream:
+        yaml.dump_all(documents, stream)
     for document in documents:
         document.update(seeds=FIXED_SEEDS, design="fixed")
         document.pop("max_seeds", None)
-        if str(document.get("workload", "")).endswith(".py"):
-            document["workload"] = str((spec_path.parent / document["workload"]).resolve())
     with fixed_spec.open("w") as stream:
         yaml.dump_all(documents, stream)
     runs = {
-        "sweeper run (now)": [sys.executable, "-m", "sweeper", "run", str(spec_path), "--out", str(work), "--yes"]
-        + [argument for name in only for argument in ("--only", name)],
+        "sweeper run (now)": [sys.executable, "-m", "sweeper", "run", str(adaptive_spec), "--out", str(work), "--yes"],
         f"bare Ray Tune, fixed {FIXED_SEEDS}": [sys.executable, str(ROOT / "bench" / "bare_tune.py"), str(fixed_spec)],
     }
     walls = {}

@@ -623,7 +623,7 @@ def decide(
     asked for: the family adjustment of the look-adjusted p-values (`seeds_wanted`), the direction from the
     look that gave a point its value. A point is decided once its last look is done; a dropped point is
     `no_evidence`. `readouts=False` leaves out the secondary readout (`rate_test`), which decides nothing."""
-    states, baseline_seeds, done = seeds_wanted(design, scores, baseline)
+    states, baseline_seeds, _ = seeds_wanted(design, scores, baseline)
     base = list(scores.get(baseline, ()))
     base_ok = list(healthy.get(baseline, ()))
     adjusted = adjust([state.look_p for state in states.values()], design.correction)
@@ -631,10 +631,9 @@ def decide(
     for (label, state), p_adjusted in zip(states.items(), adjusted, strict=True):
         n = min(len(scores[label]), state.seeds_wanted)
         m = min(len(base), design.baseline_looks[design.looks.index(state.seeds_wanted)])
-        status = state.status if done or state.status != "running" else "running"
-        decided = status != "running"
+        decided = state.status != "running"
         results[label] = Decision(
-            status=status,
+            status=state.status,
             dropped_at=state.dropped_at,
             seeds_used=n,
             baseline_seeds_used=m,
