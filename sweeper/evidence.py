@@ -117,7 +117,7 @@ CONFIRM_SHARE = 0.5
 baseline seeds as its final look (5 against 10 for 10 seeds): the smallest one-sided p-value there,
 1 / C(15, 5) = 3.3e-4, stays below alpha under Holm over up to 150 points called `fixes`. Chosen for that and
 for its cost (half a point's seeds again), not by looking at any result."""
-DESIGN_POWER = 0.91
+DESIGN_POWER = 0.81
 """The adaptive design's power for the effect it is designed for, from `python bench/design_sim.py`."""
 EXACT_LIMIT = 200_000
 """The rank test enumerates every split of the pooled seeds when there are at most this many; beyond it the
@@ -384,6 +384,9 @@ class Design:
     confirm: tuple[int, int] = (0, 0)
     """Fresh seeds of the confirmation round after the looks, for each point called `fixes` and for the
     baseline; (0, 0): no confirmation round (the default, and a fixed design)."""
+    keep: frozenset[str] = frozenset()
+    """Points a spec's claims pair on: a call does not stop them, so the claims keep their seeds (they run on
+    to the last look, their verdict already given, unless futility drops them first)."""
 
     def smallest_adjusted_p(self, points: int) -> float:
         """The smallest adjusted p-value a point can reach: every seed of it above (or below) every seed of the
@@ -449,6 +452,11 @@ class Design:
                 f"standard deviation better: in a simulated sweep of 20 points it finds it with power "
                 f"{DESIGN_POWER} (bench/design_sim.py). {self._dropped_misses()}"
             )
+            if self.keep:
+                seeds += (
+                    f" The {len(self.keep)} points the claims pair on are not stopped by a call: they run on to the "
+                    "last look, so each claim keeps the seeds it is judged on."
+                )
             if any(self.confirm):
                 seeds += (
                     f" A point called `fixes` then runs {self.confirm[0]} fresh seeds against {self.confirm[1]} "
@@ -497,9 +505,11 @@ def make_design(
     alpha: float = 0.05,
     correction: str = "holm",
     confirm: bool = False,
+    keep: frozenset[str] = frozenset(),
 ) -> Design:
     """The looks of a sweep with `points` grid points besides the baseline; `confirm`: a confirmation round
-    on fresh seeds after the looks for every point called `fixes` (`Design.confirm`)."""
+    on fresh seeds after the looks for every point called `fixes` (`Design.confirm`); `keep`: the points a
+    call does not stop (`Design.keep`)."""
     if kind == "fixed" or max_seeds <= seeds:
         return Design("fixed", (seeds,), (seeds,), alpha, correction)
     looks = [seeds]
@@ -509,7 +519,7 @@ def make_design(
     baseline = tuple(max(look, _rounded(share * look)) for look in looks)
     spend = spending(looks, baseline, points, alpha)
     rounds = (math.ceil(CONFIRM_SHARE * looks[-1]), looks[-1]) if confirm else (0, 0)
-    return Design("adaptive", tuple(looks), baseline, alpha, correction, spend, rounds)
+    return Design("adaptive", tuple(looks), baseline, alpha, correction, spend, rounds, keep)
 
 
 def _rounded(value: float) -> int:
@@ -554,10 +564,13 @@ def seeds_wanted(design: Design, scores: Scores, baseline: str) -> tuple[dict[st
             states[label] = state
         adjusted = dict(zip(states, adjust([s.look_p for s in states.values()], design.correction), strict=True))
         for label, test in tests.items():
-            if adjusted[label] <= design.alpha:  # called: it stops here
-                states[label] = dataclasses.replace(states[label], status="final", stopped_at=None if final else look)
+            called = adjusted[label] <= design.alpha
+            if called and not final and label not in design.keep:  # called: it stops here
+                states[label] = dataclasses.replace(states[label], status="final", stopped_at=look)
             elif final:
                 states[label] = dataclasses.replace(states[label], status="final")
+            elif called:
+                pass  # a claim pairs on it: it runs on, called already
             elif test is not None and test.p_fixes > FUTILITY_P and test.p_harmful > FUTILITY_P_HARMFUL:
                 states[label] = dataclasses.replace(states[label], status="dropped", dropped_at=look)
         if all(state.status != "running" for state in states.values()):

@@ -190,7 +190,23 @@ class SweepSpec:
             self.alpha,
             self.correction,
             self.confirm,
+            self.claim_labels(),
         )
+
+    def claim_labels(self) -> frozenset[str]:
+        """The grid points a claim pairs on (each point with a claim's change, and its twin): the design lets a
+        call stop none of them, so each claim keeps the seeds it is judged on."""
+        if not self.claims or not self.points:
+            return frozenset()
+        baseline = next(p for p in self.points if p.is_baseline).knobs
+        labels = {repr(sorted(p.knobs.items())): p.label for p in self.points}  # knob values need not hash
+        found: set[str] = set()
+        for claim in self.claims:
+            for point, twin in claim_points(self.points, claim.change, claim.where, baseline):
+                twin_label = labels.get(repr(sorted(twin.items())))
+                if twin_label is not None:
+                    found |= {point.label, twin_label}
+        return frozenset(found)
 
     @property
     def trial_count(self) -> int:

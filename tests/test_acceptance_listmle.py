@@ -60,7 +60,7 @@ def test_every_trial_is_one_row_and_one_child_run(sweep):
 def test_the_baseline_loss_is_exactly_zero_at_every_step_in_every_seed(sweep):
     client, rows, ranking = sweep
     baseline = [row for row in rows if row["point"] == "baseline"]
-    design = ranking["design"]  # the looks' 30 seeds and the confirmation round's 10 fresh ones
+    design = ranking["design"]  # the looks' 30 seeds (the spec asks no confirmation round)
     assert [row["verdict"] for row in baseline] == ["stuck_zero"] * (
         design["baseline_looks"][-1] + design["confirm"][1]
     )
@@ -79,7 +79,8 @@ def test_every_grouped_point_has_a_non_zero_loss(sweep):
 def test_the_best_point_groups_the_lists_and_nears_the_oracle_in_every_seed(sweep):
     _, rows, ranking = sweep
     best = ranking["points"][0]
-    assert best["knobs"]["list_shape"] == "grouped" and best["verdict"] == "fixes" and best["confirmed"]
+    assert best["knobs"]["list_shape"] == "grouped" and best["verdict"] == "fixes"
+    # a claim pairs on it, so a call did not stop it: it ran to the last look (`Design.keep`)
     assert best["seeds_used"] == 10 and best["p_adjusted"] < 0.05
     for row in (row for row in rows if row["point"] == best["label"]):
         assert row["verdict"] == "healthy"

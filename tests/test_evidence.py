@@ -168,6 +168,17 @@ def test_a_point_settled_at_an_interim_look_is_called_and_stops_there():
     assert decided["lean"].verdict == "pending"
 
 
+def test_a_point_a_claim_pairs_on_is_called_but_runs_on_to_the_last_look():
+    """A claim is judged on twin pairs over seeds, so a point it pairs on (`Design.keep`) is not stopped by a
+    call: it runs on, and its verdict stays `fixes`."""
+    design = evidence.Design("adaptive", (3, 5, 10), (3, 5, 10), 0.05, "holm", (0.0, 0.5, 0.5), keep=frozenset({"fix"}))
+    states, _, done = seeds_wanted(design, {"baseline": [INF] * 5, "fix": [1.0] * 5}, "baseline")
+    assert states["fix"].status == "running" and states["fix"].seeds_wanted == 10 and not done
+    scores = {"baseline": [INF] * 10, "fix": [1.0] * 10}
+    fix = evidence.decide(design, scores, {k: [v > INF for v in s] for k, s in scores.items()}, "baseline")["fix"]
+    assert fix.verdict == "fixes" and fix.stopped_at is None and fix.seeds_used == 10
+
+
 def test_a_call_passes_its_level_on_holm_over_the_looks():
     """Holm over look-adjusted p-values: once `a` is called at alpha / 2, `b` needs only alpha, and its
     earlier looks count too (Maurer and Bretz)."""
