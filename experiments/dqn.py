@@ -213,8 +213,9 @@ def shape_rewards(config: Config, env_reward, next_obs, terminated):
     if config.reward_shape == "zero":
         return np.zeros_like(env_reward, dtype=np.float32)
     if config.reward_shape == "wrong_condition":
-        # The answer's bug, verbatim: state[2] is CartPole's pole angle; rewarding it for being above
-        # 0.1 rad pays the agent for leaning right, not for staying upright.
+        # The answer's bug: state[2] is CartPole's pole angle; rewarding it for being above 0.1 rad pays the
+        # agent for leaning right, not for staying upright. Not verbatim: the answer reads the state the
+        # action was taken in, this reads the next state's angle (docs/findings.md lists such reconstructions).
         return (next_obs[:, 2] > 0.1).astype(np.float32)
     if config.reward_shape == "goal":
         # MountainCar: +1 on the step that reaches the flag (the only termination), 0 on every other step.

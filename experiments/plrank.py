@@ -1,4 +1,8 @@
-"""PL-Rank off-policy learning-to-rank workload that diverges.
+"""PL-Rank learning-to-rank workload that diverges.
+
+Not the question's off-policy setting: documents are scored with full-information labels, with no clicks or
+propensities; and Adam is the project's choice, not the question's (docs/findings.md lists such
+reconstructions).
 
 Reproduces the question "a 2-layer ReLU MLP trained with PL-Rank-2 gradients
 (Oosterhuis, SIGIR 2021): the loss quickly shoots over 1e6; it is stable as long
