@@ -41,9 +41,11 @@ over its looks so far, of the look's p-value over the look's share. That is a Bo
 valid whatever the dependence between looks, which permutation p-values leave unknown. Holm (or BH) over the
 points' look-adjusted values calls a point as soon as it holds, and a called point stops there. This is the
 graphical Holm procedure with group-sequential tests of Maurer and Bretz (2013): a call passes its level on
-to the rest, and since the values only fall as looks are added, a call is never taken back. Futility: at an
-interim look a point not called whose two one-sided p-values are both above `FUTILITY_P` is dropped (it
-shows no sign of moving either way; non-binding, so it costs no level); it stays in the family.
+to the rest, and since the values only fall as looks are added, a call is never taken back. A point a claim
+of the spec pairs on is not stopped by a call (`Design.keep`): the claims keep their seeds. Futility: at an
+interim look a point not called whose one-sided p-value towards fixing is above `FUTILITY_P` and towards
+harm above `FUTILITY_P_HARMFUL` is dropped (it shows no sign of a fix; non-binding, so it costs no level);
+it stays in the family.
 A look is taken when every trial it needs has finished (the runner plans a sweep's next round from its
 finished trials), so no trial is running when a look decides; seeds beyond a point's last look (left by an
 earlier run or another design) are reported but never tested. An estimate from a point called at an
