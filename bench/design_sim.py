@@ -26,6 +26,7 @@ power at least 0.8 for the design's effect at 20 points and all 5 strong remedie
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import subprocess
 import sys
@@ -44,6 +45,7 @@ OLD_DESIGN = "b2f8376"
 """The commit whose design the issue compares against: futility-only looks, sqrt(points) baseline capped at 3."""
 
 
+@functools.cache  # read from git once per run, however many sweeps ask for it
 def old_evidence() -> ModuleType:
     """sweeper/evidence.py as it was at OLD_DESIGN, imported from git (it needs only numpy and scipy)."""
     source = subprocess.run(

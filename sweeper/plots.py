@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from sweeper.health import COLOURS, error_line, is_number
+from sweeper.health import COLOURS, is_number
 from sweeper.ranking import finite_median, scaled_statistic
 from sweeper.records import TrialRecord
 from sweeper.report import number, p_cell
@@ -147,6 +147,7 @@ def learning_curves_figure(ranking: Ranking, records: Sequence[TrialRecord]) -> 
     by_label: dict[str, list[TrialRecord]] = {}
     for record in records:
         by_label.setdefault(record.point.label, []).append(record)
+    summaries = {p.label: p for p in points}
     curve_labels = [p.label for p in points if p.is_baseline]
     curve_labels += [p.label for p in points if not p.is_baseline][:CURVE_POINTS]
     columns = max(1, len(curve_labels))  # a sweep without a single trial gets one empty panel
@@ -178,21 +179,18 @@ def learning_curves_figure(ranking: Ranking, records: Sequence[TrialRecord]) -> 
                 _plain_numbers(axes[row][column])
                 axes[row][column].xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
             else:
-                _nothing_drawn(axes[row][column], group)
+                _nothing_drawn(axes[row][column], summaries[label])
     axes[0][0].set_ylabel(metric)
     axes[1][0].set_ylabel("loss")
     _figure_legend(figure, verdicts_drawn, axes)
     return _png(figure)
 
 
-def _nothing_drawn(axis: Any, group: Sequence[TrialRecord]) -> None:
-    """An empty panel says why: no trial, or every trial raised (with the commonest last line, wrapped)."""
-    raised = [r for r in group if r.verdict == "error"]
-    why = "no finished trial" if not group else "no value reported"
-    if group and len(raised) == len(group):
-        messages = [line for r in raised if (line := error_line(r.reason))]
-        commonest = max(set(messages), key=messages.count) if messages else ""
-        why = "\n".join(["every trial raised:", *textwrap.wrap(commonest, 34, max_lines=3, placeholder=" …")])
+def _nothing_drawn(axis: Any, point: PointSummary) -> None:
+    """An empty panel says why: no trial, or every trial raised (with the point's commonest message, wrapped)."""
+    why = "no finished trial" if not point.seeds else "no value reported"
+    if point.could_not_run:
+        why = "\n".join(["every trial raised:", *textwrap.wrap(point.error or "", 34, max_lines=3, placeholder=" …")])
     axis.text(0.5, 0.5, why, ha="center", va="center", fontsize=8, transform=axis.transAxes)
     axis.set_xticks([])
     axis.set_yticks([])
