@@ -77,13 +77,21 @@ def outcomes_of(records: Sequence[TrialRecord], metric: str) -> list[ranking.Tri
 
 def planned_trials(spec: SweepSpec, workload: Workload, found: dict[str, TrialRecord]) -> list[tuple[GridPoint, int]]:
     """Every trial the sweep's design wants so far, given the finished ones (`evidence.seeds_to_run`: the
-    looks, then the confirmation round): each point's seeds 0..n-1 and the baseline's, in grid order. A sweep
-    is done when all of them are found."""
-    groups = ranking.by_seed(outcomes_of(list(found.values()), workload.metric), [p.label for p in spec.points])
+    looks, then the confirmation round): each point's first n seeds from `first_seed` and the baseline's, in
+    grid order. A sweep is done when all of them are found."""
+    groups = _groups(spec, workload, found)
     scores = ranking.scores_by_label(groups, workload.mode)
     wanted, baseline_seeds, _ = evidence.seeds_to_run(spec.design, scores, BASELINE_LABEL)
     wanted[BASELINE_LABEL] = baseline_seeds
-    return [(point, seed) for point in spec.points for seed in range(wanted[point.label])]
+    first = spec.first_seed
+    return [(point, seed) for point in spec.points for seed in range(first, first + wanted[point.label])]
+
+
+def _groups(
+    spec: SweepSpec, workload: Workload, found: dict[str, TrialRecord]
+) -> dict[str, list[ranking.TrialOutcome]]:
+    outcomes = outcomes_of(list(found.values()), workload.metric)
+    return ranking.by_seed(outcomes, [p.label for p in spec.points], spec.first_seed)
 
 
 INTERIM_NAMES = 3
@@ -99,7 +107,7 @@ def interim_answer(spec: SweepSpec, workload: Workload, found: dict[str, TrialRe
     is no verdict."""
     if spec.design.kind != "adaptive" or not found:
         return None
-    groups = ranking.by_seed(outcomes_of(list(found.values()), workload.metric), [p.label for p in spec.points])
+    groups = _groups(spec, workload, found)
     decided = ranking.decisions(groups, workload.mode, spec.design)
     going = sorted(
         ((label, d, d.test) for label, d in decided.items() if d.status == "running" and d.test is not None),
@@ -175,7 +183,7 @@ def analyze(spec: SweepSpec, workload: Workload, records: Sequence[TrialRecord],
         baseline=spec.baseline,
         smoke=spec.smoke,
         verdict_rule=design.describe(len(spec.points) - 1),
-        points=tuple(rank_points(outcomes, workload.mode, design, [p.label for p in spec.points])),
+        points=tuple(rank_points(outcomes, workload.mode, design, [p.label for p in spec.points], spec.first_seed)),
         vary=spec.vary,
         # One knob at a time from the baseline, each point is already its knob's effect; averaging a knob's
         # value over the other knobs' points would mix their effects in.
@@ -192,7 +200,11 @@ def analyze(spec: SweepSpec, workload: Workload, records: Sequence[TrialRecord],
 
 
 def rank_points(
-    outcomes: Sequence[ranking.TrialOutcome], mode: str, design: evidence.Design, labels: Sequence[str] = ()
+    outcomes: Sequence[ranking.TrialOutcome],
+    mode: str,
+    design: evidence.Design,
+    labels: Sequence[str] = (),
+    first_seed: int = 0,
 ) -> list[PointSummary]:
     """One summary per grid point with outcomes, the baseline included, best first, in the order of the
     evidence: the points shown to fix it, then those not shown to change it (the baseline among them), then
@@ -200,11 +212,11 @@ def rank_points(
     Wilson interval (so 3/3 healthy seeds, lower end 0.44, rank below 9/10, 0.60), then the median comparison
     score (unhealthy seeds last), then the median healthy metric. A point on a few seeds never ranks above a
     `fixes` point it has not been shown to beat. `labels`: every grid point of the sweep, so that one without
-    outcomes stays in the family."""
+    outcomes stays in the family; `first_seed`: the sweep's first seed."""
     groups: dict[str, list[ranking.TrialOutcome]] = {}
     for outcome in outcomes:
         groups.setdefault(outcome.label, []).append(outcome)
-    ordered = ranking.by_seed(outcomes, labels)
+    ordered = ranking.by_seed(outcomes, labels, first_seed)
     decided = ranking.decisions(ordered, mode, design)
     baseline = ordered.get(ranking.baseline_label(ordered), [])
     shifts = {  # the effect on the metric, over the seeds the test used

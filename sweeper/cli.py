@@ -29,7 +29,7 @@ from sweeper.spec import SweepSpec, load_specs, only_named
 
 if TYPE_CHECKING:
     from sweeper.results import Ranking
-    from sweeper.sweep import SweepOutcome
+    from sweeper.sweep import RunOptions, SweepOutcome
 
 WORKFLOW_ORDER = ("doctor", "validate", "run", "resume", "report", "compare", "ui", "list", "sync", "server")
 """`--help` lists the commands in the order of the work: examine, check, run, read; then the tools."""
@@ -216,6 +216,8 @@ def run(
     ] = True,
 ) -> None:
     """Run every sweep in SPEC: reproduce the failure, sweep the remedies over seeds, rank them."""
+    from sweeper.sweep import RunOptions
+
     specs = _specs(spec, seeds)  # everything is validated before anything is written or started
     if only:
         try:
@@ -228,16 +230,29 @@ def run(
                 f"{spec}: {sweep.name}: {sweep.describe_seeds()}, more than --max-trials {max_trials}; pass --yes "
                 "to run them"
             )
+    options = RunOptions(max_concurrent=max_concurrent, max_retries=max_retries, early_stop=early_stop)
+    _run_specs(spec, specs, out=out, address=address, tracking_uri=tracking_uri, options=options)
+
+
+def _run_specs(
+    spec: Path,
+    specs: list[SweepSpec],
+    *,
+    out: Path,
+    address: str | None,
+    tracking_uri: str | None,
+    options: RunOptions,
+) -> list[SweepOutcome]:
+    """Plan the sweeps of SPEC into new folders under OUT, print the plan, run them, print each outcome."""
     if out.exists() and not out.is_dir():
         _fail(f"--out: {out} exists and is not a folder")
     from sweeper.stores import check_tracking_uri, default_tracking_uri
-    from sweeper.sweep import RunOptions, plan_sweeps
+    from sweeper.sweep import plan_sweeps
 
     uri = tracking_uri or default_tracking_uri()
     if problem := check_tracking_uri(uri):
         _fail(problem)
     _graceful_sigterm()
-    options = RunOptions(max_concurrent=max_concurrent, max_retries=max_retries, early_stop=early_stop)
     try:
         folders = plan_sweeps(specs, spec_file=spec, out_root=out, tracking_uri=uri, address=address, options=options)
     except (SweeperError, PermissionError) as exc:
@@ -248,10 +263,12 @@ def run(
         markup=False,
         highlight=False,
     )
-    _run_all(folders, address=address, tracking_uri=uri, resume_from=out)
+    return _run_all(folders, address=address, tracking_uri=uri, resume_from=out)
 
 
-def _run_all(folders: list[Path], *, address: str | None, tracking_uri: str | None, resume_from: Path) -> None:
+def _run_all(
+    folders: list[Path], *, address: str | None, tracking_uri: str | None, resume_from: Path
+) -> list[SweepOutcome]:
     """Run (or finish) the sweep folders together (`run_sweeps`), then print each one's outcome. A sweep
     whose analysis fails does not hide the others (exit status 1 at the end); an interrupted run ends with
     exit status 130."""
@@ -276,6 +293,7 @@ def _run_all(folders: list[Path], *, address: str | None, tracking_uri: str | No
         )
     if any(outcome.analysis_error is not None for outcome in outcomes):
         raise typer.Exit(1)
+    return outcomes
 
 
 def _print_outcome(outcome: SweepOutcome) -> None:
@@ -532,12 +550,18 @@ def doctor(
     spec_out: Annotated[
         Path | None, typer.Option(help="Where to write the proposed spec; default: ./doctor-<workload>.yaml.")
     ] = None,
-    run_it: Annotated[bool, typer.Option("--run", help="Run the proposed sweep and print its verdicts.")] = False,
+    run_it: Annotated[
+        bool,
+        typer.Option(
+            "--run", help="Run the proposed sweep and print its verdicts; if nothing fixes it, the combination round."
+        ),
+    ] = False,
     out: Annotated[Path, typer.Option(help="With --run: folder that receives the sweep's folder.")] = Path("sweeps"),
     tracking_uri: TrackingUri = None,
 ) -> None:
     """Run WORKLOAD as written on calibration seeds, print its symptoms and the remedies that address them, and
-    write them as a spec to edit (`vary: one_at_a_time`); with --run, sweep them over other seeds."""
+    write them as a spec to edit (`vary: one_at_a_time`); with --run, sweep them over other seeds, and where
+    no single remedy fixes it, each two of the best-ranked together on fresh seeds (the combination round)."""
     from sweeper import doctor as rx
     from sweeper.report import number
 
@@ -576,8 +600,35 @@ def doctor(
         f"wrote {proposal.spec} (and {rx.report_path(proposal.spec)}, this report for tools); run it with "
         f"`sweeper run {proposal.spec}`"
     )
-    if run_it:
-        run(spec=proposal.spec, out=out, tracking_uri=tracking_uri)
+    if not run_it:
+        return
+    rounds = [_doctor_round(proposal.spec, out, tracking_uri)]
+    combination = rx.combine(examination, proposal, rounds[0])
+    if combination is None:
+        rx.record(examination, proposal, rounds)
+        return
+    console.print(
+        f"no single remedy was shown to fix it: the combination round tries each two of the best-ranked together "
+        f"({combination.spec}):",
+        markup=False,
+    )
+    for line in combination.why:
+        console.print(f"  combined: {line}", markup=False, highlight=False)
+    console.print(f"  its verdicts are {combination.family}", markup=False, highlight=False)
+    rounds.append(_doctor_round(combination.spec, out, tracking_uri))
+    rx.record(examination, proposal, rounds, combination)
+    fixed = [point.label for point in rounds[1].points if point.verdict == "fixes"]
+    found = f"fixes: {'; '.join(fixed)}" if fixed else "no pair was shown to fix it"
+    console.print(f"combination round: {found}", markup=False, highlight=False)
+
+
+def _doctor_round(spec: Path, out: Path, tracking_uri: str | None) -> Ranking:
+    """One round of `doctor --run`: the spec's one sweep run with the default options, its ranking."""
+    from sweeper.sweep import RunOptions
+
+    (outcome,) = _run_specs(spec, _specs(spec), out=out, address=None, tracking_uri=tracking_uri, options=RunOptions())
+    assert outcome.ranking is not None  # `_run_all` exits where an analysis failed
+    return outcome.ranking
 
 
 DATABASE_SCHEMES = ("postgresql://", "postgresql+psycopg2://")

@@ -10,6 +10,13 @@ program as written in this process (`sweeper.trial`) and diagnoses each trial, `
 
 The trials the doctor looks at run on calibration seeds (`DOCTOR_SEEDS`, 1000 and up): the grid is chosen by
 looking at them, so the sweep that judges it runs on other seeds (0 and up), and the spec says so.
+
+Some faults need two changes at once (a linear network with weights 700x too large and a step 100x too big
+goes NaN unless both the start and the step change). When no single remedy is shown to fix it, `combine`
+writes a second, bounded round from the first one's ranking: each two of the best-ranked remedies together
+(`vary: pairs`, at most `COMBINED_KNOBS` knobs), the knobs the findings point to first. That grid is chosen by
+looking at the first round, so it runs on seeds the first round never used (`first_seed`), and it is a
+family of its own at the spec's alpha (`COMBINATION_FAMILY` says where that leaves the doctor's whole run).
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from typing import Any
 from sweeper import health
 from sweeper.errors import SweeperError
 from sweeper.findings import Finding
+from sweeper.results import PointSummary, Ranking
 from sweeper.trial import run_trial
 from sweeper.workload import Knob, Workload, is_workload_file, load
 
@@ -189,6 +197,60 @@ def _numeric_alternatives(knob: Knob) -> tuple[Any, ...]:
         return ()
     values = [float(f"{v:.3g}") if knob.kind is float else int(v) for v in candidates]
     return tuple(v for v in values if knob.in_range(v) and v != knob.default)
+
+
+COMBINED_KNOBS = 5
+"""The combination round pairs the best-ranked values of at most this many knobs (10 pairs): bounded, since
+it runs only where every single remedy failed, and each pair costs a point's seeds."""
+COMBINATION_FAMILY = (
+    "a second family at alpha {alpha}, on seeds from {first} that the first round never used, so its verdicts "
+    "keep alpha whatever the first round showed; over the doctor's two rounds a false fix has probability at "
+    "most {both:g} (Bonferroni over the rounds), set `alpha` in both specs to lower it"
+)
+"""What the combination round's verdicts mean, as the spec, the console and doctor.json say it."""
+
+
+def combination_grid(
+    points: Sequence[PointSummary], grid: dict[str, tuple[Any, ...]], findings: Sequence[Finding] = ()
+) -> dict[str, tuple[Any, Any]]:
+    """knob -> (its as-written value, its best-ranked other value) for the knobs to pair, in the order to try
+    them: those the findings point to, then the rest by their best point's place in the ranking (`points`,
+    best first, of a one-at-a-time sweep over `grid`, each knob's as-written value first). Where the ranking
+    cannot tell a knob's values apart (the same verdict, healthy seeds and scores: every one failed alike), the
+    boldest is taken: the number farthest from the program's (in ratio), else the first proposed. A point
+    whose trials all raised was never tried and is left out; fewer than two knobs left: {} (nothing to
+    pair)."""
+    tried: dict[str, list[PointSummary]] = {}
+    for point in points:
+        if point.is_baseline or point.could_not_run:
+            continue
+        changed = [knob for knob, values in grid.items() if point.knobs.get(knob, values[0]) != values[0]]
+        if len(changed) == 1:
+            tried.setdefault(changed[0], []).append(point)
+    best = {knob: _boldest_of_the_best(knob, grid[knob], ranked) for knob, ranked in tried.items()}
+    first = [f.knob for f in findings if f.knob in best]
+    order = list(dict.fromkeys([*first, *best]))[:COMBINED_KNOBS]
+    return {knob: (grid[knob][0], best[knob]) for knob in order} if len(order) > 1 else {}
+
+
+def _boldest_of_the_best(knob: str, values: tuple[Any, ...], ranked: Sequence[PointSummary]) -> Any:
+    """The value of the best-ranked of a knob's points, the boldest where the first few tie (see
+    `combination_grid`)."""
+
+    def evidence(point: PointSummary) -> tuple[Any, ...]:
+        return (point.verdict, point.healthy, len(point.seeds), point.median_score, point.median_healthy_metric)
+
+    tied = [point.knobs[knob] for point in ranked if evidence(point) == evidence(ranked[0])]
+    written = values[0]
+
+    def boldness(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or isinstance(written, bool):
+            return -values.index(value)  # no order of boldness: the first proposed
+        if value > 0 and isinstance(written, int | float) and written > 0:
+            return abs(math.log(value / written))
+        return abs(value - written) if isinstance(written, int | float) else 0.0
+
+    return max(tied, key=boldness)
 
 
 def doctor_spec(
@@ -359,21 +421,108 @@ def propose(examination: Examination, spec_out: Path | None = None) -> Proposal 
     return proposal
 
 
+@dataclass(frozen=True)
+class Combination:
+    """The combination round, written where the first round showed no single remedy to fix it."""
+
+    grid: dict[str, tuple[Any, Any]]
+    """`combination_grid`: knob -> (as written, the value paired)."""
+    why: tuple[str, ...]
+    """One per knob: the value paired and what it did alone in the first round."""
+    first_seed: int
+    """The round's first seed: one past the last seed the first round ran."""
+    family: str
+    """`COMBINATION_FAMILY`: what the round's verdicts mean for the error rate."""
+    spec: Path
+    document: dict[str, Any]
+
+
+def combine(examination: Examination, proposal: Proposal, first_round: Ranking) -> Combination | None:
+    """The combination round for a first round (the sweep of `proposal`'s spec) that called no remedy
+    `fixes`: its spec written beside the first one (`<stem>-combined.yaml`, the first round's settings with
+    the pairs as its grid, on fresh seeds) and recorded in doctor.json. None, and nothing written, where the
+    first round called a fix or fewer than two knobs can be paired."""
+    import yaml
+
+    from sweeper.records import write_atomically
+    from sweeper.report import verdict_cell
+
+    if proposal.spec is None or any(point.verdict == "fixes" for point in first_round.points):
+        return None
+    grid = combination_grid(first_round.points, proposal.grid, examination.findings)
+    if not grid:
+        return None
+    first_seed = 1 + max(seed for point in first_round.points for seed in point.seeds)
+    alpha = first_round.design.alpha
+    family = COMBINATION_FAMILY.format(alpha=alpha, first=first_seed, both=min(1.0, 2 * alpha))
+    why = []
+    for knob, (_, value) in grid.items():
+        alone = next(p for p in first_round.points if not p.is_baseline and p.knobs.get(knob) == value)
+        why.append(f"{knob}={value}: alone {alone.healthy}/{len(alone.seeds)} healthy, {verdict_cell(alone)}")
+    document = {
+        **proposal.document,
+        "name": f"{proposal.document['name']}-combined",
+        "description": f"sweeper doctor, combination round: no single remedy was shown to fix it; {family}",
+        "first_seed": first_seed,
+        "vary": "pairs",
+        "grid": {knob: list(values) for knob, values in grid.items()},
+    }
+    target = combination_path(proposal.spec)
+    header = [
+        f"# Written by `sweeper doctor {examination.workload_ref} --run`: no single remedy of {proposal.spec.name}",
+        "# was shown to fix it, so this round tries each two of the best-ranked ones together (vary: pairs):",
+        *(f"#   {line}" for line in why),
+        f"# Its verdicts are {family}.",
+    ]
+    write_atomically(target, "\n".join(header) + "\n" + yaml.safe_dump(document, sort_keys=False))
+    combination = Combination(grid, tuple(why), first_seed, family, target, document)
+    record(examination, proposal, [first_round], combination)
+    return combination
+
+
+def combination_path(spec: Path) -> Path:
+    """Where `combine` writes the combination round's spec: beside the first one, `<stem>-combined.yaml`."""
+    return spec.with_name(f"{spec.stem}-combined{spec.suffix}")
+
+
 def report_path(spec: Path) -> Path:
     """Where `propose` writes the doctor's report for tools: beside the spec, `<spec stem>.json`."""
     return spec.with_suffix(".json")
 
 
-def _write_report(spec: Path, examination: Examination, proposal: Proposal) -> None:
+def record(
+    examination: Examination,
+    proposal: Proposal,
+    rounds: Sequence[Ranking] = (),
+    combination: Combination | None = None,
+) -> None:
+    """doctor.json again, with the rounds run so far (`doctor --run`) and the combination round if any."""
+    assert proposal.spec is not None
+    _write_report(proposal.spec, examination, proposal, rounds, combination)
+
+
+def _write_report(
+    spec: Path,
+    examination: Examination,
+    proposal: Proposal,
+    rounds: Sequence[Ranking] = (),
+    combination: Combination | None = None,
+) -> None:
     from sweeper.records import write_atomically
 
-    report = doctor_json(examination, proposal)
+    report = doctor_json(examination, proposal, rounds, combination)
     write_atomically(report_path(spec), json.dumps(report, indent=1, allow_nan=False, default=str) + "\n")
 
 
-def doctor_json(examination: Examination, proposal: Proposal | None) -> dict[str, Any]:
+def doctor_json(
+    examination: Examination,
+    proposal: Proposal | None,
+    rounds: Sequence[Ranking] = (),
+    combination: Combination | None = None,
+) -> dict[str, Any]:
     """What the doctor printed, for tools and tests to read: the findings, each calibration seed's verdict,
-    reason and readings, the symptoms, and the proposals with why (the same values the console shows)."""
+    reason and readings, the symptoms, the proposals with why, and with --run each round's verdicts and the
+    combination round (the same values the console shows)."""
     return {
         "workload": examination.workload_ref,
         "calibration_seeds": list(examination.seeds),
@@ -395,6 +544,34 @@ def doctor_json(examination: Examination, proposal: Proposal | None) -> dict[str
         "why": list(proposal.why) if proposal else [],
         "advice": list(proposal.advice) if proposal else [],
         "spec": str(proposal.spec) if proposal and proposal.spec else None,
+        "combination": None
+        if combination is None
+        else {
+            "grid": {knob: list(values) for knob, values in combination.grid.items()},
+            "why": list(combination.why),
+            "first_seed": combination.first_seed,
+            "family": combination.family,
+            "spec": str(combination.spec),
+        },
+        "rounds": [
+            {
+                "name": ranking.name,
+                "sweep": ranking.sweep,
+                "points": [
+                    {
+                        "label": point.label,
+                        "verdict": point.verdict,
+                        "healthy": point.healthy,
+                        "seeds": len(point.seeds),
+                        "median_healthy_metric": _finite(point.median_healthy_metric),
+                        "p_adjusted": _finite(point.p_adjusted),
+                        "error": point.error,
+                    }
+                    for point in ranking.points
+                ],
+            }
+            for ranking in rounds
+        ],
     }
 
 

@@ -86,7 +86,8 @@ class Remedies:
         "as_written", "relu", "leaky_relu", "elu", "selu", "tanh", "sigmoid", "swish", "gelu", "relu6"
     ] = "as_written"
     """Every non-linear activation before the output (Dense/Conv `activation`, `Activation`/`ReLU`-style
-    layers); recurrent cells keep theirs, whose tanh and sigmoid gates are part of the cell."""
+    layers); in a network with none (one linear map), every hidden Dense/Conv layer gets it. Recurrent cells
+    keep theirs, whose tanh and sigmoid gates are part of the cell."""
     kernel_initializer: Literal[
         "as_written", "glorot_uniform", "glorot_normal", "he_normal", "he_uniform", "lecun_normal", "orthogonal"
     ] = "as_written"
@@ -549,10 +550,12 @@ def rebuild(net: Any, config: Any, where: str) -> Any:
             _set_activation(entry, wanted["output_activation"])
     if wanted["hidden_activation"] != "as_written":
         hidden = [entry for entry in body if entry not in output_entries and _is_nonlinear(entry)]
+        if not hidden:  # a linear network: its hidden layers get the activation they lack
+            hidden = [entry for entry in body if entry not in output_entries and _takes_activation(entry)]
         if not hidden:
             raise SweeperError(
                 f"Keras workload {where}: hidden_activation={wanted['hidden_activation']} cannot be applied: the "
-                "model has no hidden layer with a non-linear activation (recurrent cells keep theirs)"
+                "model has no hidden layer with an activation to set (recurrent cells keep theirs)"
             )
         for entry in hidden:
             _set_activation(entry, wanted["hidden_activation"])
@@ -597,6 +600,13 @@ def _is_nonlinear(entry: dict) -> bool:
     if inner["class_name"] in _ACTIVATION_LAYERS:
         return True
     return inner["config"].get("activation", "linear") not in ("linear", None)
+
+
+def _takes_activation(entry: dict) -> bool:
+    """A layer with an `activation` argument (Dense, Conv, ...), whatever it holds; recurrent cells' gates
+    are part of the cell."""
+    inner = _inner(entry)
+    return inner["class_name"] not in _RECURRENT and "activation" in inner["config"]
 
 
 def _set_activation(entry: dict, activation: str) -> None:

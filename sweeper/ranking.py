@@ -204,18 +204,20 @@ def or_nan(value: float | None) -> float:
     return math.nan if value is None else value
 
 
-def by_seed(outcomes: Sequence[TrialOutcome], labels: Sequence[str] = ()) -> dict[str, list[TrialOutcome]]:
+def by_seed(
+    outcomes: Sequence[TrialOutcome], labels: Sequence[str] = (), first_seed: int = 0
+) -> dict[str, list[TrialOutcome]]:
     """Each grid point's outcomes in seed order, up to its first missing seed: the design reads seeds
-    0, 1, ... in order, so a seed past a gap (a trial still running when the sweep stopped) waits for it.
-    `labels`: grid points to include even without outcomes (an empty list each)."""
+    first_seed, first_seed + 1, ... in order, so a seed past a gap (a trial still running when the sweep
+    stopped) waits for it. `labels`: grid points to include even without outcomes (an empty list each)."""
     groups: dict[str, dict[int, TrialOutcome]] = {label: {} for label in labels}
     for outcome in outcomes:
         groups.setdefault(outcome.label, {})[outcome.seed] = outcome
     ordered = {}
     for label, seeds in groups.items():
         run: list[TrialOutcome] = []
-        while len(run) in seeds:
-            run.append(seeds[len(run)])
+        while first_seed + len(run) in seeds:
+            run.append(seeds[first_seed + len(run)])
         ordered[label] = run
     return ordered
 

@@ -330,7 +330,7 @@ def ranking_section(ranking: Ranking) -> Section:
             [
                 str(rank),
                 p.label,
-                _verdict_cell(p),
+                verdict_cell(p),
                 _seeds_cell(p),
                 f"{p.healthy}/{len(p.seeds)}",
                 f"{number(p.median_healthy_metric)} ({p.unhealthy})",
@@ -346,7 +346,7 @@ def ranking_section(ranking: Ranking) -> Section:
     return section
 
 
-def _verdict_cell(point: PointSummary) -> str:
+def verdict_cell(point: PointSummary) -> str:
     """The point's verdict, with the look it was dropped at or called and stopped at."""
     if point.could_not_run:
         return f"{point.verdict} (could not run: every trial raised)"

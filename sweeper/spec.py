@@ -6,6 +6,8 @@ small sweep per workload). Each document:
     name: listmle-remedies     # MLflow experiment and output folder prefix (default: the file's stem)
     workload: listmle          # a name (`sweeper list`), or a .py file: ./my_model.py (next to the spec)
     seeds: 3                   # seeds 0..seeds-1 for every grid point at the first look
+    first_seed: 0              # the seeds count from here: a sweep chosen by looking at another sweep's
+                               # results (the doctor's combination round) runs on seeds that one never used
     max_seeds: 10              # adaptive design: a point that may matter goes on up to this many seeds
     design: adaptive           # adaptive | fixed (every point and the baseline run `seeds`; --seeds N too)
     alpha: 0.05                # the error rate the verdicts keep: family-wise (holm) or false-discovery (bh)
@@ -18,7 +20,8 @@ small sweep per workload). Each document:
     grid:                      # knob -> values
       list_shape: [flattened, grouped]
     vary: cartesian            # cartesian: every combination of the grid's values; one_at_a_time: the
-                               # baseline, and each knob's other values with the rest at the baseline's
+                               # baseline, and each knob's other values with the rest at the baseline's;
+                               # pairs: the baseline, and each two knobs' other values together
     resources: {cpu: 1, gpu: 0}
     description: free text shown in the report
     claims:                    # the source question's claims, each judged from the measurements
@@ -69,6 +72,7 @@ TOP_LEVEL_KEYS = (
     "workload",
     "description",
     "seeds",
+    "first_seed",
     "max_seeds",
     "design",
     "alpha",
@@ -90,7 +94,7 @@ PROJECT_SOURCE = "project"
 EXPECTATIONS = ("fixes", "no_effect", "harmful", "zero_loss")
 BASELINE_LABEL = "baseline"
 DESIGNS = ("adaptive", "fixed")
-VARIATIONS = ("cartesian", "one_at_a_time")
+VARIATIONS = ("cartesian", "one_at_a_time", "pairs")
 CORRECTIONS = ("holm", "bh")
 DEFAULT_MAX_SEEDS = 10
 MAX_SPEC_BYTES = 1_000_000
@@ -99,6 +103,8 @@ MAX_GRID_POINTS = 100_000
 MAX_SEEDS = 300
 """Per point: the baseline may run up to BASELINE_SHARE_CAP (3, `sweeper.evidence`) times as many, and seeds
 1000 and up are kept for calibrating workloads (no seed both tunes and judges)."""
+CALIBRATION_SEEDS_FROM = 1000
+"""The first calibration seed: a sweep's seeds (from `first_seed`) must all lie below it."""
 
 
 def _yaml_documents(text: str) -> list[Any]:
@@ -166,7 +172,9 @@ class SweepSpec:
     baseline: dict[str, Any] = field(default_factory=dict)
     """Knob values of this sweep's failing setup, overriding the workload's defaults (`defaults`)."""
     vary: str = "cartesian"
-    """How the grid becomes points: `cartesian` or `one_at_a_time` (see `grid_points`)."""
+    """How the grid becomes points: `cartesian`, `one_at_a_time` or `pairs` (see `grid_points`)."""
+    first_seed: int = 0
+    """The seeds are first_seed, first_seed + 1, ...: 0 but for a sweep that must not reuse another's seeds."""
     max_seeds: int = 10
     design_kind: str = "adaptive"
     alpha: float = 0.05
@@ -244,12 +252,20 @@ class SweepSpec:
         unswept = {knob: value for knob, value in self.baseline.items() if knob not in self.grid}
         return {**(workload.smoke if self.smoke else {}), **unswept, **self.fixed}
 
+    @property
+    def last_seed(self) -> int:
+        """The largest seed the design may run (the baseline's last, past its confirmation round)."""
+        design = self.design
+        return self.first_seed + design.confirmation_seeds(design.baseline_looks[-1])[1] - 1
+
     def with_seeds(self, seeds: int) -> SweepSpec:
-        """A fixed design: every point and the baseline run seeds 0..seeds-1."""
+        """A fixed design: every point and the baseline run `seeds` seeds (0..seeds-1 from `first_seed`)."""
         _check_seeds(self.path, "--seeds", seeds)
         document = {**self.document, "seeds": seeds, "design": "fixed"}
         document.pop("max_seeds", None)
-        return dataclasses.replace(self, seeds=seeds, max_seeds=seeds, design_kind="fixed", document=document)
+        fixed = dataclasses.replace(self, seeds=seeds, max_seeds=seeds, design_kind="fixed", document=document)
+        _check_last_seed(self.path, "--seeds", fixed)
+        return fixed
 
     def defaults(self, workload: Workload) -> dict[str, Any]:
         """The baseline point's value of every swept knob: the spec's `baseline`, else the workload's default."""
@@ -332,6 +348,13 @@ def _parse(path: Path, doc: Any, index: int | None) -> SweepSpec:
 
     seeds = doc.get("seeds", 3)
     _check_seeds(where, "seeds", seeds)
+    first_seed = doc.get("first_seed", 0)
+    if not isinstance(first_seed, int) or isinstance(first_seed, bool) or not 0 <= first_seed < CALIBRATION_SEEDS_FROM:
+        raise fail(
+            "first_seed",
+            f"expected a whole number from 0 to {CALIBRATION_SEEDS_FROM - 1} (seeds {CALIBRATION_SEEDS_FROM} and up "
+            f"calibrate), got {first_seed!r}",
+        )
     design_kind = doc.get("design", "adaptive")
     if design_kind not in DESIGNS:
         raise fail("design", f"{design_kind!r} is not a design{did_you_mean(design_kind, DESIGNS)}; {one_of(DESIGNS)}")
@@ -390,6 +413,8 @@ def _parse(path: Path, doc: Any, index: int | None) -> SweepSpec:
         )
     if vary == "cartesian":
         size = math.prod(len(values) for values in grid.values())
+    elif vary == "pairs":
+        size = 1 + sum(len(a) * len(b) for a, b in itertools.combinations(grid.values(), 2))
     else:
         size = 1 + sum(len(values) for values in grid.values())
     if size > MAX_GRID_POINTS:
@@ -431,6 +456,7 @@ def _parse(path: Path, doc: Any, index: int | None) -> SweepSpec:
         description=description,
         baseline=baseline,
         vary=vary,
+        first_seed=first_seed,
         max_seeds=max_seeds,
         design_kind=design_kind,
         alpha=float(alpha),
@@ -446,6 +472,7 @@ def _parse(path: Path, doc: Any, index: int | None) -> SweepSpec:
             f"{seeds} is too few for the adaptive design's first look: no point could ever go on; start at more "
             "seeds, or use design: fixed",
         )
+    _check_last_seed(where, "first_seed", spec)
     base = spec.base_overrides(workload)
     for point in points:  # limits across knobs (the workload's LIMITS), which no knob's own range can say
         broken = workload.broken_limit(workload.make_config({**base, **point.knobs}))
@@ -563,6 +590,15 @@ def _check_seeds(where: object, key: str, seeds: Any) -> None:
         raise SweeperError(f"{where}: {key}: expected a whole number of seeds from 1 to {MAX_SEEDS}, got {seeds!r}")
 
 
+def _check_last_seed(where: object, key: str, spec: SweepSpec) -> None:
+    if spec.last_seed >= CALIBRATION_SEEDS_FROM:
+        raise SweeperError(
+            f"{where}: {key}: the design may run seeds {spec.first_seed}-{spec.last_seed}, past "
+            f"{CALIBRATION_SEEDS_FROM - 1}; seeds {CALIBRATION_SEEDS_FROM} and up calibrate (start lower, or run "
+            "fewer seeds)"
+        )
+
+
 def _mapping(doc: dict, key: str, fail, prefix: str = "") -> dict:
     value = doc.get(key)
     if value is None:  # absent, or written as `key:` with nothing after it
@@ -618,10 +654,19 @@ def grid_points(
     workload: Workload, grid: dict[str, list[Any]], baseline: dict[str, Any] | None = None, vary: str = "cartesian"
 ) -> list[GridPoint]:
     """The grid's points, baseline first (added if the grid lacks it): every combination of the values
-    (`cartesian`), or each knob's other values alone with the other knobs at the baseline's (`one_at_a_time`)."""
+    (`cartesian`), each knob's other values alone with the other knobs at the baseline's (`one_at_a_time`),
+    or each two knobs' other values together, the rest at the baseline's (`pairs`)."""
     defaults = baseline_values(workload, grid, baseline or {})
     if vary == "cartesian":
         points = [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
+    elif vary == "pairs":
+        others = {key: [value for value in values if value != defaults[key]] for key, values in grid.items()}
+        points = [
+            {**defaults, first: a, second: b}
+            for first, second in itertools.combinations(grid, 2)
+            for a in others[first]
+            for b in others[second]
+        ]
     else:
         points = [
             {**defaults, key: value} for key, values in grid.items() for value in values if value != defaults[key]

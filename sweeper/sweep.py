@@ -494,10 +494,11 @@ def _with_claims_from(spec: SweepSpec, path: Path) -> SweepSpec:
     if not matching:
         raise SweeperError(f"{path}: no sweep named {spec.name!r} to take claims from")
     (other,) = matching
-    as_run = (spec.workload, spec.grid, spec.vary, spec.fixed, spec.baseline, spec.smoke)
-    if (other.workload, other.grid, other.vary, other.fixed, other.baseline, other.smoke) != as_run:
+    as_run = (spec.workload, spec.grid, spec.vary, spec.fixed, spec.baseline, spec.smoke, spec.first_seed)
+    if (other.workload, other.grid, other.vary, other.fixed, other.baseline, other.smoke, other.first_seed) != as_run:
         raise SweeperError(
-            f"{path}: {spec.name}: its workload, grid, vary, fixed or baseline knobs differ from the sweep as run"
+            f"{path}: {spec.name}: its workload, grid, vary, first seed, fixed or baseline knobs differ from the "
+            "sweep as run"
         )
     return dataclasses.replace(
         spec, claims=other.claims, document={**spec.document, "claims": other.document.get("claims", [])}

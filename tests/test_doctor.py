@@ -1,16 +1,20 @@
 """`sweeper doctor`: symptoms -> remedy families -> a spec (pure functions), and the command on a real program."""
 
+import dataclasses
 import json
 
 import pytest
 import yaml
 
 from sweeper.doctor import (
+    COMBINED_KNOBS,
     DOCTOR_SEEDS,
     FAMILIES,
     Examination,
     SeedResult,
     Symptom,
+    combination_grid,
+    combine,
     doctor_spec,
     examine,
     late_readings,
@@ -19,10 +23,13 @@ from sweeper.doctor import (
     symptoms,
 )
 from sweeper.errors import SweeperError
+from sweeper.findings import Finding
 from sweeper.health import VERDICTS
+from sweeper.results import PointSummary
+from sweeper.spec import load_specs
 from sweeper.workload import load
 
-from conftest import TEST_WORKLOADS
+from conftest import ROOT, TEST_WORKLOADS, made_ranking, run_sweeper
 
 
 def test_every_unhealthy_verdict_but_error_has_remedy_families():
@@ -164,3 +171,140 @@ def test_a_symptom_no_knob_reaches_is_said_plainly_and_nothing_is_proposed(tmp_p
     assert proposal.spec is None and proposal.grid == {} and not (tmp_path / "out.yaml").exists()
     assert "no knob fixes" in proposal.advice[0] and proposal.advice[0].startswith("memorising: ")
     assert json.loads((tmp_path / "out.json").read_text())["advice"] == list(proposal.advice)
+
+
+# --- the combination round ---
+ROUND_ONE = {
+    "learning_rate": (0.01, 0.001, 0.0001),
+    "hidden_activation": ("as_written", "relu", "tanh"),
+    "global_clipnorm": (0.0, 1.0),
+    "normalization": ("none", "batch"),
+}
+
+
+def ranked(*changes: tuple[str, object], verdict="no_evidence", raised=False, seeds=3) -> list[PointSummary]:
+    """First-round points in rank order, each changing one knob of ROUND_ONE (None: the baseline)."""
+    points = []
+    for change in changes:
+        knobs = {knob: values[0] for knob, values in ROUND_ONE.items()}
+        if change is not None:
+            knobs[change[0]] = change[1]
+        points.append(
+            PointSummary(
+                label="baseline" if change is None else f"{change[0]}={change[1]}",
+                knobs=knobs,
+                is_baseline=change is None,
+                seeds=tuple(range(seeds if change is not None else 3 * seeds)),
+                verdicts=("error" if raised and change == ("global_clipnorm", 1.0) else "non_finite",) * seeds,
+                final_metrics=(None,) * seeds,
+                scores=(0.5,) * seeds,
+                healthy=0,
+                unhealthy=seeds,
+                healthy_rate=0.0,
+                healthy_rate_ci=(0.0, 0.56),
+                median_healthy_metric=None,
+                median_score=0.5,
+                score_centre=None,
+                score_centre_kind="mean",
+                score_centre_ci=None,
+                median_loss=None,
+                error=None,
+                verdict="baseline" if change is None else verdict,
+            )
+        )
+    return points
+
+
+ORDER = (
+    ("learning_rate", 0.0001),
+    ("global_clipnorm", 1.0),
+    ("hidden_activation", "tanh"),
+    None,
+    ("learning_rate", 0.001),
+    ("hidden_activation", "relu"),
+    ("normalization", "batch"),
+)
+
+
+def test_the_combination_round_pairs_each_knobs_best_ranked_value_the_findings_knobs_first():
+    finding = Finding("no hidden layer has an activation", "hidden_activation", "a nonlinearity")
+    grid = combination_grid(ranked(*ORDER, raised=True), ROUND_ONE, [finding])
+    # the clipping point never ran (every trial raised), so it is no evidence for anything and is left out
+    assert grid == {  # every point failed alike: each knob's boldest value (the first proposed activation)
+        "hidden_activation": ("as_written", "relu"),
+        "learning_rate": (0.01, 0.0001),
+        "normalization": ("none", "batch"),
+    }
+    assert list(combination_grid(ranked(*ORDER), ROUND_ONE)) == [
+        "learning_rate",
+        "global_clipnorm",
+        "hidden_activation",
+        "normalization",
+    ][:COMBINED_KNOBS]
+    assert combination_grid(ranked(None, ("learning_rate", 0.001)), ROUND_ONE) == {}  # one knob: nothing to pair
+    # where every value failed alike, the ranking cannot tell them apart: the boldest change is paired
+    tied = ranked(("learning_rate", 0.001), ("hidden_activation", "tanh"), ("learning_rate", 0.0001))
+    tied += ranked(("hidden_activation", "relu"))
+    assert combination_grid(tied, ROUND_ONE) == {
+        "learning_rate": (0.01, 0.0001),
+        "hidden_activation": ("as_written", "relu"),  # the first proposed
+    }
+    told_apart = [dataclasses.replace(tied[0], healthy=1), *tied[1:]]
+    assert combination_grid(told_apart, ROUND_ONE)["learning_rate"] == (0.01, 0.001)
+
+
+def test_combine_writes_a_pairs_round_on_seeds_the_first_round_never_used(tmp_path, keras_tiny):
+    row = SeedResult(1000, "non_finite", "loss is nan at step 3", None, 0.5, {})
+    examination = Examination(keras_tiny, str(TEST_WORKLOADS / "keras_tiny.py"), (1000,), True, (row,))
+    proposal = propose(examination, tmp_path / "doctor.yaml")
+    assert list(proposal.grid) == ["global_clipnorm", "learning_rate", "normalization"]
+    changes = [("learning_rate", proposal.grid["learning_rate"][2]), None, ("normalization", "batch")]
+    changes += [("global_clipnorm", 1.0), ("learning_rate", proposal.grid["learning_rate"][1])]
+    first = ranked(*changes, seeds=4)
+    for point in first:  # the first round ran only the proposal's knobs
+        point.knobs.pop("hidden_activation")
+    assert combine(examination, proposal, made_ranking(ranked(("normalization", "batch"), verdict="fixes"))) is None
+    combination = combine(examination, proposal, made_ranking(first))
+    assert combination is not None and combination.spec == tmp_path / "doctor-combined.yaml"
+    assert combination.first_seed == 12  # the baseline ran seeds 0-11
+    assert "a second family at alpha 0.05" in combination.family and "at most 0.1" in combination.family
+    assert combination.why[0] == "learning_rate=0.0001: alone 0/4 healthy, no_evidence"
+    (spec,) = load_specs(combination.spec)
+    assert spec.vary == "pairs" and spec.first_seed == 12 and spec.smoke
+    assert [p.label for p in spec.points] == [
+        "baseline",
+        "learning_rate=0.0001,normalization=batch",
+        "learning_rate=0.0001,global_clipnorm=1.0",
+        "normalization=batch,global_clipnorm=1.0",
+    ]
+    text = combination.spec.read_text()
+    assert text.startswith("# Written by `sweeper doctor") and combination.family in text
+    report = json.loads((tmp_path / "doctor.json").read_text())
+    assert report["combination"]["grid"] == {knob: list(values) for knob, values in combination.grid.items()}
+    assert report["combination"]["first_seed"] == 12 and report["combination"]["why"] == list(combination.why)
+    (round_one,) = report["rounds"]
+    assert [point["label"] for point in round_one["points"]] == [point.label for point in first]
+
+
+@pytest.mark.slow
+def test_a_fault_that_needs_two_changes_is_fixed_by_the_combination_round(tmp_path):
+    """examples/keras/broken_numerics.py: a linear network with N(0, 1) weights, MSE and SGD at 3.0 goes NaN;
+    no single remedy fixes it, the combination round's pair of a scaled start and a smaller step does, on
+    seeds the first round never used; the console and doctor.json say the same."""
+    program = tmp_path / "broken_numerics.py"
+    program.write_text((ROOT / "examples" / "keras" / "broken_numerics.py").read_text())
+    result = run_sweeper("doctor", str(program), "--run", "--tracking-uri", "none", cwd=tmp_path, timeout=1800)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads((tmp_path / "doctor-broken_numerics.json").read_text())
+    first, second = report["rounds"]
+    assert not [point for point in first["points"] if point["verdict"] == "fixes"]
+    baseline = next(point for point in first["points"] if point["label"] == "baseline")
+    assert report["combination"]["first_seed"] == baseline["seeds"]  # the first round's baseline ran 0..n-1
+    assert "no single remedy was shown to fix it" in result.stdout and report["combination"]["family"] in " ".join(
+        result.stdout.split()
+    )
+    fixes = {point["label"]: point for point in second["points"] if point["verdict"] == "fixes"}
+    (pair,) = [label for label in fixes if "kernel_initializer=" in label and "learning_rate=0.03" in label]
+    assert 0.7 < fixes[pair]["median_healthy_metric"] < 0.9, second["points"]
+    said = " ".join(result.stdout.split())
+    assert "combination round: fixes: " in said and pair in said.split("combination round: fixes: ")[1]

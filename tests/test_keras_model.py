@@ -230,6 +230,11 @@ def test_the_model_as_written_is_used_as_it_is(tmp_path):
     assert net.layers[-1].activation is tf.keras.activations.sigmoid
 
 
+def test_a_linear_network_gets_the_hidden_activation_it_lacks(tmp_path):
+    net = built(tmp_path, ('activation="relu", input_shape=(3,)', "input_shape=(3,)"), hidden_activation="tanh")
+    assert [layer.activation.__name__ for layer in net.layers] == ["tanh", "sigmoid"]
+
+
 @pytest.mark.parametrize(
     ("change", "knobs", "fragment"),
     [
@@ -239,9 +244,9 @@ def test_the_model_as_written_is_used_as_it_is(tmp_path):
             "output_activation=linear cannot be applied to layer 'lambda' (Lambda): the output layer has no activation",
         ),
         (
-            ('activation="relu", input_shape=(3,)', "input_shape=(3,)"),
+            ('tf.keras.layers.Dense(config.width, activation="relu", input_shape=(3,))', "tf.keras.Input((3,))"),
             {"hidden_activation": "tanh"},
-            "hidden_activation=tanh cannot be applied: the model has no hidden layer with a non-linear activation",
+            "hidden_activation=tanh cannot be applied: the model has no hidden layer with an activation to set",
         ),
     ],
 )

@@ -82,6 +82,8 @@ def test_the_centre_is_the_mean_below_four_seeds_and_the_iqm_from_four():
 def test_seeds_are_read_in_order_up_to_the_first_gap():
     trials = [outcome("a", s, "healthy", 0.5) for s in (0, 1, 3)]
     assert [o.seed for o in by_seed(trials)["a"]] == [0, 1]
+    later = [outcome("a", s, "healthy", 0.5) for s in (7, 8, 10)]  # a sweep whose seeds start at 7
+    assert [o.seed for o in by_seed(later, first_seed=7)["a"]] == [7, 8] and by_seed(later)["a"] == []
 
 
 def test_rank_points_orders_and_judges_remedies():

@@ -153,7 +153,15 @@ BAD = {
     ),
     "unknown way to vary": (
         "workload: listmle\nvary: one_at_a_tim\n",
-        ["vary:", "did you mean 'one_at_a_time'", "valid: cartesian, one_at_a_time"],
+        ["vary:", "did you mean 'one_at_a_time'", "valid: cartesian, one_at_a_time, pairs"],
+    ),
+    "a first seed among the calibration seeds": (
+        "workload: listmle\nfirst_seed: 1000\ngrid: {labels: [graded, constant]}\n",
+        ["first_seed:", "expected a whole number from 0 to 999 (seeds 1000 and up calibrate), got 1000"],
+    ),
+    "a first seed whose design reaches the calibration seeds": (
+        "workload: listmle\nfirst_seed: 995\ngrid: {labels: [graded, constant]}\n",
+        ["first_seed:", "the design may run seeds 995-1004", "past 999"],
     ),
     "claim without twins one knob at a time": (
         "workload: listmle\nvary: one_at_a_time\ngrid: {list_shape: [flattened, grouped], labels: [graded, constant]}\n"
@@ -253,6 +261,24 @@ def test_one_at_a_time_varies_each_knob_alone_from_the_baseline(tmp_path):
         "hidden_units=8",
     ]
     assert spec.claims[0].source == "project"
+
+
+def test_pairs_vary_each_two_knobs_together_from_the_baseline(tmp_path):
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(
+        "workload: listmle\nvary: pairs\nfirst_seed: 7\n"
+        "grid: {list_shape: [flattened, grouped, vector], labels: [graded, constant], hidden_units: [64, 8]}\n"
+    )
+    (spec,) = load_specs(spec_file)
+    assert [point.label for point in spec.points] == [
+        BASELINE_LABEL,
+        "list_shape=grouped,labels=constant",
+        "list_shape=vector,labels=constant",
+        "list_shape=grouped,hidden_units=8",
+        "list_shape=vector,hidden_units=8",
+        "labels=constant,hidden_units=8",
+    ]
+    assert spec.first_seed == 7 and spec.last_seed == 7 + spec.design.baseline_looks[-1] - 1
 
 
 def test_a_claim_source_keeps_the_quote_with_its_whitespace_folded(tmp_path):
