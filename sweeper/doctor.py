@@ -17,6 +17,9 @@ writes a second, bounded round from the first one's ranking: each two of the bes
 (`vary: pairs`, at most `COMBINED_KNOBS` knobs), the knobs the findings point to first. That grid is chosen by
 looking at the first round, so it runs on seeds the first round never used (`first_seed`), and it is a
 family of its own at the spec's alpha (`COMBINATION_FAMILY` says where that leaves the doctor's whole run).
+
+Why this module is long: it is the one owner of the doctor's path, from the symptom table to both rounds'
+specs and doctor.json, which tools read; splitting it would spread one format over several files.
 """
 
 from __future__ import annotations

@@ -247,8 +247,9 @@ def compiled_settings(module: ModuleType, own: Any, broken: Callable[[str], Swee
         settings["optimizer"] = str(optimizer).lower()
     loss = written["loss"]
     settings["loss"] = loss["config"].get("name", loss["class_name"]) if isinstance(loss, dict) else loss
-    # A metric object keeps state, so its class name is kept, and each trial's compile makes a fresh one.
-    settings["metrics"] = [m["class_name"] if isinstance(m, dict) else m for m in written["metrics"] or []]
+    # A metric object keeps state, so its Keras config is kept (its name is the key it logs under), and each
+    # compile builds a fresh one from it (`fresh_metric`).
+    settings["metrics"] = list(written["metrics"] or [])
     return settings
 
 
@@ -417,7 +418,7 @@ class _Program:
             """The file's metrics, and the loss as written where another loss trains (fresh objects per call:
             Keras metric objects keep state)."""
             written = tf.keras.metrics.MeanMetricWrapper(tf.keras.losses.get(written_loss), name="written_loss")
-            return [*self.compile.get("metrics", []), *([written] if judged_on_written_loss else [])]
+            return [*map(fresh_metric, self.compile.get("metrics", [])), *([written] if judged_on_written_loss else [])]
 
         net.compile(optimizer=make_optimizer(config, self.compile["optimizer"]), loss=loss, metrics=metrics())
         probe = x_train[:PROBE_SIZE]
@@ -477,10 +478,21 @@ class _Program:
 
 
 def _metric_name(metric: Any) -> str:
-    """The key Keras logs a compiled metric under: its string, or its object's or function's name."""
+    """The key Keras logs a compiled metric under: its string, its Keras config's name (a compiled model's
+    metric object, as `compiled_settings` keeps it), or its object's or function's name."""
     if isinstance(metric, str):
         return metric
+    if isinstance(metric, dict):
+        return str(metric.get("config", {}).get("name") or metric["class_name"])
     return str(getattr(metric, "name", None) or getattr(metric, "__name__", metric))
+
+
+def fresh_metric(metric: Any) -> Any:
+    """A metric to compile with: a new object built from a Keras config (a compiled model's metric object;
+    an object's state must not carry over from one compile to the next), anything else as it is."""
+    import tensorflow as tf
+
+    return tf.keras.metrics.deserialize(metric) if isinstance(metric, dict) else metric
 
 
 # --- optimizer, inputs ---

@@ -9,6 +9,7 @@ import pytest
 from sweeper.errors import SweeperError
 from sweeper.keras_levels import reference_levels
 from sweeper.keras_model import REPORTS_PER_TRIAL, scale_inputs
+from sweeper.trial import run_trial
 from sweeper.workload import load, load_shipped
 
 from conftest import TEST_WORKLOADS, workload_refusal, workload_variant
@@ -57,23 +58,30 @@ COMPILED = (
         '                tf.keras.layers.Dense(1, activation="sigmoid"),\n            ]\n        )',
         '                tf.keras.layers.Dense(1, activation="sigmoid"),\n            ]\n        )\n'
         "        net.compile(optimizer=tf.keras.optimizers.SGD(learning_rate=0.3), "
-        'loss=tf.keras.losses.BinaryCrossentropy(), metrics=["accuracy", tf.keras.metrics.AUC()])\n'
+        'loss=tf.keras.losses.BinaryCrossentropy(), metrics=["accuracy", tf.keras.metrics.AUC(name="roc")])\n'
         "        return net",
     ),
 )
-"""keras_tiny.py without COMPILE, its model() compiling itself (SGD at 0.3, a loss object, a metric object)."""
+"""keras_tiny.py without COMPILE, its model() compiling itself (SGD at 0.3, a loss object, a metric object
+named apart from its class)."""
 
 
 def test_a_model_that_compiles_is_read_where_compile_is_left_out(tmp_path):
     workload = load(str(program(tmp_path, *COMPILED)))
     assert workload.knobs["learning_rate"].default == pytest.approx(0.3)  # the model's optimizer's rate
-    assert workload.module.COMPILE == {
+    compiled = workload.module.COMPILE
+    assert {key: compiled[key] for key in ("optimizer", "learning_rate", "loss")} == {
         "optimizer": "sgd",
         "learning_rate": pytest.approx(0.3),
         "loss": "binary_crossentropy",
-        "metrics": ["accuracy", "AUC"],
     }
+    # a metric object is kept as its Keras config: each trial compiles a fresh one, under the name it logs
+    assert compiled["metrics"][0] == "accuracy" and compiled["metrics"][1]["config"]["name"] == "roc"
     workload.check_remedies([{}, {"learning_rate": 0.01}])  # its METRIC is produced; the remedies recompile it
+    by_name = load(str(program(tmp_path, *COMPILED, ('"val_accuracy", "max"', '"val_roc", "max"'), name="roc.py")))
+    by_name.check_remedies([{}])  # METRIC val_roc: the metric's own name, not its class's
+    history = run_trial(by_name, {"epochs": 2}).history
+    assert 0.0 <= history[-1]["val_roc"] <= 1.0
     # COMPILE's settings come first where both give one
     partial = program(tmp_path, *COMPILED[1:], ('"learning_rate": 0.01, ', ""), name="partial.py")
     partial.write_text(partial.read_text().replace('"optimizer": "adam", ', ""))
