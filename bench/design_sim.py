@@ -1,7 +1,7 @@
 """Simulate the seeding design on synthetic sweeps, through the real decision code (`sweeper.evidence`).
 
     python bench/design_sim.py [--sweeps 300] [--seed 1000] [--futility-p 0.2] [--baseline-share 0.65]
-                               [--look-growth 1.5] [--gamma 0] [--correlation 0.5] [--no-old]
+                               [--look-growth 1.5] [--gamma -2] [--correlation 0.5] [--no-old]
 
 Prints, for the adaptive design with the given constants, case by case: the family-wise error rate (sweeps
 with any false call), the share of real remedies found and the mean trials spent, against the fixed 10-seed
@@ -16,7 +16,7 @@ baseline at min(sqrt(points), 3) times a point's seeds), run through its own dec
 - 10 points, 5 remedies of the design's size and 5 that change nothing.
 Seeds correlate across points (`--correlation`, the share of the variance seed s explains).
 
-The constants in sweeper/evidence.py (FUTILITY_P 0.2, BASELINE_SHARE 0.65, LOOK_GROWTH 1.5, SPENDING_GAMMA 0)
+The constants in sweeper/evidence.py (FUTILITY_P 0.2, BASELINE_SHARE 0.65, LOOK_GROWTH 1.5, SPENDING_GAMMA -2)
 were chosen with this script on random-number seeds 1000 and up (200-400 sweeps a case): among looks 3-6-10
 and 3-5-7-10, baseline shares 1.5-3 (and 0.6-0.7 x sqrt(points)) and gamma -2 to 2, the fewest trials with
 power at least 0.8 for the design's effect at 20 points and all 5 strong remedies found at 10. The tests

@@ -46,11 +46,13 @@ class DesignSummary:
     alpha: float
     correction: str
     futility_p: float | None
-    """The interim looks' futility bound; None for a fixed design."""
+    """The interim looks' futility bound for a point leaning to fix; None for a fixed design."""
     confirm: tuple[int, int]
     """The confirmation round's fresh seeds for a point called `fixes` and for the baseline; (0, 0): none."""
     spend: tuple[float, ...] = (1.0,)
     """Each look's share of alpha (`evidence.spending`); files written before efficacy stopping: (1.0,)."""
+    futility_p_harmful: float | None = None
+    """The futility bound for a point leaning to harm; None for a fixed design and in earlier files."""
 
     def to_json(self) -> JsonDict:
         return _fields(self)
@@ -66,6 +68,7 @@ class DesignSummary:
             data["futility_p"],
             tuple(data["confirm"]),
             tuple(data.get("spend", (1.0,))),
+            data.get("futility_p_harmful"),
         )
 
 
