@@ -17,6 +17,12 @@ from rich.progress import (
 from rich.table import Column
 
 
+BAR_WIDTH = (5, 20)
+"""The bar's narrowest and widest: it gives way to the status on a narrow line."""
+STATUS_ROOM = 30
+"""The status's room that the bar gives way to."""
+
+
 class SweepProgress:
     """Trials done of those planned so far (an adaptive design plans each round from the last), time spent
     and left, running, verdict counts and, while every finished trial has the same metric (one sweep, or
@@ -29,10 +35,13 @@ class SweepProgress:
         self.metrics: set[str] = set()
         self.best: tuple[float, str] | None = None
         self.console = console or Console(stderr=True)
-        # A narrow terminal wraps the status between words and never cuts the title, one word.
+        self.title = title
+        # The title is one word and never cut; the status is fitted to what the line leaves (`status_line`).
+        # In a log or a pipe there is no live line, only a line per finished trial.
+        self._bar = BarColumn(bar_width=BAR_WIDTH[1])
         self._progress = Progress(
             TextColumn("[bold]{task.description}", table_column=Column(no_wrap=True, min_width=len(title))),
-            BarColumn(),
+            self._bar,
             MofNCompleteColumn(),
             TimeElapsedColumn(),
             TextColumn("eta"),
@@ -40,8 +49,10 @@ class SweepProgress:
             TextColumn("{task.fields[status]}", table_column=Column(no_wrap=False, overflow="fold")),
             console=self.console,
             transient=False,
+            disable=not self.console.is_terminal,
         )
-        self._task = self._progress.add_task(title, total=total, completed=done, status="starting trials")
+        self._task = self._progress.add_task(title, total=total, completed=done, status="")
+        self._refresh()
 
     def __enter__(self) -> SweepProgress:
         self._progress.start()
@@ -85,12 +96,28 @@ class SweepProgress:
             line = f"[{self.done}/{self.total}] {key}: {verdict}, {metric} {shown}{raised}"
             self.console.print(line, markup=False, highlight=False, soft_wrap=True)
 
-    def status_line(self) -> str:
+    def status_line(self, width: int | None = None) -> str:
+        """Running, the verdict counts and the best metric so far, in at most `width` characters where
+        given: the best point's label goes first, then the best metric, then the counts from the last, so
+        that what is shown is whole words (on a line too narrow for any, nothing)."""
         parts = [f"{len(self.running)} running"]
         parts += [f"{count} {verdict}" for verdict, count in sorted(self.verdicts.items())]
+        tails: list[list[str]] = [[]]
         if self.best is not None and len(self.metrics) == 1:
-            parts.append(f"best {next(iter(self.metrics))} {self.best[0]:.4g} ({self.best[1]})")
-        return " · ".join(parts)
+            best = f"best {next(iter(self.metrics))} {self.best[0]:.4g}"
+            tails = [[f"{best} ({self.best[1]})"], [best], []]
+        for tail in tails:
+            line = " · ".join(parts + tail)
+            if width is None or len(line) <= width:
+                return line
+        while parts and len(" · ".join(parts)) > (width or 0):
+            parts.pop()
+        return " · ".join(parts)  # nothing where not even the running count fits
 
     def _refresh(self) -> None:
-        self._progress.update(self._task, status=self.status_line())
+        # The other columns: done of planned, elapsed, "eta", remaining, and a space between each two of seven.
+        others = 2 * len(str(self.total)) + 1 + 7 + 3 + 7 + 6
+        left = self.console.width - len(self.title) - others
+        bar = min(BAR_WIDTH[1], max(BAR_WIDTH[0], left - STATUS_ROOM))
+        self._bar.bar_width = bar
+        self._progress.update(self._task, status=self.status_line(max(left - bar, 0)))

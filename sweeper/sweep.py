@@ -347,7 +347,8 @@ def run_round(
     try:
         done = sum(len(found[sweep.sweep_dir]) for sweep, _ in batches)
         total = done + sum(len(trials) for _, trials in batches)  # planned so far; later rounds join as planned
-        title = batches[0][0].sweep_id if of == 1 else f"{len(batches)} of {of} sweeps"
+        # The sweep's name, not its id: the plan line and the outputs line give the id; the status needs room.
+        title = batches[0][0].spec.name if of == 1 else f"{len(batches)} of {of} sweeps"
         with SweepProgress(title, total, done=done) as display:
             planner = None
             if next_round is not None:

@@ -219,3 +219,21 @@ def test_the_conventions_of_common_tools(tmp_path):
     assert [row.split()[1] for row in rows] == ["bilstm", "dqn", "listmle", "plrank"], summary
     assert 'ListMLE "returns zero" workload.' in summary and "ndcg5 (max)" in summary
     assert "list_shape" in run_sweeper("list", "listmle", cwd=tmp_path).stdout
+
+
+def test_the_status_line_fits_its_room_in_whole_words():
+    from rich.console import Console
+
+    from sweeper.progress import SweepProgress
+
+    display = SweepProgress("t", 9, console=Console(width=100))
+    display.running = {"a", "b"}
+    display.verdicts.update({"healthy": 3, "collapsed": 1})
+    display.metrics, display.best = {"val_accuracy"}, (0.8, "kernel_initializer=he_normal,learning_rate=0.03")
+    full = (
+        "2 running · 1 collapsed · 3 healthy · best val_accuracy 0.8 (kernel_initializer=he_normal,learning_rate=0.03)"
+    )
+    assert display.status_line() == full
+    assert display.status_line(60) == "2 running · 1 collapsed · 3 healthy · best val_accuracy 0.8"
+    assert display.status_line(30) == "2 running · 1 collapsed"
+    assert display.status_line(5) == ""
