@@ -16,7 +16,6 @@ from rich.progress import (
 )
 from rich.table import Column
 
-
 BAR_WIDTH = (5, 20)
 """The bar's narrowest and widest: it gives way to the status on a narrow line."""
 STATUS_ROOM = 30
