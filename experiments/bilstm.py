@@ -40,7 +40,8 @@ knob, and so is every other cause the answer names, each off by default: the
 loss against the output activation (`loss`), masking done wrong (`masking=
 wrong_side`), steps not properly sequenced (`sequencing`), labels with a narrow
 range (`positive_rate`) or encoded inconsistently (`inconsistent_share`), the
-number of layers, dropout. Only the standard library and numpy are imported
+number of layers, dropout, and the unidirectional LSTM the answer sets beside
+the bidirectional one (`direction`). Only the standard library and numpy are imported
 at module level so the module can be imported for spec validation without
 paying for TensorFlow.
 """
@@ -97,6 +98,12 @@ class Config:
     scale either way."""
 
     # --- capacity and optimisation ---
+    direction: Literal["bidirectional", "forward"] = "bidirectional"
+    """`bidirectional`: every layer is `Bidirectional(LSTM)`, the question's model; `forward`: a plain unidirectional
+    `LSTM` with the same `units` (so half the recurrent state, and half the weights), reading the steps in order. The
+    answer: "Bidirectional LSTMs, being more complex than their unidirectional counterparts, are more susceptible to
+    these hyperparameter-related problems". A forward LSTM meets the last valid step at its end (masked) but must
+    carry the first step's sensor across the whole sequence."""
     units: Annotated[int, Range(1, 2048)] = 16
     """LSTM units per direction (the answer's "hidden unit size"; its Example 3 goes from 16 to 64)."""
     layers: Annotated[int, Range(1, 8)] = 1
@@ -244,7 +251,8 @@ def make_data(config: Config):
 
 # --- model ---
 def make_model(config: Config):
-    """(batch, max_len, 3) -> (batch,): `layers` stacked Bidirectional(LSTM) and a small Dense head."""
+    """(batch, max_len, 3) -> (batch,): `layers` stacked Bidirectional(LSTM) (or LSTM, `direction`) and a small
+    Dense head."""
     import tensorflow as tf
 
     inputs = tf.keras.Input(shape=(config.max_len, len(FEATURE_MEAN)))
@@ -263,9 +271,9 @@ def make_model(config: Config):
         )
     for layer in range(config.layers):
         lstm = tf.keras.layers.LSTM(config.units, dropout=config.dropout, return_sequences=layer < config.layers - 1)
-        bilstm = tf.keras.layers.Bidirectional(lstm)
+        recurrent = tf.keras.layers.Bidirectional(lstm) if config.direction == "bidirectional" else lstm
         # Only the first layer takes the explicit mask; Keras passes it on to the layers above.
-        h = bilstm(h, mask=mask) if layer == 0 and mask is not None else bilstm(h)
+        h = recurrent(h, mask=mask) if layer == 0 and mask is not None else recurrent(h)
     h = tf.keras.layers.Dense(HEAD_UNITS, activation="relu")(h)
     out = tf.keras.layers.Dense(1, activation=config.output_activation)(h)
     out = tf.keras.layers.Reshape(())(out)

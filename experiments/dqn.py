@@ -4,7 +4,8 @@ Reproduces the widely read question "Why is the loss always 0.0 during reinforce
 training?" (a TensorFlow/Keras Q-network on CartPole and MountainCar). The answer names these causes, each
 a knob here: a reward function that always returns 0 or is not appropriately scaled (`reward_shape=zero`,
 `reward_scale`), a wrong condition in the reward function (rewarding `state[2] > 0.1`:
-`reward_shape=wrong_condition`), a deterministic environment with a deterministic initial policy
+`reward_shape=wrong_condition`) and the condition its comment says it should check, the pole angle against
+the threshold (`reward_shape=angle_threshold`), a deterministic environment with a deterministic initial policy
 (`env_start=fixed`, `output_init=zeros`), a loss that regresses the Q-values to 0 instead of to the TD
 target (`loss`), aggressive clipping of rewards or gradients and improper normalisation of rewards or
 states (`reward_transform`, `reward_clip`, `max_grad_norm`, `obs_norm`), and a policy that never explores
@@ -65,11 +66,15 @@ from sweeper.workload import Range
 @dataclass(frozen=True)
 class Config:
     # --- the folk remedies (defaults reproduce the question) ---
-    reward_shape: Literal["env", "zero", "wrong_condition", "alive_penalty", "goal"] = "env"
+    reward_shape: Literal["env", "zero", "wrong_condition", "angle_threshold", "alive_penalty", "goal"] = "env"
     """Reward the agent trains on: `env` (the environment's own reward: CartPole +1 per step, MountainCar -1 per step),
     `zero` (the reward function returns 0 for every transition, the answer's trivial reward), `wrong_condition` (the
     answer's buggy condition: 1 if the next state's `state[2] > 0.1`, i.e. the pole leans right by more than 0.1 rad,
-    else 0; CartPole only), `alive_penalty` (the answer's fix: +1 per step, -1 on termination; CartPole only, as on
+    else 0; CartPole only), `angle_threshold` (the condition the answer's comment says the buggy one "should check if
+    pole angle exceeds threshold": 1 while the next state's pole angle stays within the threshold, |state[2]| <= 0.1
+    rad, 0 once it exceeds it, either side; CartPole only; the document shows no corrected code, so this reading of
+    its comment, the absolute angle against the same 0.1 and the reward 1 inside rather than outside, is the
+    project's), `alive_penalty` (the answer's fix: +1 per step, -1 on termination; CartPole only, as on
     MountainCar termination is reaching the flag), `goal` (MountainCar only: the answer's "intended reward of +1 for
     achieving a goal", 1 on the step that reaches the flag, else 0; a sparse reward that only exploration finds)."""
     loss: Literal["regress_to_zero", "td"] = "regress_to_zero"
@@ -202,7 +207,15 @@ MOUNTAINCAR_GOAL = 0.5
 # each report; a report falls after thousands of gradient steps on batches of 64, so 256 cost little.
 PROBE_TRANSITIONS = 256
 # Reward shapes that only make sense on one environment.
-SHAPE_ENVS = {"wrong_condition": "CartPole-v1", "alive_penalty": "CartPole-v1", "goal": "MountainCar-v0"}
+SHAPE_ENVS = {
+    "wrong_condition": "CartPole-v1",
+    "angle_threshold": "CartPole-v1",
+    "alive_penalty": "CartPole-v1",
+    "goal": "MountainCar-v0",
+}
+# The answer's 0.1 rad (about 5.7 degrees) of `wrong_condition`, kept by `angle_threshold`; CartPole-v1 itself
+# terminates past 0.2095 rad (12 degrees), so the pole spends steps beyond it before an episode ends.
+ANGLE_THRESHOLD = 0.1
 
 
 # --- data ---
@@ -216,7 +229,11 @@ def shape_rewards(config: Config, env_reward, next_obs, terminated):
         # The answer's bug: state[2] is CartPole's pole angle; rewarding it for being above 0.1 rad pays the
         # agent for leaning right, not for staying upright. Not verbatim: the answer reads the state the
         # action was taken in, this reads the next state's angle (docs/findings.md lists such reconstructions).
-        return (next_obs[:, 2] > 0.1).astype(np.float32)
+        return (next_obs[:, 2] > ANGLE_THRESHOLD).astype(np.float32)
+    if config.reward_shape == "angle_threshold":
+        # The comment's correction: the pole's angle, either side, against the threshold; upright pays, past it
+        # does not. The next state's angle, as `wrong_condition` reads it, so the two differ in the test alone.
+        return (np.abs(next_obs[:, 2]) <= ANGLE_THRESHOLD).astype(np.float32)
     if config.reward_shape == "goal":
         # MountainCar: +1 on the step that reaches the flag (the only termination), 0 on every other step.
         return (next_obs[:, 0] >= MOUNTAINCAR_GOAL).astype(np.float32)
