@@ -168,9 +168,12 @@ def adapt(module: ModuleType) -> ModuleType:
     for key in compile_:
         if key not in COMPILE_KEYS:
             raise broken(f"COMPILE[{key!r}] is not a key it takes; valid: {', '.join(COMPILE_KEYS)}")
+    written_objects: dict[str, Any] = {}
     if "optimizer" not in compile_ or "loss" not in compile_:
         # The model's own compile, where COMPILE leaves a setting out (as KerasTuner's builders compile).
-        compile_ = {**compiled_settings(module, own, broken), **compile_}
+        settings, objects = compiled_settings(module, own, broken)
+        written_objects = {key: config for key, config in objects.items() if key not in compile_}
+        compile_ = {**settings, **compile_}
     if compile_.get("optimizer") not in OPTIMIZERS:
         raise broken(f"COMPILE['optimizer'] is {compile_.get('optimizer')!r}; valid: {', '.join(OPTIMIZERS)}")
     if not isinstance(compile_.get("loss"), str):
@@ -213,17 +216,21 @@ def adapt(module: ModuleType) -> ModuleType:
     for optional in ("THRESHOLDS", "FIXED_OUTCOMES"):
         if hasattr(module, optional):
             setattr(adapted, optional, getattr(module, optional))
-    program = _Program(module, where, compile_, fit, takes_config=own is not None)
+    program = _Program(module, where, compile_, fit, takes_config=own is not None, written_objects=written_objects)
     adapted.train = program.train  # type: ignore[attr-defined]
     adapted.check_remedies = program.check_remedies  # type: ignore[attr-defined]
     adapted.read_program = program.read  # type: ignore[attr-defined]
     return adapted
 
 
-def compiled_settings(module: ModuleType, own: Any, broken: Callable[[str], SweeperError]) -> dict[str, Any]:
+def compiled_settings(
+    module: ModuleType, own: Any, broken: Callable[[str], SweeperError]
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """The optimizer (its name among OPTIMIZERS and its learning rate), loss and metrics that `model()` compiles
-    with, as COMPILE spells them; {} where it does not compile. `model()` is called once, with the Config's
-    defaults (or seed 0), so a file that leaves COMPILE out costs a TensorFlow import when it is loaded."""
+    with, as COMPILE spells them; and the Keras configs of its optimizer and loss objects (`WrittenObjects`:
+    their other arguments, such as `from_logits=True` or SGD's momentum, which a name would drop). `model()` is
+    called once, with the Config's defaults (or seed 0), so a file that leaves COMPILE out costs a TensorFlow
+    import when it is loaded."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import tensorflow as tf
 
@@ -238,6 +245,7 @@ def compiled_settings(module: ModuleType, own: Any, broken: Callable[[str], Swee
     tf.keras.backend.clear_session()
     optimizer = written["optimizer"]
     settings: dict[str, Any] = {}
+    objects = {key: written[key] for key in ("optimizer", "loss") if isinstance(written[key], dict)}
     if isinstance(optimizer, dict):
         settings["optimizer"] = str(optimizer["class_name"]).lower()
         rate = optimizer["config"].get("learning_rate")
@@ -250,7 +258,7 @@ def compiled_settings(module: ModuleType, own: Any, broken: Callable[[str], Swee
     # A metric object keeps state, so its Keras config is kept (its name is the key it logs under), and each
     # compile builds a fresh one from it (`fresh_metric`).
     settings["metrics"] = list(written["metrics"] or [])
-    return settings
+    return settings, objects
 
 
 _KERAS_DEFAULT_RATE = {"sgd": 0.01, "adagrad": 0.001, "adam": 0.001, "rmsprop": 0.001}
@@ -266,6 +274,9 @@ class _Program:
     compile: dict[str, Any]
     fit: dict[str, Any]
     takes_config: bool
+    written_objects: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """`optimizer` / `loss` -> the Keras config of the object `model()` compiles with, where COMPILE does not
+    name one: the program as written is trained with it (a fresh object a trial), not with its name alone."""
 
     def _argument(self, config: Any) -> Any:
         return config if self.takes_config else config.seed
@@ -409,9 +420,13 @@ class _Program:
         x_train, y_train, x_val, y_val = self.module.data(self._argument(config))
         x_train, x_val = scale_inputs(config.input_scaling, np.asarray(x_train), np.asarray(x_val))
         net = self.built_model(config)
-        written_loss = self.compile["loss"]
-        loss = written_loss if config.loss == "as_written" else config.loss
-        judged_on_written_loss = self.module.METRIC == "val_loss" and loss != written_loss
+        written_config = self.written_objects.get("loss")
+        written_loss = tf.keras.losses.deserialize(written_config) if written_config else self.compile["loss"]
+        judged_on_written_loss = self.module.METRIC == "val_loss" and config.loss not in (
+            "as_written",
+            self.compile["loss"],
+        )
+        loss = written_loss if config.loss in ("as_written", self.compile["loss"]) else config.loss
         metric_key = "val_written_loss" if judged_on_written_loss else self.module.METRIC
 
         def metrics() -> list:
@@ -420,7 +435,8 @@ class _Program:
             written = tf.keras.metrics.MeanMetricWrapper(tf.keras.losses.get(written_loss), name="written_loss")
             return [*map(fresh_metric, self.compile.get("metrics", [])), *([written] if judged_on_written_loss else [])]
 
-        net.compile(optimizer=make_optimizer(config, self.compile["optimizer"]), loss=loss, metrics=metrics())
+        optimizer = make_optimizer(config, self.compile["optimizer"], self.written_objects.get("optimizer"))
+        net.compile(optimizer=optimizer, loss=loss, metrics=metrics())
         probe = x_train[:PROBE_SIZE]
         # Also builds a Sequential given no input shape (or a subclassed model), so the instruments can read it.
         sample_output = net(probe[:1])
@@ -496,12 +512,17 @@ def fresh_metric(metric: Any) -> Any:
 
 
 # --- optimizer, inputs ---
-def make_optimizer(config: Any, written: str) -> Any:
-    """The optimizer the config asks for, at its learning rate, with its gradient clipping (0 = off)."""
+def make_optimizer(config: Any, written: str, written_config: dict[str, Any] | None = None) -> Any:
+    """The optimizer the config asks for, at its learning rate, with its gradient clipping (0 = off). As
+    written, from the Keras config of the program's own optimizer object where it has one (its momentum,
+    epsilon and the rest kept)."""
     import tensorflow as tf
 
     name = written if config.optimizer == "as_written" else config.optimizer
     clipping = {key: getattr(config, key) or None for key in ("clipnorm", "global_clipnorm", "clipvalue")}
+    if written_config is not None and name == written:
+        arguments = {**written_config["config"], "learning_rate": config.learning_rate, **clipping}
+        return tf.keras.optimizers.deserialize({**written_config, "config": arguments})
     if name == "momentum":
         return tf.keras.optimizers.SGD(learning_rate=config.learning_rate, momentum=0.9, **clipping)
     optimizer = tf.keras.optimizers.get(name)

@@ -89,6 +89,31 @@ def test_a_model_that_compiles_is_read_where_compile_is_left_out(tmp_path):
     assert load(str(partial)).module.COMPILE["metrics"] == ["accuracy"]  # COMPILE's
 
 
+def test_a_compiled_models_loss_and_optimizer_objects_keep_their_arguments(tmp_path):
+    """A logits output under BinaryCrossentropy(from_logits=True) and SGD with momentum: the program as written
+    trains with both, not with their names alone (which would read the logits as probabilities)."""
+    from sweeper.keras_model import make_optimizer
+
+    path = program(
+        tmp_path,
+        *COMPILED,
+        ('tf.keras.layers.Dense(1, activation="sigmoid"),\n            ]', "tf.keras.layers.Dense(1),\n            ]"),
+        ("tf.keras.optimizers.SGD(learning_rate=0.3)", "tf.keras.optimizers.SGD(learning_rate=0.3, momentum=0.9)"),
+        ("tf.keras.losses.BinaryCrossentropy()", "tf.keras.losses.BinaryCrossentropy(from_logits=True)"),
+    )
+    workload = load(str(path))
+    assert workload.module.COMPILE["loss"] == "binary_crossentropy"  # the name, for the rules that read it
+    written = workload.module.train.__self__.written_objects
+    assert written["loss"]["config"]["from_logits"] is True
+    as_written = workload.make_config({})
+    optimizer = make_optimizer(as_written, "sgd", written["optimizer"])
+    assert optimizer.momentum == pytest.approx(0.9) and float(optimizer.learning_rate) == pytest.approx(0.3)
+    swapped = make_optimizer(workload.make_config({"optimizer": "adam"}), "sgd", written["optimizer"])
+    assert type(swapped).__name__ == "Adam"
+    history = run_trial(workload, {"epochs": 3}).history
+    assert history[-1]["val_accuracy"] > 0.8  # logits read as logits: the easy task is learned
+
+
 def test_a_model_that_neither_compiles_nor_has_compile_is_told_so(tmp_path):
     message = refusal(program(tmp_path, COMPILED[0]))
     assert "it does not define COMPILE, and model() does not compile" in message
