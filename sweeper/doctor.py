@@ -161,17 +161,22 @@ def proposals(
 ) -> dict[str, tuple[Any, ...]]:
     """knob -> its values to sweep (its as-written value first) for every finding's knob, then every family
     that addresses a symptom, that the workload has: the evidence read before training first, then the
-    commonest symptom's families. A value equal to the program as written (`as_written`: an output that is
-    already a sigmoid) is never proposed."""
+    commonest symptom's families; a value a finding points to (a softmax) comes before the family's usual
+    ones. A value equal to the program as written (`as_written`: an output that is already a sigmoid) is never
+    proposed."""
     grid: dict[str, tuple[Any, ...]] = {}
     wanted = [finding.knob for finding in findings if finding.knob is not None]
     wanted += [family.knob for symptom in found for family in FAMILIES.get(symptom.verdict, ())]
+    pointed = {f.knob: f.value for f in reversed(findings) if f.value is not None}  # the first finding's wins
     for name in wanted:
         knob = workload.knobs.get(name)
         if knob is None or knob.name in grid:
             continue
         same = (as_written or {}).get(knob.name)
-        values = tuple(v for i, v in enumerate(_values(knob, written_loss)) if i == 0 or v != same)
+        usual = _values(knob, written_loss)
+        if name in pointed and knob.check(pointed[name]) is not None:  # the value a finding points to, first
+            usual = (usual[0], pointed[name], *(v for v in usual[1:] if v != pointed[name]))
+        values = tuple(v for i, v in enumerate(usual) if i == 0 or v != same)
         if len(values) > 1:
             grid[knob.name] = values
     return grid

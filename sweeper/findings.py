@@ -44,6 +44,9 @@ class Finding:
     """The knob whose family addresses it; None where no knob reaches it."""
     why: str
     """What the family changes, or what the user can do where no knob reaches it."""
+    value: str | None = None
+    """The knob's value it points to, where one does (a softmax for logits read as probabilities); None: the
+    family's usual values."""
 
 
 @dataclass(frozen=True)
@@ -84,8 +87,10 @@ def data_findings(
     output_activation: str,
     output_units: int,
     loss: str,
+    from_logits: bool = False,
 ) -> list[Finding]:
-    """The data checks, on the training split (finite numbers: the contract check has seen to that)."""
+    """The data checks, on the training split (finite numbers: the contract check has seen to that).
+    `from_logits`: the loss object reads the outputs as logits (`BinaryCrossentropy(from_logits=True)`)."""
     found = []
     x, y = np.asarray(x_train, dtype=float), np.asarray(y_train, dtype=float)
     features = x.reshape(-1, x.shape[-1]) if x.ndim > 1 else x.reshape(-1, 1)
@@ -146,6 +151,16 @@ def data_findings(
     if loss == "binary_crossentropy" and (low < 0 or high > 1):
         found.append(
             Finding(f"binary cross-entropy on targets {low:.3g} to {high:.3g}", "loss", "a loss that fits the targets")
+        )
+    if "crossentropy" in loss and not from_logits and output_activation not in ("sigmoid", "softmax"):
+        squash = "softmax" if output_units > 1 else "sigmoid"
+        found.append(
+            Finding(
+                f"{loss} reads the outputs as probabilities, and a {output_activation} output gives none",
+                "output_activation",
+                f"a {squash} output makes them probabilities",
+                squash,
+            )
         )
     if "crossentropy" in loss:
         labels = y.argmax(axis=-1) if not classes else y.reshape(-1)

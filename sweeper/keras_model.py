@@ -404,9 +404,9 @@ class _Program:
         if type(output).__name__ == "Softmax":
             output_activation = "softmax"
         tf.keras.backend.clear_session()
-        found = data_findings(
-            np.asarray(x_train), np.asarray(y_train), output_activation, int(net.output_shape[-1]), self.compile["loss"]
-        )
+        logits = bool(self.written_objects.get("loss", {}).get("config", {}).get("from_logits"))
+        x, y, units = np.asarray(x_train), np.asarray(y_train), int(net.output_shape[-1])
+        found = data_findings(x, y, output_activation, units, self.compile["loss"], from_logits=logits)
         written = as_written(layers) | {"output_activation": output_activation}
         return Reading(tuple(found + structure_findings(layers)), written)
 

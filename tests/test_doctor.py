@@ -69,6 +69,15 @@ def test_proposals_follow_the_symptoms_with_the_as_written_value_first(keras_tin
     assert grid["global_clipnorm"] == (0.0, 1.0)
 
 
+def test_the_value_a_finding_points_to_is_proposed_first(keras_tiny):
+    finding = Finding("categorical_crossentropy reads ...", "output_activation", "a softmax ...", "softmax")
+    grid = proposals([Symptom("collapsed", 3, ())], keras_tiny, "categorical_crossentropy", [finding])
+    assert grid["output_activation"] == ("as_written", "softmax", "linear", "sigmoid")
+    as_written = {"output_activation": "linear"}  # never the program as written
+    grid = proposals([], keras_tiny, "categorical_crossentropy", [finding], as_written)
+    assert grid == {"output_activation": ("as_written", "softmax", "sigmoid")}
+
+
 def test_a_classification_loss_is_not_swapped_but_a_regression_loss_is(keras_tiny):
     assert "loss" not in proposals([Symptom("no_signal", 3, ())], keras_tiny, "binary_crossentropy")
     grid = proposals([Symptom("no_signal", 3, ())], keras_tiny, "mean_squared_error")

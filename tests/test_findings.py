@@ -46,6 +46,18 @@ def test_a_loss_that_does_not_fit_its_targets_or_output():
     )
 
 
+def test_cross_entropy_on_an_output_that_is_no_probability_points_to_a_squashing_output():
+    labels = np.eye(3)[RNG.integers(0, 3, 400)]
+    (finding,) = data_findings(UNIT, labels, "linear", 3, "categorical_crossentropy")
+    assert finding.what == "categorical_crossentropy reads the outputs as probabilities, and a linear output gives none"
+    assert (finding.knob, finding.value) == ("output_activation", "softmax")
+    binary = RNG.integers(0, 2, 400).astype(float)
+    assert data_findings(UNIT, binary, "relu", 1, "binary_crossentropy")[0].value == "sigmoid"
+    # logits read as logits, or an output that is a probability already: nothing to say
+    assert data_findings(UNIT, labels, "linear", 3, "categorical_crossentropy", from_logits=True) == []
+    assert data_findings(UNIT, labels, "softmax", 3, "categorical_crossentropy") == []
+
+
 def test_class_imbalance_past_90_10_points_to_no_knob():
     labels = np.array([0.0] * 95 + [1.0] * 5)
     (finding,) = data_findings(UNIT[:100], labels, "sigmoid", 1, "binary_crossentropy")
