@@ -599,6 +599,7 @@ def doctor(
     console.print(
         f"wrote {proposal.spec} (and {rx.report_path(proposal.spec)}, this report for tools); run it with "
         f"`sweeper run {proposal.spec}`"
+        + ("" if run_it else f", or `sweeper doctor {workload} --run`, which pairs the best if none fixes it alone")
     )
     if not run_it:
         return
