@@ -252,11 +252,9 @@ def _boldest_of_the_best(knob: str, values: tuple[Any, ...], ranked: Sequence[Po
     written = values[0]
 
     def boldness(value: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float) or isinstance(written, bool):
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (value, written)):
             return -values.index(value)  # no order of boldness: the first proposed
-        if value > 0 and isinstance(written, int | float) and written > 0:
-            return abs(math.log(value / written))
-        return abs(value - written) if isinstance(written, int | float) else 0.0
+        return abs(math.log(value / written)) if value > 0 and written > 0 else abs(value - written)
 
     return max(tied, key=boldness)
 
@@ -442,7 +440,7 @@ class Combination:
     family: str
     """`COMBINATION_FAMILY`: what the round's verdicts mean for the error rate."""
     spec: Path
-    document: dict[str, Any]
+    """The round's spec file (the first round's settings, the pairs as its grid, `first_seed`)."""
 
 
 def combine(examination: Examination, proposal: Proposal, first_round: Ranking) -> Combination | None:
@@ -483,7 +481,7 @@ def combine(examination: Examination, proposal: Proposal, first_round: Ranking) 
         f"# Its verdicts are {family}.",
     ]
     write_atomically(target, "\n".join(header) + "\n" + yaml.safe_dump(document, sort_keys=False))
-    combination = Combination(grid, tuple(why), first_seed, family, target, document)
+    combination = Combination(grid, tuple(why), first_seed, family, target)
     record(examination, proposal, [first_round], combination)
     return combination
 

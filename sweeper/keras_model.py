@@ -227,10 +227,10 @@ def compiled_settings(
     module: ModuleType, own: Any, broken: Callable[[str], SweeperError]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The optimizer (its name among OPTIMIZERS and its learning rate), loss and metrics that `model()` compiles
-    with, as COMPILE spells them; and the Keras configs of its optimizer and loss objects (`WrittenObjects`:
-    their other arguments, such as `from_logits=True` or SGD's momentum, which a name would drop). `model()` is
-    called once, with the Config's defaults (or seed 0), so a file that leaves COMPILE out costs a TensorFlow
-    import when it is loaded."""
+    with, as COMPILE spells them; and the Keras configs of its optimizer and loss objects
+    (`_Program.written_objects`: their other arguments, such as `from_logits=True` or SGD's momentum, which a
+    name would drop). `model()` is called once, with the Config's defaults (or seed 0), so a file that leaves
+    COMPILE out costs a TensorFlow import when it is loaded."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import tensorflow as tf
 
@@ -422,11 +422,9 @@ class _Program:
         net = self.built_model(config)
         written_config = self.written_objects.get("loss")
         written_loss = tf.keras.losses.deserialize(written_config) if written_config else self.compile["loss"]
-        judged_on_written_loss = self.module.METRIC == "val_loss" and config.loss not in (
-            "as_written",
-            self.compile["loss"],
-        )
-        loss = written_loss if config.loss in ("as_written", self.compile["loss"]) else config.loss
+        swapped = config.loss not in ("as_written", self.compile["loss"])  # another loss trains
+        judged_on_written_loss = self.module.METRIC == "val_loss" and swapped
+        loss = config.loss if swapped else written_loss
         metric_key = "val_written_loss" if judged_on_written_loss else self.module.METRIC
 
         def metrics() -> list:
